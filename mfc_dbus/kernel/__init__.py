@@ -1,0 +1,23 @@
+"""The only code that talks to the kernel's multicast routing API."""
+
+from .mroute import (
+    Ipv4MrouteSocket,
+    Ipv6MrouteSocket,
+    MrouteSocket,
+    SgCounters,
+    Upcall,
+    UpcallKind,
+    VifCounters,
+    open_mroute_socket,
+)
+
+__all__ = [
+    "Ipv4MrouteSocket",
+    "Ipv6MrouteSocket",
+    "MrouteSocket",
+    "SgCounters",
+    "Upcall",
+    "UpcallKind",
+    "VifCounters",
+    "open_mroute_socket",
+]

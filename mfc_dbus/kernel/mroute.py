@@ -1,0 +1,425 @@
+"""Multicast-routing sockets (IPv4 IPMR and IPv6 IP6MR) driven through cffi structs.
+
+One socket per family and kernel table: it owns that table for as long as it is
+open, and closing it flushes every VIF and MFC entry the kernel holds for it.
+Every method raises a typed error from mfc_dbus.errors; none returns an error code.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import socket
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from ..errors import FamilyUnavailable, InvalidArgument, from_errno
+from ..model import Family, IPAddress
+from . import abi
+from .abi import ffi
+
+_UPCALL_BUFSIZE = 65536
+
+
+class UpcallKind(IntEnum):
+    NOCACHE = abi.MSG_NOCACHE
+    WRONGVIF = abi.MSG_WRONGVIF
+    WHOLEPKT = abi.MSG_WHOLEPKT
+    WRVIFWHOLE = abi.MSG_WRVIFWHOLE
+
+
+@dataclass(frozen=True, slots=True)
+class Upcall:
+    """A message from the kernel's multicast routing code (not a real IGMP/MLD packet)."""
+
+    kind: UpcallKind
+    family: Family
+    table: int
+    source: IPAddress
+    group: IPAddress
+    vif: int
+
+
+@dataclass(frozen=True, slots=True)
+class SgCounters:
+    packets: int
+    bytes: int
+    wrong_if: int
+
+
+@dataclass(frozen=True, slots=True)
+class VifCounters:
+    in_packets: int
+    out_packets: int
+    in_bytes: int
+    out_bytes: int
+
+
+class MrouteSocket:
+    """Common part of the IPv4 and IPv6 multicast-routing sockets."""
+
+    family: Family
+    _socket_family: int
+    _protocol: int
+    _level: int
+    _address_size: int
+    _address_class: type
+
+    def __init__(self, table: int = 0) -> None:
+        self.table = table
+        try:
+            self._sock = socket.socket(self._socket_family, socket.SOCK_RAW, self._protocol)
+        except OSError as exc:
+            raise self._unavailable(exc) from None
+        try:
+            self._configure_socket()
+            if table:
+                self._setsockopt(abi.MRT_TABLE, struct.pack("I", table), "select table")
+            self._setsockopt(abi.MRT_INIT, struct.pack("i", 1), "take the multicast table")
+        except Exception:
+            self._sock.close()
+            raise
+        self._sock.setblocking(False)
+        self._mfc = ffi.new(self._mfc_type + " *")
+        self._mfc_buf = ffi.buffer(self._mfc)
+        self._closed = False
+
+    # -- helpers -----------------------------------------------------------------
+    def _describe(self, what: str) -> str:
+        table = f" in {self.family} table {self.table}" if self.table else f" ({self.family})"
+        return what + table
+
+    def _setsockopt(self, option: int, value: bytes | memoryview, what: str) -> None:
+        try:
+            self._sock.setsockopt(self._level, option, value)
+        except OSError as exc:
+            raise from_errno(exc.errno, self._describe(what)) from None
+
+    def _unavailable(self, exc: OSError) -> FamilyUnavailable:
+        return FamilyUnavailable(
+            f"the kernel offers no {self.family} multicast routing socket: {exc.strerror}"
+        )
+
+    def _packed(self, address: IPAddress, role: str) -> bytes:
+        if not isinstance(address, self._address_class):
+            raise InvalidArgument(
+                f"{role} {address!s} is not an {self.family} address; this socket is {self.family}"
+            )
+        return address.packed
+
+    def _configure_socket(self) -> None:
+        """Family-specific socket options applied before MRT_INIT."""
+
+    # -- public API ------------------------------------------------------------
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def set_assert(self, enabled: bool) -> None:
+        """Enable WRONGVIF upcalls (MRT_ASSERT) for packets arriving on a wrong interface."""
+        self._setsockopt(abi.MRT_ASSERT, struct.pack("i", int(enabled)), "set assert mode")
+
+    def add_mfc(
+        self,
+        source: IPAddress,
+        group: IPAddress,
+        parent: int,
+        outputs: Mapping[int, int] | Iterable[int],
+    ) -> None:
+        """Add or replace (in place, without a gap) the MFC entry (source, group).
+
+        `outputs` maps output VIF -> TTL threshold, or is an iterable of VIFs (threshold 1).
+        """
+        buf = self._mfc_buf
+        source_bytes = self._packed(source, "source")
+        group_bytes = self._packed(group, "group")
+        buf[self._origin_slice] = source_bytes
+        buf[self._group_slice] = group_bytes
+        self._mfc_set_parent(parent)
+        buf[self._outputs_slice] = self._encode_outputs(outputs)
+        try:
+            self._sock.setsockopt(self._level, abi.MRT_ADD_MFC, buf)
+        except OSError as exc:
+            raise from_errno(
+                exc.errno, self._describe(f"add MFC ({source}, {group}) input VIF {parent}")
+            ) from None
+
+    def del_mfc(self, source: IPAddress, group: IPAddress) -> None:
+        buf = self._mfc_buf
+        buf[self._origin_slice] = self._packed(source, "source")
+        buf[self._group_slice] = self._packed(group, "group")
+        try:
+            self._sock.setsockopt(self._level, abi.MRT_DEL_MFC, buf)
+        except OSError as exc:
+            raise from_errno(
+                exc.errno, self._describe(f"delete MFC ({source}, {group})")
+            ) from None
+
+    def flush(self, mfc: bool = True, vifs: bool = True) -> None:
+        """Remove every MFC entry and/or VIF of this table (static ones included)."""
+        flags = 0
+        if mfc:
+            flags |= abi.MRT_FLUSH_MFC | abi.MRT_FLUSH_MFC_STATIC
+        if vifs:
+            flags |= abi.MRT_FLUSH_VIFS | abi.MRT_FLUSH_VIFS_STATIC
+        self._setsockopt(abi.MRT_FLUSH, struct.pack("i", flags), "flush table")
+
+    def read_upcalls(self) -> list[Upcall]:
+        """Drain every pending upcall without blocking; real IGMP/MLD packets are skipped."""
+        upcalls = []
+        while True:
+            try:
+                data = self._sock.recv(_UPCALL_BUFSIZE)
+            except (BlockingIOError, InterruptedError):
+                return upcalls
+            upcall = self._parse_upcall(data)
+            if upcall is not None:
+                upcalls.append(upcall)
+
+    def close(self) -> None:
+        """Close the socket: the kernel flushes this table's VIFs and MFC entries."""
+        if not self._closed:
+            self._closed = True
+            self._sock.close()
+
+    def __enter__(self) -> MrouteSocket:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Provided by subclasses.
+    _mfc_type: str
+    _origin_slice: slice
+    _group_slice: slice
+    _outputs_slice: slice
+
+    def _mfc_set_parent(self, parent: int) -> None:
+        raise NotImplementedError
+
+    def _encode_outputs(self, outputs: Mapping[int, int] | Iterable[int]) -> bytes:
+        raise NotImplementedError
+
+    def _parse_upcall(self, data: bytes) -> Upcall | None:
+        raise NotImplementedError
+
+    def add_vif(self, vif: int, ifindex: int, threshold: int = 1) -> None:
+        raise NotImplementedError
+
+    def del_vif(self, vif: int) -> None:
+        raise NotImplementedError
+
+    def sg_counters(self, source: IPAddress, group: IPAddress) -> SgCounters:
+        raise NotImplementedError
+
+    def vif_counters(self, vif: int) -> VifCounters:
+        raise NotImplementedError
+
+
+def _check_vif(vif: int) -> None:
+    if not 0 <= vif < abi.MAXVIFS:
+        raise InvalidArgument(f"VIF index {vif} is out of range; valid are 0 to {abi.MAXVIFS - 1}")
+
+
+def _check_threshold(threshold: int) -> None:
+    if not 1 <= threshold <= 255:
+        raise InvalidArgument(f"TTL threshold {threshold} is out of range; valid are 1 to 255")
+
+
+def _field_slice(ctype: str, fields: str, size: int) -> slice:
+    start = ffi.offsetof(ctype, *fields.split("."))
+    return slice(start, start + size)
+
+
+class Ipv4MrouteSocket(MrouteSocket):
+    family = Family.IPV4
+    _socket_family = socket.AF_INET
+    _protocol = socket.IPPROTO_IGMP
+    _level = socket.IPPROTO_IP
+    _address_class = ipaddress.IPv4Address
+    _mfc_type = "struct mfcctl"
+    _origin_slice = _field_slice("struct mfcctl", "mfcc_origin", 4)
+    _group_slice = _field_slice("struct mfcctl", "mfcc_mcastgrp", 4)
+    _outputs_slice = _field_slice("struct mfcctl", "mfcc_ttls", abi.MAXVIFS)
+
+    def _mfc_set_parent(self, parent: int) -> None:
+        _check_vif(parent)
+        self._mfc.mfcc_parent = parent
+
+    def _encode_outputs(self, outputs: Mapping[int, int] | Iterable[int]) -> bytes:
+        ttls = bytearray(abi.MAXVIFS)
+        items = outputs.items() if isinstance(outputs, Mapping) else ((v, 1) for v in outputs)
+        for vif, ttl in items:
+            _check_vif(vif)
+            _check_threshold(ttl)
+            ttls[vif] = ttl
+        return bytes(ttls)
+
+    def add_vif(self, vif: int, ifindex: int, threshold: int = 1) -> None:
+        _check_vif(vif)
+        _check_threshold(threshold)
+        ctl = ffi.new("struct vifctl *")
+        ctl.vifc_vifi = vif
+        ctl.vifc_flags = abi.VIFF_USE_IFINDEX
+        ctl.vifc_threshold = threshold
+        ctl.vifc_lcl_ifindex = ifindex
+        self._setsockopt(
+            abi.MRT_ADD_VIF, ffi.buffer(ctl), f"add VIF {vif} on interface index {ifindex}"
+        )
+
+    def del_vif(self, vif: int) -> None:
+        _check_vif(vif)
+        ctl = ffi.new("struct vifctl *")
+        ctl.vifc_vifi = vif
+        self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete VIF {vif}")
+
+    def sg_counters(self, source: IPAddress, group: IPAddress) -> SgCounters:
+        raw = bytearray(ffi.sizeof("struct sioc_sg_req"))
+        req = ffi.from_buffer("struct sioc_sg_req *", raw)
+        ffi.memmove(ffi.addressof(req, "src"), self._packed(source, "source"), 4)
+        ffi.memmove(ffi.addressof(req, "grp"), self._packed(group, "group"), 4)
+        try:
+            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
+        except OSError as exc:
+            raise from_errno(exc.errno, self._describe(f"read counters of ({source}, {group})"))
+        return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
+
+    def vif_counters(self, vif: int) -> VifCounters:
+        _check_vif(vif)
+        raw = bytearray(ffi.sizeof("struct sioc_vif_req"))
+        req = ffi.from_buffer("struct sioc_vif_req *", raw)
+        req.vifi = vif
+        try:
+            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
+        except OSError as exc:
+            raise from_errno(exc.errno, self._describe(f"read counters of VIF {vif}")) from None
+        return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
+
+    def _parse_upcall(self, data: bytes) -> Upcall | None:
+        if len(data) < ffi.sizeof("struct igmpmsg"):
+            return None
+        msg = ffi.from_buffer("struct igmpmsg *", data)
+        if msg.im_mbz != 0:  # a real IGMP packet: byte 9 is the IP protocol (2)
+            return None
+        try:
+            kind = UpcallKind(msg.im_msgtype)
+        except ValueError:
+            return None
+        start = ffi.offsetof("struct igmpmsg", "im_src")
+        source = ipaddress.IPv4Address(bytes(data[start : start + 4]))
+        start = ffi.offsetof("struct igmpmsg", "im_dst")
+        group = ipaddress.IPv4Address(bytes(data[start : start + 4]))
+        vif = msg.im_vif | (msg.im_vif_hi << 8)
+        return Upcall(kind, self.family, self.table, source, group, vif)
+
+
+class Ipv6MrouteSocket(MrouteSocket):
+    family = Family.IPV6
+    _socket_family = socket.AF_INET6
+    _protocol = socket.IPPROTO_ICMPV6
+    _level = socket.IPPROTO_IPV6
+    _address_class = ipaddress.IPv6Address
+    _mfc_type = "struct mf6cctl"
+    _origin_slice = _field_slice("struct mf6cctl", "mf6cc_origin.sin6_addr", 16)
+    _group_slice = _field_slice("struct mf6cctl", "mf6cc_mcastgrp.sin6_addr", 16)
+    _outputs_slice = _field_slice("struct mf6cctl", "mf6cc_ifset", ffi.sizeof("struct if_set"))
+
+    def _configure_socket(self) -> None:
+        # Upcalls are queued to this socket directly; block every real ICMPv6 message.
+        blocked = ffi.new("struct icmp6_filter *")
+        for i in range(8):
+            blocked.icmp6_filt[i] = 0xFFFFFFFF
+        self._sock.setsockopt(socket.IPPROTO_ICMPV6, abi.ICMP6_FILTER, ffi.buffer(blocked))
+
+    def _mfc_set_parent(self, parent: int) -> None:
+        _check_vif(parent)
+        self._mfc.mf6cc_origin.sin6_family = socket.AF_INET6
+        self._mfc.mf6cc_mcastgrp.sin6_family = socket.AF_INET6
+        self._mfc.mf6cc_parent = parent
+
+    def _encode_outputs(self, outputs: Mapping[int, int] | Iterable[int]) -> bytes:
+        bits = 0
+        for vif in outputs.keys() if isinstance(outputs, Mapping) else outputs:
+            _check_vif(vif)
+            bits |= 1 << vif
+        # ifs_bits is an array of native u32: MIF n is bit n % 32 of word n // 32.
+        words = ffi.new("struct if_set *")
+        words.ifs_bits[0] = bits
+        return bytes(ffi.buffer(words))
+
+    def add_vif(self, vif: int, ifindex: int, threshold: int = 1) -> None:
+        _check_vif(vif)
+        _check_threshold(threshold)
+        ctl = ffi.new("struct mif6ctl *")
+        ctl.mif6c_mifi = vif
+        ctl.mif6c_pifi = ifindex
+        ctl.vifc_threshold = threshold
+        self._setsockopt(
+            abi.MRT_ADD_VIF, ffi.buffer(ctl), f"add MIF {vif} on interface index {ifindex}"
+        )
+
+    def del_vif(self, vif: int) -> None:
+        _check_vif(vif)
+        ctl = ffi.new("struct mif6ctl *")
+        ctl.mif6c_mifi = vif
+        self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete MIF {vif}")
+
+    def sg_counters(self, source: IPAddress, group: IPAddress) -> SgCounters:
+        raw = bytearray(ffi.sizeof("struct sioc_sg_req6"))
+        req = ffi.from_buffer("struct sioc_sg_req6 *", raw)
+        req.src.sin6_family = socket.AF_INET6
+        req.grp.sin6_family = socket.AF_INET6
+        ffi.memmove(ffi.addressof(req.src, "sin6_addr"), self._packed(source, "source"), 16)
+        ffi.memmove(ffi.addressof(req.grp, "sin6_addr"), self._packed(group, "group"), 16)
+        try:
+            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
+        except OSError as exc:
+            raise from_errno(exc.errno, self._describe(f"read counters of ({source}, {group})"))
+        return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
+
+    def vif_counters(self, vif: int) -> VifCounters:
+        _check_vif(vif)
+        raw = bytearray(ffi.sizeof("struct sioc_mif_req6"))
+        req = ffi.from_buffer("struct sioc_mif_req6 *", raw)
+        req.mifi = vif
+        try:
+            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
+        except OSError as exc:
+            raise from_errno(exc.errno, self._describe(f"read counters of MIF {vif}")) from None
+        return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
+
+    def _parse_upcall(self, data: bytes) -> Upcall | None:
+        if len(data) < ffi.sizeof("struct mrt6msg"):
+            return None
+        msg = ffi.from_buffer("struct mrt6msg *", data)
+        if msg.im6_mbz != 0:  # a real ICMPv6 message: byte 0 is its (non-zero) type
+            return None
+        try:
+            kind = UpcallKind(msg.im6_msgtype)
+        except ValueError:
+            return None
+        start = ffi.offsetof("struct mrt6msg", "im6_src")
+        source = ipaddress.IPv6Address(bytes(data[start : start + 16]))
+        start = ffi.offsetof("struct mrt6msg", "im6_dst")
+        group = ipaddress.IPv6Address(bytes(data[start : start + 16]))
+        return Upcall(kind, self.family, self.table, source, group, msg.im6_mif)
+
+
+_SOCKET_CLASSES: dict[Family, type[MrouteSocket]] = {
+    Family.IPV4: Ipv4MrouteSocket,
+    Family.IPV6: Ipv6MrouteSocket,
+}
+
+
+def open_mroute_socket(family: Family, table: int = 0) -> MrouteSocket:
+    """Open and initialise the multicast-routing socket of `family` and `table`.
+
+    Raises KernelBusy if another process owns that table, FamilyUnavailable if the
+    kernel has no multicast routing for the family.
+    """
+    return _SOCKET_CLASSES[family](table)

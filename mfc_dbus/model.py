@@ -1,0 +1,225 @@
+"""Value types and validation shared by every layer (no I/O here)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .errors import InvalidArgument
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+MAX_VIFS = 32  # MAXVIFS / MAXMIFS: per family and table
+MAX_TABLE_ID = 2**32 - 1
+IFNAMSIZ = 16  # including the terminating NUL
+_IFNAME_FORBIDDEN = re.compile(r"[\s/:]")
+
+IPV4_LINK_LOCAL_GROUPS = ipaddress.IPv4Network("224.0.0.0/24")
+IPV4_MULTICAST = ipaddress.IPv4Network("224.0.0.0/4")
+IPV6_MULTICAST = ipaddress.IPv6Network("ff00::/8")
+
+
+class Family(StrEnum):
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+    @classmethod
+    def parse(cls, text: str) -> Family:
+        try:
+            return cls(text.lower())
+        except ValueError:
+            raise InvalidArgument(f"family {text!r} is not valid; use 'ipv4' or 'ipv6'") from None
+
+    @classmethod
+    def of(cls, value: IPNetwork | IPAddress) -> Family:
+        return cls.IPV4 if value.version == 4 else cls.IPV6
+
+
+def validate_interface_name(name: str) -> str:
+    """Check a Linux interface name as the kernel would (dev_valid_name)."""
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument("interface name is empty; give a name such as 'eth0'")
+    if name in (".", ".."):
+        raise InvalidArgument(f"interface name {name!r} is not valid")
+    if not name.isascii() or not name.isprintable():
+        raise InvalidArgument(
+            f"interface name {name!r} is not valid: use printable ASCII characters only"
+        )
+    if len(name.encode()) >= IFNAMSIZ:
+        raise InvalidArgument(
+            f"interface name {name!r} is too long: at most {IFNAMSIZ - 1} characters"
+        )
+    if _IFNAME_FORBIDDEN.search(name):
+        raise InvalidArgument(
+            f"interface name {name!r} is not valid: no spaces, '/' or ':' allowed"
+        )
+    return name
+
+
+def parse_group(text: str) -> IPNetwork:
+    """A multicast group address or prefix, routable by the kernel."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidArgument(
+            "group is empty; give a multicast address such as 232.1.1.1 or ff3e::1"
+        )
+    try:
+        group = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise InvalidArgument(
+            f"group {text!r} is not a valid address or prefix ({exc}); "
+            "give a multicast address such as 232.1.1.1, 239.0.0.0/8 or ff3e::1"
+        ) from None
+    if not group.is_multicast:
+        raise InvalidArgument(
+            f"group {text!r} is not a multicast address; "
+            "valid groups are in 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6)"
+        )
+    if group.version == 4 and group.overlaps(IPV4_LINK_LOCAL_GROUPS):
+        raise InvalidArgument(
+            f"group {text!r} is link-local (224.0.0.0/24), which the kernel never forwards; "
+            "use a routable group such as 232.1.1.1 or 239.1.1.1"
+        )
+    if group.version == 6:
+        scope = group.network_address.packed[1] & 0x0F
+        if group.prefixlen < 16 or scope <= 2:
+            raise InvalidArgument(
+                f"group {text!r} has interface- or link-local scope (ff01::/16, ff02::/16), "
+                "which the kernel never forwards; use scope 3 or wider, such as ff05::1:3 "
+                "or ff3e::1"
+            )
+    return group
+
+
+def parse_source(text: str) -> IPNetwork | None:
+    """A source host or prefix; empty or '*' means any source (None)."""
+    if not isinstance(text, str):
+        raise InvalidArgument("source must be a string")
+    text = text.strip()
+    if text in ("", "*"):
+        return None
+    try:
+        source = ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise InvalidArgument(
+            f"source {text!r} is not a valid address or prefix ({exc}); give a unicast "
+            "address such as 192.0.2.1, a prefix such as 10.1.0.0/16, or '*' for any source"
+        ) from None
+    if source.network_address.is_multicast:
+        raise InvalidArgument(
+            f"source {text!r} is a multicast address; a source must be a unicast sender "
+            "address or prefix"
+        )
+    if source.prefixlen == 0:
+        return None
+    return source
+
+
+def format_source(source: IPNetwork | None) -> str:
+    if source is None:
+        return "*"
+    if source.prefixlen == source.max_prefixlen:
+        return str(source.network_address)
+    return str(source)
+
+
+def format_group(group: IPNetwork) -> str:
+    if group.prefixlen == group.max_prefixlen:
+        return str(group.network_address)
+    return str(group)
+
+
+def is_exact(network: IPNetwork | None) -> bool:
+    return network is not None and network.prefixlen == network.max_prefixlen
+
+
+@dataclass(frozen=True)
+class RouteKey:
+    """What identifies a route: (S,G) per family and table."""
+
+    family: Family
+    table: int
+    source: IPNetwork | None  # None: any source, (*,G)
+    group: IPNetwork
+
+    @property
+    def is_template(self) -> bool:
+        """True for (*,G) and prefix routes, realised as exact (S,G) on upcalls."""
+        return not (is_exact(self.source) and is_exact(self.group))
+
+    def __str__(self) -> str:
+        table = f" table {self.table}" if self.table else ""
+        return f"({format_source(self.source)}, {format_group(self.group)}){table}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A configured route: the desired state."""
+
+    key: RouteKey
+    input: str
+    outputs: tuple[str, ...]
+    persistent: bool = True
+    owner: str | None = None  # unique bus name of the lease holder, if any
+
+    @property
+    def interfaces(self) -> tuple[str, ...]:
+        return (self.input, *self.outputs)
+
+
+@dataclass(frozen=True)
+class VifConfig:
+    """An explicitly configured VIF/MIF (AddVif)."""
+
+    interface: str
+    family: Family
+    table: int = 0
+    ttl_threshold: int = 1
+    persistent: bool = True
+
+
+@dataclass(frozen=True)
+class Counters:
+    packets: int = 0
+    bytes: int = 0
+    wrong_if: int = 0
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    """A route as ListRoutes reports it: the desired route plus what is installed."""
+
+    route: Route
+    state: str  # "installed", "pending" or "learned"
+    counters: Counters = field(default_factory=Counters)
+    missing_interfaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VifStatus:
+    interface: str
+    family: Family
+    table: int
+    index: int | None  # None while the interface is missing
+    ttl_threshold: int
+    explicit: bool  # configured by AddVif (else allocated for routes)
+    in_packets: int = 0
+    out_packets: int = 0
+    in_bytes: int = 0
+    out_bytes: int = 0
+
+
+def make_route_key(source: str, group: str, table: int = 0) -> RouteKey:
+    """Parse and cross-check a (source, group) pair into a RouteKey."""
+    group_net = parse_group(group)
+    source_net = parse_source(source)
+    if source_net is not None and source_net.version != group_net.version:
+        raise InvalidArgument(
+            f"source {source!r} and group {group!r} are of different families; "
+            "use two IPv4 or two IPv6 addresses"
+        )
+    if not isinstance(table, int) or isinstance(table, bool) or not 0 <= table <= MAX_TABLE_ID:
+        raise InvalidArgument(f"table {table!r} is not valid; use 0 to {MAX_TABLE_ID}")
+    return RouteKey(Family.of(group_net), table, source_net, group_net)
