@@ -286,7 +286,9 @@ class Ipv4MrouteSocket(MrouteSocket):
         try:
             fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
         except OSError as exc:
-            raise from_errno(exc.errno, self._describe(f"read counters of ({source}, {group})"))
+            raise from_errno(
+                exc.errno, self._describe(f"read counters of ({source}, {group})")
+            ) from None
         return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
 
     def vif_counters(self, vif: int) -> VifCounters:
@@ -379,7 +381,9 @@ class Ipv6MrouteSocket(MrouteSocket):
         try:
             fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
         except OSError as exc:
-            raise from_errno(exc.errno, self._describe(f"read counters of ({source}, {group})"))
+            raise from_errno(
+                exc.errno, self._describe(f"read counters of ({source}, {group})")
+            ) from None
         return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
 
     def vif_counters(self, vif: int) -> VifCounters:
