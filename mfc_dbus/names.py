@@ -19,3 +19,26 @@ DBUS_INTERACTIVE_AUTHORIZATION_REQUIRED = (
 DBUS_SERVICE_UNKNOWN = "org.freedesktop.DBus.Error.ServiceUnknown"
 
 DEFAULT_STATE_FILE = "/var/lib/mfc-dbus/state.json"
+
+# Bus daemon names used by the service (lease tracking, caller uid, polkit absence).
+DBUS_DAEMON_NAME = "org.freedesktop.DBus"
+DBUS_DAEMON_PATH = "/org/freedesktop/DBus"
+DBUS_DAEMON_INTERFACE = "org.freedesktop.DBus"
+DBUS_NAME_HAS_NO_OWNER = "org.freedesktop.DBus.Error.NameHasNoOwner"
+DBUS_PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
+
+# Polkit subject kind for a caller identified by its unique bus name.
+POLKIT_SUBJECT_BUS_NAME = "system-bus-name"
+# CheckAuthorization flag: the caller may be asked for a password.
+POLKIT_ALLOW_USER_INTERACTION = 1
+
+# Installed data file names (dbus/, polkit/, systemd/).
+INTERFACE_XML = "org.mfc.Forwarding1.xml"
+BUS_POLICY_CONF = "org.mfc.Forwarding1.conf"
+ACTIVATION_FILE = "org.mfc.Forwarding1.service"
+POLKIT_POLICY = "org.mfc.Forwarding1.policy"
+POLKIT_EXAMPLE_RULES = "50-org.mfc.Forwarding1.rules"
+SYSTEMD_UNIT = "mfc-dbus.service"
+
+# A VIF whose interface is missing is listed with this index.
+PENDING_VIF_INDEX = 0xFFFFFFFF
