@@ -11,7 +11,7 @@ import fcntl
 import ipaddress
 import socket
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -84,6 +84,8 @@ class MrouteSocket:
         self._sock.setblocking(False)
         self._mfc = ffi.new(self._mfc_type + " *")
         self._mfc_buf = ffi.buffer(self._mfc)
+        self._prepare_mfc(self._mfc)
+        self._route_cache: dict[tuple, bytes] = {}
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------
@@ -112,6 +114,9 @@ class MrouteSocket:
     def _configure_socket(self) -> None:
         """Family-specific socket options applied before MRT_INIT."""
 
+    def _prepare_mfc(self, ctl) -> None:
+        """Set the fields of the reused MFC struct that never change."""
+
     # -- public API ------------------------------------------------------------
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -129,19 +134,23 @@ class MrouteSocket:
         source: IPAddress,
         group: IPAddress,
         parent: int,
-        outputs: Mapping[int, int] | Iterable[int],
+        outputs: dict[int, int] | Iterable[int],
     ) -> None:
         """Add or replace (in place, without a gap) the MFC entry (source, group).
 
         `outputs` maps output VIF -> TTL threshold, or is an iterable of VIFs (threshold 1).
         """
+        # The hot path of every batch: one cached bytes slice for (parent, outputs), two
+        # address slices, one setsockopt. Wrong-family addresses fail the slice length.
+        key = (parent, tuple(outputs.items() if isinstance(outputs, dict) else outputs))
+        route_bytes = self._route_cache.get(key) or self._encode_route(key, parent, outputs)
         buf = self._mfc_buf
-        source_bytes = self._packed(source, "source")
-        group_bytes = self._packed(group, "group")
-        buf[self._origin_slice] = source_bytes
-        buf[self._group_slice] = group_bytes
-        self._mfc_set_parent(parent)
-        buf[self._outputs_slice] = self._encode_outputs(outputs)
+        try:
+            buf[self._origin_slice] = source.packed
+            buf[self._group_slice] = group.packed
+        except (AttributeError, ValueError):
+            self._set_addresses(buf, source, group)
+        buf[self._route_slice] = route_bytes
         try:
             self._sock.setsockopt(self._level, abi.MRT_ADD_MFC, buf)
         except OSError as exc:
@@ -149,10 +158,40 @@ class MrouteSocket:
                 exc.errno, self._describe(f"add MFC ({source}, {group}) input VIF {parent}")
             ) from None
 
+    def _set_addresses(self, buf, source: IPAddress, group: IPAddress) -> None:
+        try:
+            buf[self._origin_slice] = source.packed
+            buf[self._group_slice] = group.packed
+        except (AttributeError, ValueError):
+            for role, address in (("source", source), ("group", group)):
+                if not isinstance(address, self._address_class):
+                    raise InvalidArgument(
+                        f"{role} {address!s} is not an {self.family} address; "
+                        f"this socket is {self.family}"
+                    ) from None
+            raise
+
+    def _encode_route(
+        self, key: tuple, parent: int, outputs: dict[int, int] | Iterable[int]
+    ) -> bytes:
+        """The bytes from the parent field to the end of the outputs field, cached:
+        routes mostly share a few (input, outputs) combinations."""
+        _check_vif(parent)
+        ctl = ffi.new(self._mfc_type + " *")
+        self._fill_route(ctl, parent, outputs)
+        route_bytes = bytes(ffi.buffer(ctl)[self._route_slice])
+        if len(self._route_cache) >= 4096:
+            self._route_cache.clear()
+        self._route_cache[key] = route_bytes
+        return route_bytes
+
     def del_mfc(self, source: IPAddress, group: IPAddress) -> None:
         buf = self._mfc_buf
-        buf[self._origin_slice] = self._packed(source, "source")
-        buf[self._group_slice] = self._packed(group, "group")
+        try:
+            buf[self._origin_slice] = source.packed
+            buf[self._group_slice] = group.packed
+        except (AttributeError, ValueError):
+            self._set_addresses(buf, source, group)
         try:
             self._sock.setsockopt(self._level, abi.MRT_DEL_MFC, buf)
         except OSError as exc:
@@ -197,12 +236,9 @@ class MrouteSocket:
     _mfc_type: str
     _origin_slice: slice
     _group_slice: slice
-    _outputs_slice: slice
+    _route_slice: slice  # parent and outputs fields, with whatever the compiler put between
 
-    def _mfc_set_parent(self, parent: int) -> None:
-        raise NotImplementedError
-
-    def _encode_outputs(self, outputs: Mapping[int, int] | Iterable[int]) -> bytes:
+    def _fill_route(self, ctl, parent: int, outputs: dict[int, int] | Iterable[int]) -> None:
         raise NotImplementedError
 
     def _parse_upcall(self, data: bytes) -> Upcall | None:
@@ -236,6 +272,12 @@ def _field_slice(ctype: str, fields: str, size: int) -> slice:
     return slice(start, start + size)
 
 
+def _span(ctype: str, first: str, last: str) -> slice:
+    """From the start of field `first` to the end of field `last`."""
+    last_type = dict(ffi.typeof(ctype).fields)[last].type
+    return slice(ffi.offsetof(ctype, first), ffi.offsetof(ctype, last) + ffi.sizeof(last_type))
+
+
 class Ipv4MrouteSocket(MrouteSocket):
     family = Family.IPV4
     _socket_family = socket.AF_INET
@@ -245,24 +287,18 @@ class Ipv4MrouteSocket(MrouteSocket):
     _mfc_type = "struct mfcctl"
     _origin_slice = _field_slice("struct mfcctl", "mfcc_origin", 4)
     _group_slice = _field_slice("struct mfcctl", "mfcc_mcastgrp", 4)
-    _outputs_slice = _field_slice("struct mfcctl", "mfcc_ttls", abi.MAXVIFS)
+    _route_slice = _span("struct mfcctl", "mfcc_parent", "mfcc_ttls")
 
-    def _mfc_set_parent(self, parent: int) -> None:
-        _check_vif(parent)
-        self._mfc.mfcc_parent = parent
-
-    def _encode_outputs(self, outputs: Mapping[int, int] | Iterable[int]) -> bytes:
-        ttls = bytearray(abi.MAXVIFS)
-        items = outputs.items() if isinstance(outputs, Mapping) else ((v, 1) for v in outputs)
+    def _fill_route(self, ctl, parent: int, outputs: dict[int, int] | Iterable[int]) -> None:
+        ctl.mfcc_parent = parent
+        items = outputs.items() if isinstance(outputs, dict) else ((v, 1) for v in outputs)
         for vif, ttl in items:
             _check_vif(vif)
             _check_threshold(ttl)
-            ttls[vif] = ttl
-        return bytes(ttls)
+            ctl.mfcc_ttls[vif] = ttl
 
     def add_vif(self, vif: int, ifindex: int, threshold: int = 1) -> None:
-        _check_vif(vif)
-        _check_threshold(threshold)
+        _check_threshold(threshold)  # the VIF index is the kernel's to judge (ENFILE)
         ctl = ffi.new("struct vifctl *")
         ctl.vifc_vifi = vif
         ctl.vifc_flags = abi.VIFF_USE_IFINDEX
@@ -329,7 +365,11 @@ class Ipv6MrouteSocket(MrouteSocket):
     _mfc_type = "struct mf6cctl"
     _origin_slice = _field_slice("struct mf6cctl", "mf6cc_origin.sin6_addr", 16)
     _group_slice = _field_slice("struct mf6cctl", "mf6cc_mcastgrp.sin6_addr", 16)
-    _outputs_slice = _field_slice("struct mf6cctl", "mf6cc_ifset", ffi.sizeof("struct if_set"))
+    _route_slice = _span("struct mf6cctl", "mf6cc_parent", "mf6cc_ifset")
+
+    def _prepare_mfc(self, ctl) -> None:
+        ctl.mf6cc_origin.sin6_family = socket.AF_INET6
+        ctl.mf6cc_mcastgrp.sin6_family = socket.AF_INET6
 
     def _configure_socket(self) -> None:
         # Upcalls are queued to this socket directly; block every real ICMPv6 message.
@@ -338,25 +378,14 @@ class Ipv6MrouteSocket(MrouteSocket):
             blocked.icmp6_filt[i] = 0xFFFFFFFF
         self._sock.setsockopt(socket.IPPROTO_ICMPV6, abi.ICMP6_FILTER, ffi.buffer(blocked))
 
-    def _mfc_set_parent(self, parent: int) -> None:
-        _check_vif(parent)
-        self._mfc.mf6cc_origin.sin6_family = socket.AF_INET6
-        self._mfc.mf6cc_mcastgrp.sin6_family = socket.AF_INET6
-        self._mfc.mf6cc_parent = parent
-
-    def _encode_outputs(self, outputs: Mapping[int, int] | Iterable[int]) -> bytes:
-        bits = 0
-        for vif in outputs.keys() if isinstance(outputs, Mapping) else outputs:
+    def _fill_route(self, ctl, parent: int, outputs: dict[int, int] | Iterable[int]) -> None:
+        ctl.mf6cc_parent = parent
+        for vif in outputs.keys() if isinstance(outputs, dict) else outputs:
             _check_vif(vif)
-            bits |= 1 << vif
-        # ifs_bits is an array of native u32: MIF n is bit n % 32 of word n // 32.
-        words = ffi.new("struct if_set *")
-        words.ifs_bits[0] = bits
-        return bytes(ffi.buffer(words))
+            ctl.mf6cc_ifset.ifs_bits[vif // 32] |= 1 << (vif % 32)
 
     def add_vif(self, vif: int, ifindex: int, threshold: int = 1) -> None:
-        _check_vif(vif)
-        _check_threshold(threshold)
+        _check_threshold(threshold)  # the VIF index is the kernel's to judge (ENFILE)
         ctl = ffi.new("struct mif6ctl *")
         ctl.mif6c_mifi = vif
         ctl.mif6c_pifi = ifindex

@@ -7,6 +7,7 @@ the network namespace) that created them.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -15,8 +16,7 @@ from typing import Literal
 from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from ..model import KERNEL_DEFAULT_TABLE as RT_TABLE_DEFAULT
-from ..model import Family, IPAddress
+from ..model import KERNEL_DEFAULT_TABLE, Family, IPAddress
 
 RTNL_FAMILY_IPMR = 128
 RTNL_FAMILY_IP6MR = 129
@@ -25,16 +25,32 @@ RTM_NEWLINK = 16
 RTM_DELLINK = 17
 _NLMSG_HEADER = struct.Struct("=IHHII")
 
+
+class _MulticastDecodeNoise(logging.Filter):
+    """pyroute2 has no address decoder for families 128/129 and logs a warning with a
+    traceback for every RTA_SRC/RTA_DST of every dump; we decode those bytes ourselves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.startswith("decoding RTA_")
+            or (message.startswith("Traceback") and "socket family not supported" in message)
+            or (message.startswith("Traceback") and "bad char in struct format" in message)
+        )
+
+
+logging.getLogger("pyroute2.netlink").addFilter(_MulticastDecodeNoise())
+
 _RTNL_FAMILY = {Family.IPV4: RTNL_FAMILY_IPMR, Family.IPV6: RTNL_FAMILY_IP6MR}
 
 
-def kernel_table_id(table: int) -> int:
-    """Our table 0 is the kernel's default multicast table (RT_TABLE_DEFAULT)."""
-    return RT_TABLE_DEFAULT if table == 0 else table
+def kernel_table_id(table: int, family: Family) -> int:
+    """Our table 0 is the kernel's default multicast table of the family."""
+    return KERNEL_DEFAULT_TABLE[family] if table == 0 else table
 
 
-def our_table_id(kernel_table: int) -> int:
-    return 0 if kernel_table == RT_TABLE_DEFAULT else kernel_table
+def our_table_id(kernel_table: int, family: Family) -> int:
+    return 0 if kernel_table == KERNEL_DEFAULT_TABLE[family] else kernel_table
 
 
 @dataclass(frozen=True)
@@ -69,7 +85,7 @@ def _decode_route(family: Family, msg) -> KernelRoute:
         packets, octets, wrong_if = struct.unpack("=QQQ", bytes(stats[-24:]))
     return KernelRoute(
         family=family,
-        table=our_table_id(msg.get_attr("RTA_TABLE")),
+        table=our_table_id(msg.get_attr("RTA_TABLE"), family),
         source=address_class(_trailing(msg.get_attr("RTA_SRC"), size)),
         group=address_class(_trailing(msg.get_attr("RTA_DST"), size)),
         input=msg.get_attr("RTA_IIF"),
