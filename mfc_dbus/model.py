@@ -14,7 +14,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_VIFS = 32  # MAXVIFS / MAXMIFS: per family and table
 MAX_TABLE_ID = 2**32 - 1
-KERNEL_DEFAULT_TABLE = 253  # RT_TABLE_DEFAULT: what the kernel calls our table 0
 IFNAMSIZ = 16  # including the terminating NUL
 _IFNAME_FORBIDDEN = re.compile(r"[\s/:]")
 
@@ -221,13 +220,19 @@ def make_route_key(source: str, group: str, table: int = 0) -> RouteKey:
             f"source {source!r} and group {group!r} are of different families; "
             "use two IPv4 or two IPv6 addresses"
         )
-    return RouteKey(Family.of(group_net), normalize_table(table), source_net, group_net)
+    family = Family.of(group_net)
+    return RouteKey(family, normalize_table(table, family), source_net, group_net)
 
 
-def normalize_table(table: int) -> int:
-    """Check a table id; the kernel's default table (253) is our table 0."""
+# What the kernel calls the table used without MRT_TABLE: RT_TABLE_DEFAULT for IPMR,
+# RT_TABLE_MAIN for IP6MR (ip6mr.c's RT6_TABLE_DFLT). Both are our table 0.
+KERNEL_DEFAULT_TABLE = {Family.IPV4: 253, Family.IPV6: 254}
+
+
+def normalize_table(table: int, family: Family) -> int:
+    """Check a table id; the kernel's id of the family's default table becomes 0."""
     if not isinstance(table, int) or isinstance(table, bool) or not 0 <= table <= MAX_TABLE_ID:
         raise InvalidArgument(
             f"table {table!r} is not valid; use 0 (the default table) to {MAX_TABLE_ID}"
         )
-    return 0 if table == KERNEL_DEFAULT_TABLE else table
+    return 0 if table == KERNEL_DEFAULT_TABLE[family] else table
