@@ -1,0 +1,183 @@
+"""Output of the mfc-dbus command: aligned tables for people, stable JSON for programs.
+
+The JSON keys are documented in docs/client.md and man/mfc-dbus.1; change them only
+by adding keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .client import Event, RouteInfo, VifInfo
+
+
+def route_json(route: RouteInfo) -> dict[str, Any]:
+    return {
+        "source": route.source,
+        "group": route.group,
+        "input": route.input,
+        "outputs": list(route.outputs),
+        "state": route.state,
+        "family": route.family,
+        "table": route.table,
+        "persistent": route.persistent,
+        "owner": route.owner,
+        "missing": list(route.missing),
+        "packets": route.packets,
+        "bytes": route.bytes,
+        "wrong_if": route.wrong_if,
+    }
+
+
+def vif_json(vif: VifInfo) -> dict[str, Any]:
+    return {
+        "interface": vif.interface,
+        "index": vif.index,
+        "family": vif.family,
+        "table": vif.table,
+        "ttl_threshold": vif.ttl_threshold,
+        "explicit": vif.explicit,
+        "state": vif.state,
+        "in_packets": vif.in_packets,
+        "out_packets": vif.out_packets,
+        "in_bytes": vif.in_bytes,
+        "out_bytes": vif.out_bytes,
+    }
+
+
+def dumps(value: Any, pretty: bool = False) -> str:
+    return json.dumps(value, indent=2 if pretty else None, sort_keys=False)
+
+
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], right: set[int] = frozenset()
+) -> str:
+    """Aligned columns; `right` holds the indexes of right-aligned (numeric) columns."""
+    text_rows = [[str(cell) for cell in row] for row in rows]
+    if not text_rows:
+        return ""
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = []
+    for row in [list(headers), *text_rows]:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _route_sort_key(route: RouteInfo) -> tuple:
+    return (route.family, route.table, route.group, route.source)
+
+
+def routes_table(routes: Sequence[RouteInfo], stats: bool = False) -> str:
+    show_table = any(r.table for r in routes)
+    headers = ["SOURCE", "GROUP", "INPUT", "OUTPUTS", "STATE"]
+    if show_table:
+        headers.append("TABLE")
+    if stats:
+        headers += ["PACKETS", "BYTES", "WRONG-IF"]
+    rows = []
+    for route in sorted(routes, key=_route_sort_key):
+        state = route.state
+        if route.missing:
+            state += f" (missing {','.join(route.missing)})"
+        if route.owner:
+            state += " lease"
+        elif not route.persistent:
+            state += " temporary"
+        row: list[Any] = [route.source, route.group, route.input, " ".join(route.outputs), state]
+        if show_table:
+            row.append(route.table)
+        if stats:
+            row += [route.packets, route.bytes, route.wrong_if]
+        rows.append(row)
+    first_number = len(headers) - 3 if stats else len(headers)
+    return table(headers, rows, right=set(range(first_number, len(headers))))
+
+
+def vifs_table(vifs: Sequence[VifInfo]) -> str:
+    show_table = any(v.table for v in vifs)
+    headers = ["INDEX", "INTERFACE", "FAMILY"]
+    if show_table:
+        headers.append("TABLE")
+    headers += ["THRESHOLD", "STATE", "IN-PKTS", "IN-BYTES", "OUT-PKTS", "OUT-BYTES"]
+    rows = []
+    ordered = sorted(vifs, key=lambda v: (v.family, v.table, v.index is None, v.index or 0))
+    for vif in ordered:
+        state = vif.state + ("" if vif.explicit else " auto")
+        row: list[Any] = [
+            "-" if vif.index is None else vif.index,
+            vif.interface,
+            vif.family,
+        ]
+        if show_table:
+            row.append(vif.table)
+        row += [
+            vif.ttl_threshold,
+            state,
+            vif.in_packets,
+            vif.in_bytes,
+            vif.out_packets,
+            vif.out_bytes,
+        ]
+        rows.append(row)
+    numeric = {0, len(headers) - 6, *range(len(headers) - 4, len(headers))}
+    return table(headers, rows, right=numeric)
+
+
+def status_text(props: dict[str, Any]) -> str:
+    families = props.get("Families") or []
+    lines = [
+        f"version:  {props.get('Version', '?')}",
+        f"routes:   {props.get('RouteCount', 0)}",
+        f"vifs:     {props.get('VifCount', 0)}",
+        f"families: {' '.join(families) if families else 'none'}",
+    ]
+    return "\n".join(lines)
+
+
+def status_json(props: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": props.get("Version"),
+        "routes": props.get("RouteCount"),
+        "vifs": props.get("VifCount"),
+        "families": list(props.get("Families") or []),
+    }
+
+
+def event_text(event: Event) -> str:
+    """One line per event, in the words of `ip monitor`."""
+    a = event.args
+    if event.name == "RouteAdded":
+        outputs = " ".join(a["outputs"])
+        return f"route added {a['source']} {a['group']} iif {a['input']} oifs {outputs}"
+    if event.name == "RouteRemoved":
+        return f"route removed {a['source']} {a['group']}"
+    if event.name in ("VifAdded", "VifRemoved"):
+        verb = "added" if event.name == "VifAdded" else "removed"
+        return f"vif {verb} {a['interface']} index {a['index']} {a['family']}"
+    if event.name == "PropertiesChanged":
+        changed = " ".join(f"{k}={_scalar(v)}" for k, v in sorted(a["changed"].items()))
+        return f"properties {changed}".rstrip()
+    if event.name == "ServiceStarted":
+        return f"service started ({a.get('owner')})"
+    if event.name == "ServiceStopped":
+        return "service stopped"
+    return event.name
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {"event": event.name, **event.args}
