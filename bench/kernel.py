@@ -1,5 +1,7 @@
 """Kernel layer: add then delete 10,000 (S,G) entries per family, against the raw floor.
 
+Each figure is the best of --repeats rounds (the machine is shared; noise only slows).
+
 The floor is the bare setsockopt loop from Python with one reused cffi struct and the
 addresses already packed: what no layer above can beat.
 """
@@ -23,6 +25,12 @@ def flows(family: Family, count: int) -> list[tuple]:
     group = ipaddress.ip_address("233.252.0.1" if family is Family.IPV4 else "ff3e::db8:1")
     base = ipaddress.ip_address("10.0.0.0" if family is Family.IPV4 else "2001:db8:9::")
     return [(base + 1 + n, group) for n in range(count)]
+
+
+def best_of(repeats: int, run, *args) -> tuple[float, float]:
+    """Best (add, delete) times over `repeats` rounds: the machine is shared, noise only adds."""
+    results = [run(*args) for _ in range(repeats)]
+    return min(add for add, _ in results), min(delete for _, delete in results)
 
 
 def layer_run(sock, pairs) -> tuple[float, float]:
@@ -65,6 +73,7 @@ def main() -> None:
     args = parse_args(
         __doc__.splitlines()[0],
         count={"type": int, "default": 10_000, "help": "entries per family (default 10000)"},
+        repeats={"type": int, "default": 5, "help": "rounds; the best is reported (default 5)"},
     )
     rows = []
     with Lab(downstreams=2) as lab:
@@ -74,8 +83,8 @@ def main() -> None:
                 for vif, name in enumerate(("up0", "down0", "down1")):
                     sock.add_vif(vif, socket.if_nametoindex(name))
             pairs = flows(family, args.count)
-            floor_add, floor_del = floor_run(sock, family, pairs)
-            layer_add, layer_del = layer_run(sock, pairs)
+            floor_add, floor_del = best_of(args.repeats, floor_run, sock, family, pairs)
+            layer_add, layer_del = best_of(args.repeats, layer_run, sock, pairs)
             sock.close()
             for operation, layer, floor in (
                 ("add", layer_add, floor_add),
