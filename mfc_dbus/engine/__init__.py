@@ -90,10 +90,19 @@ class EngineAPI(Protocol):
     def vif_count(self) -> int: ...
 
 
-__all__ = ["EngineAPI", "EngineListener", "ReloadResult"]
+__all__ = ["Engine", "EngineAPI", "EngineListener", "ReloadResult"]
 
 
 def default_state_file() -> Path:
     from ..names import DEFAULT_STATE_FILE
 
     return Path(DEFAULT_STATE_FILE)
+
+
+def __getattr__(name: str):
+    # Engine is imported lazily: core imports ReloadResult from this module.
+    if name == "Engine":
+        from .core import Engine
+
+        return Engine
+    raise AttributeError(name)

@@ -1,0 +1,919 @@
+"""The engine: desired routes and VIFs, reconciled into the kernel's tables.
+
+Desired state: `_routes` (configured routes by key) and, per table, the VIF slots and
+explicit VIF settings (vifs.py) and the templates (templates.py). Installed state: per
+table, the live VIFs and MFC entries (table.py), changed only together with the
+kernel. Every public mutation goes through `_apply`, which validates, changes the
+desired state, reconciles the kernel, writes the state file and only then tells the
+listeners; any failure undoes everything (journal.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from ..errors import FamilyUnavailable, InvalidArgument, KernelBusy, MfcError, NotFound
+from ..kernel import MrouteSocket, Upcall, UpcallKind, open_mroute_socket
+from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes
+from ..model import (
+    Counters,
+    Family,
+    Route,
+    RouteKey,
+    RouteStatus,
+    VifConfig,
+    VifStatus,
+)
+from . import ReloadResult
+from .journal import NULL, Journal
+from .state import SavedState, StateFile, StateFileError, render, route_record, vif_record
+from .table import SG, Learned, Table
+from .validate import check_interface_name, check_route, check_table, check_vif
+
+log = logging.getLogger(__name__)
+
+TableId = tuple[Family, int]
+VifId = tuple[Family, int, str]
+_HOST_PREFIX = {Family.IPV4: 32, Family.IPV6: 128}
+
+
+def _sg_of(key: RouteKey) -> SG:
+    return (key.source.network_address, key.group.network_address)
+
+
+class Engine:
+    """Implements mfc_dbus.engine.EngineAPI."""
+
+    def __init__(
+        self,
+        state_file: Path | None,
+        *,
+        learned_expiry: float = 60.0,
+        kernel_factory: Callable[[Family, int], MrouteSocket] = open_mroute_socket,
+        link_monitor_factory: Callable[[], LinkMonitor] = LinkMonitor,
+        interface_lister: Callable[[], dict[str, int]] = interface_indexes,
+        clock: Callable[[], float] = time.monotonic,
+        expiry_interval: float | None = None,
+        busy_retry: float = 5.0,
+    ) -> None:
+        self._state = StateFile(state_file) if state_file is not None else None
+        self.learned_expiry = learned_expiry
+        self._expiry_interval = expiry_interval or max(0.05, min(learned_expiry / 4, 5.0))
+        self._kernel_factory = kernel_factory
+        self._link_monitor_factory = link_monitor_factory
+        self._interface_lister = interface_lister
+        self._clock = clock
+        self._busy_retry = busy_retry
+        self.families: tuple[Family, ...] = ()
+        self.state_error: str | None = None  # why the state file was set aside at start
+        self.state_file_aside: Path | None = None
+        self._persist_blocked: str | None = None
+        self._routes: dict[RouteKey, Route] = {}
+        self._tables: dict[TableId, Table] = {}
+        self._ifindex: dict[str, int] = {}
+        self._route_records: dict[RouteKey, str] = {}
+        self._vif_records: dict[VifId, str] = {}
+        self._listeners: list = []
+        self._events: list[tuple[str, object]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._monitor: LinkMonitor | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._last_busy_retry = 0.0
+
+    # == life cycle ========================================================================
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._monitor = self._link_monitor_factory()  # subscribe before the dump
+        except OSError as exc:
+            log.error("cannot watch interfaces (rtnetlink): %s; hotplug is disabled", exc)
+        self._ifindex = dict(self._interface_lister())
+        if self._monitor is not None:
+            self._loop.add_reader(self._monitor.fileno(), self._on_link_events)
+        for family in Family:
+            self._open(self._table(family, 0))
+        self._update_families()
+        saved = self._load_at_start()
+        self._restore(saved)
+        self._tasks.append(self._loop.create_task(self._housekeeping()))
+
+    async def stop(self, flush: bool = True) -> None:
+        """Stop watching. With flush (the default) close the kernel sockets, which
+        empties the kernel's tables; without, the sockets (and routes) stay open until
+        the process exits."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        if self._loop is not None and self._monitor is not None:
+            self._loop.remove_reader(self._monitor.fileno())
+            self._monitor.close()
+            self._monitor = None
+        if self._state is not None and self._persist_blocked is None:
+            try:
+                self._write_state()
+            except StateFileError as exc:
+                log.error("%s", exc)
+        for table in self._tables.values():
+            if table.sock is not None:
+                if self._loop is not None:
+                    self._loop.remove_reader(table.sock.fileno())
+                if flush:
+                    table.sock.close()
+                    table.sock = None
+                    table.live.clear()
+                    table.live_vifs.clear()
+                    table.mfc.clear()
+                    table.learned.clear()
+
+    def add_listener(self, listener) -> None:
+        self._listeners.append(listener)
+
+    # == kernel tables ===================================================================
+    def _table(self, family: Family, table: int) -> Table:
+        found = self._tables.get((family, table))
+        if found is None:
+            found = self._tables[(family, table)] = Table(family, table)
+        return found
+
+    def _open(self, table: Table) -> bool:
+        """Open the table's kernel socket if it is not open; False if the kernel refused."""
+        if table.sock is not None:
+            return True
+        try:
+            sock = self._kernel_factory(table.family, table.table)
+        except (KernelBusy, FamilyUnavailable, MfcError) as exc:
+            if table.error is None or str(table.error) != str(exc):
+                log.warning("%s: %s", table.describe, exc)
+            table.error = exc
+            return False
+        table.sock = sock
+        table.error = None
+        try:
+            sock.set_assert(True)  # WRONGVIF upcalls, to move learned flows
+        except MfcError as exc:
+            log.warning("%s: no WRONGVIF upcalls: %s", table.describe, exc)
+        if self._loop is not None:
+            self._loop.add_reader(sock.fileno(), self._on_upcalls, table)
+        return True
+
+    def _update_families(self) -> None:
+        self.families = tuple(
+            f for f in Family if (t := self._tables.get((f, 0))) is not None and t.sock
+        )
+
+    def _ready(self, table: Table) -> None:
+        """Raise the table's error (KernelBusy, FamilyUnavailable) if it cannot be used."""
+        if not self._open(table):
+            assert table.error is not None
+            raise table.error
+        if table.table == 0:
+            self._update_families()
+
+    def _lookup_ifindex(self, name: str) -> int | None:
+        index = self._ifindex.get(name)
+        if index is None:
+            try:  # created a moment ago and its link event is not read yet?
+                index = socket.if_nametoindex(name)
+            except OSError:
+                return None
+            self._ifindex[name] = index
+        return index
+
+    # == the one path for changes ===================================================
+    def _apply(
+        self,
+        routes: dict[RouteKey, Route | None],
+        vifs: dict[VifId, VifConfig | None] | None = None,
+        strict: bool = True,
+    ) -> list[tuple[Route | None, Route | None]]:
+        vifs = vifs or {}
+        tids = {(key.family, key.table) for key in routes}
+        tids.update((family, table) for family, table, _ in vifs)
+        tables = {tid: self._table(*tid) for tid in tids}
+        if strict:
+            for table in tables.values():
+                self._ready(table)
+        else:
+            for table in tables.values():
+                self._open(table)
+        journal = Journal() if strict else NULL
+        self._events.clear()
+        try:
+            changes = self._change_desired(routes, vifs, tables, journal)
+            touched, exact, template_tables, retuned = changes[1:]
+            for tid, names in touched.items():
+                tables[tid].vifs.check_limit(names)
+            for tid, table in tables.items():
+                self._reconcile(
+                    table,
+                    touched.get(tid, set()),
+                    exact.get(tid, ()),
+                    tid in template_tables,
+                    retuned.get(tid, set()),
+                    journal,
+                    strict,
+                )
+            self._persist(changes[0], vifs, journal)
+        except BaseException:
+            journal.undo()
+            self._events.clear()
+            raise
+        self._emit_events()
+        self._emit_route_changes(changes[0])
+        return changes[0]
+
+    def _change_desired(self, routes, vifs, tables, journal):
+        results: list[tuple[Route | None, Route | None]] = []
+        touched: dict[TableId, set[str]] = {}
+        exact: dict[TableId, list[RouteKey]] = {}
+        template_tables: set[TableId] = set()
+        retuned: dict[TableId, set[str]] = {}
+        all_routes = self._routes
+        for key, new in routes.items():
+            old = all_routes.get(key)
+            if old == new:
+                continue
+            tid = (key.family, key.table)
+            table = tables[tid]
+            names = touched.get(tid)
+            if names is None:
+                names = touched[tid] = set()
+            allocator = table.vifs
+            if old is not None:
+                for name in old.interfaces:
+                    allocator.unuse(name, key, journal)
+                    names.add(name)
+            if new is not None:
+                for name in new.interfaces:
+                    allocator.use(name, key, journal)
+                    names.add(name)
+                all_routes[key] = new
+            else:
+                del all_routes[key]
+            journal.push(self._restore_route, key, old)
+            if key.is_template:
+                if new is not None:
+                    table.templates.put(new)
+                else:
+                    table.templates.remove(key)
+                journal.push(self._restore_template, table, key, old)
+                template_tables.add(tid)
+            else:
+                sg = _sg_of(key)
+                if new is None:
+                    del table.exact[sg]
+                else:
+                    table.exact[sg] = key
+                journal.push(self._restore_exact, table, sg, key if old is not None else None)
+                exact.setdefault(tid, []).append(key)
+            results.append((old, new))
+        for (family, number, name), config in vifs.items():
+            tid = (family, number)
+            table = tables[tid]
+            old_threshold = table.vifs.threshold(name)
+            table.vifs.set_explicit(name, config, journal)
+            touched.setdefault(tid, set()).add(name)
+            if table.vifs.threshold(name) != old_threshold:
+                retuned.setdefault(tid, set()).add(name)
+            self._events.append(("vif", (table, name)))
+        return results, touched, exact, template_tables, retuned
+
+    def _restore_route(self, key: RouteKey, old: Route | None) -> None:
+        if old is None:
+            self._routes.pop(key, None)
+        else:
+            self._routes[key] = old
+
+    @staticmethod
+    def _restore_template(table: Table, key: RouteKey, old: Route | None) -> None:
+        if old is None:
+            table.templates.remove(key)
+        else:
+            table.templates.put(old)
+
+    @staticmethod
+    def _restore_exact(table: Table, sg: SG, key: RouteKey | None) -> None:
+        if key is None:
+            table.exact.pop(sg, None)
+        else:
+            table.exact[sg] = key
+
+    def _reconcile(
+        self,
+        table: Table,
+        names: set[str],
+        exact_keys: Iterable[RouteKey],
+        templates_changed: bool,
+        retuned: set[str],
+        journal: Journal,
+        strict: bool,
+    ) -> None:
+        """Bring the kernel in line with the desired state after a change of `names`'
+        users, of the exact routes `exact_keys` and (maybe) of the templates."""
+        allocator = table.vifs
+        freed = [n for n in names if n in allocator.slots and not allocator.needed(n)]
+        new = [n for n in names if n not in allocator.slots and allocator.needed(n)]
+        # 1. New interfaces get a slot (not one being freed: its entries still point at
+        #    it) and their VIF, before any entry refers to them.
+        avoid = {allocator.slots[n] for n in freed}
+        late = []
+        for name in new:
+            if allocator.allocate(name, avoid, journal) is None:
+                late.append(name)
+            else:
+                self._install_vif(table, name, journal, strict)
+                self._events.append(("vif", (table, name)))
+        for name in retuned:  # a new TTL threshold: re-add the VIF
+            if name in table.live and name in allocator.slots:
+                table.remove_vif(name, journal)
+                self._install_vif(table, name, journal, strict)
+        # 2. Entries: changed exact routes in place (add replaces: no forwarding gap).
+        for key in exact_keys:
+            self._sync_exact(table, key, journal, strict)
+        for name in retuned:
+            self._sync_users_of(table, name, journal, strict)
+        if templates_changed or retuned:
+            self._rematch(table, journal, strict)
+        # 3. Interfaces nothing uses any more lose their VIF and slot.
+        for name in freed:
+            for sg, learned in list(table.learned.items()):
+                if learned.input == name:
+                    self._drop_learned(table, sg, journal, strict)
+                elif learned.arrival == name:
+                    learned.arrival = learned.input
+            slot = allocator.slots[name]
+            table.remove_vif(name, journal)
+            allocator.release(name, journal)
+            self._events.append(("vif-", (table, name, slot)))
+        # 4. At the 32-slot limit, new names reuse the slots freed just now.
+        for name in late:
+            allocator.allocate(name, set(), journal)
+            self._install_vif(table, name, journal, strict)
+            self._events.append(("vif", (table, name)))
+            self._sync_users_of(table, name, journal, strict)
+
+    def _install_vif(self, table: Table, name: str, journal: Journal, strict: bool) -> None:
+        index = self._lookup_ifindex(name)
+        if index is not None and table.sock is not None:
+            table.install_vif(name, index, journal, strict)
+
+    def _sync_exact(self, table: Table, key: RouteKey, journal: Journal, strict: bool) -> None:
+        route = self._routes.get(key)
+        sg = _sg_of(key)
+        if route is None:
+            table.set_entry(sg, None, journal, strict)
+            return
+        if sg in table.learned:  # a configured route takes over a learned flow
+            self._drop_learned(table, sg, journal, strict, kernel=False)
+        table.set_entry(sg, table.want(route.input, route.outputs), journal, strict)
+
+    def _sync_users_of(self, table: Table, name: str, journal: Journal, strict: bool) -> None:
+        """Rewrite every entry (configured or learned) that involves interface `name`."""
+        for key in table.vifs.users.get(name, ()):
+            if not key.is_template:
+                self._sync_exact(table, key, journal, strict)
+        for sg, learned in list(table.learned.items()):
+            if name == learned.input or name in learned.outputs:
+                table.set_entry(sg, table.want(learned.input, learned.outputs), journal, strict)
+
+    def _rematch(self, table: Table, journal: Journal, strict: bool) -> None:
+        """Templates changed: give every learned flow its (new) template."""
+        for sg, learned in list(table.learned.items()):
+            best = table.templates.best(sg[0], sg[1], learned.arrival)
+            if best is learned.template:
+                continue
+            if best is None and learned.template is not None:
+                self._drop_learned(table, sg, journal, strict)
+                continue
+            self._set_learned(table, sg, Learned(best, learned.arrival, self._clock()), journal)
+            table.set_entry(sg, table.want(best.input, best.outputs), journal, strict)
+
+    def _set_learned(self, table: Table, sg: SG, learned: Learned, journal: Journal) -> None:
+        old = table.learned.get(sg)
+        table.learned[sg] = learned
+        journal.push(self._put_learned, table, sg, old)
+        if learned.template is not None:
+            self._events.append(("learned", (table, sg, learned)))
+        elif old is not None and old.template is not None:
+            self._events.append(("removed", self._learned_route(table, sg, old)))
+
+    def _drop_learned(
+        self, table: Table, sg: SG, journal: Journal, strict: bool, kernel: bool = True
+    ) -> None:
+        learned = table.learned.pop(sg)
+        journal.push(self._put_learned, table, sg, learned)
+        if kernel:
+            table.set_entry(sg, None, journal, strict)
+        if learned.template is not None:
+            self._events.append(("removed", self._learned_route(table, sg, learned)))
+
+    @staticmethod
+    def _put_learned(table: Table, sg: SG, learned: Learned | None) -> None:
+        if learned is None:
+            table.learned.pop(sg, None)
+        else:
+            table.learned[sg] = learned
+
+    # == persistence =====================================================================
+    def _persist(self, changes, vifs, journal: Journal) -> None:
+        if self._state is None:
+            return
+        dirty = False
+        records = self._route_records
+        for old, new in changes:
+            if new is not None and new.persistent and new.owner is None:
+                key = new.key
+                journal.push(self._restore_record, records, key, records.get(key))
+                records[key] = route_record(new)
+                dirty = True
+            elif old is not None and old.key in records:
+                key = old.key
+                journal.push(self._restore_record, records, key, records.pop(key))
+                dirty = True
+        for vid, config in vifs.items():
+            old_record = self._vif_records.get(vid)
+            if config is not None and config.persistent:
+                self._vif_records[vid] = vif_record(config)
+            else:
+                self._vif_records.pop(vid, None)
+            if self._vif_records.get(vid) != old_record:
+                journal.push(self._restore_record, self._vif_records, vid, old_record)
+                dirty = True
+        if dirty and journal is not NULL:
+            self._write_state()
+
+    @staticmethod
+    def _restore_record(records: dict, key: object, record: str | None) -> None:
+        if record is None:
+            records.pop(key, None)
+        else:
+            records[key] = record
+
+    def _write_state(self) -> None:
+        if self._state is None:
+            return
+        if self._persist_blocked is not None:
+            raise StateFileError(self._persist_blocked)
+        self._state.write(
+            render(list(self._route_records.values()), list(self._vif_records.values()))
+        )
+
+    def _load_at_start(self) -> SavedState:
+        if self._state is None:
+            return SavedState()
+        try:
+            return self._state.load()
+        except StateFileError as exc:
+            self.state_error = str(exc)
+            try:
+                self.state_file_aside = self._state.set_aside()
+            except OSError as aside_exc:
+                self._persist_blocked = (
+                    f"{exc}; it could not be moved aside ({aside_exc.strerror}), so "
+                    "persistent changes are refused until it is fixed or removed"
+                )
+                log.error("%s", self._persist_blocked)
+            else:
+                log.error(
+                    "%s; it was moved to %s and the service starts with no routes",
+                    exc,
+                    self.state_file_aside,
+                )
+            return SavedState()
+
+    def _restore(self, saved: SavedState) -> None:
+        routes: dict[RouteKey, Route | None] = {route.key: route for route in saved.routes}
+        vifs: dict[VifId, VifConfig | None] = {
+            (c.family, c.table, c.interface): c for c in saved.vifs
+        }
+        self._apply(routes, vifs, strict=False)
+        self._route_records = {route.key: route_record(route) for route in saved.routes}
+        self._vif_records = {vid: vif_record(c) for vid, c in vifs.items()}
+
+    # == public mutations =================================================================
+    def add_route(self, route: Route) -> RouteStatus:
+        check_route(route)
+        self._apply({route.key: route})
+        return self._status(route)
+
+    def add_routes(self, routes: Sequence[Route]) -> int:
+        batch: dict[RouteKey, Route | None] = {}
+        for route in routes:
+            check_route(route)
+            if route.key in batch:
+                raise InvalidArgument(
+                    f"route {route.key} appears twice in the batch; give each (S,G) once"
+                )
+            batch[route.key] = route
+        self._apply(batch)
+        return len(batch)
+
+    def remove_route(self, key: RouteKey) -> Route:
+        route = self._routes.get(key)
+        if route is None:
+            raise NotFound(f"no route {key} is configured; ListRoutes shows the configured routes")
+        self._apply({key: None})
+        return route
+
+    def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:
+        gone = [
+            route
+            for key, route in self._routes.items()
+            if (family is None or key.family == family) and (table is None or key.table == table)
+        ]
+        self._apply({route.key: None for route in gone})
+        return gone
+
+    def remove_routes_owned_by(self, owner: str) -> list[Route]:
+        gone = [route for route in self._routes.values() if route.owner == owner]
+        if gone:
+            self._apply({route.key: None for route in gone})
+        return gone
+
+    def add_vif(self, config: VifConfig) -> VifStatus:
+        check_vif(config)
+        self._apply({}, {(config.family, config.table, config.interface): config})
+        return self._vif_status(self._table(config.family, config.table), config.interface)
+
+    def remove_vif(self, interface: str, family: Family, table: int = 0) -> VifStatus:
+        check_interface_name(interface)
+        check_table(table)
+        found = self._tables.get((family, table))
+        if found is None or interface not in found.vifs.slots:
+            raise NotFound(
+                f"interface {interface!r} has no {family} VIF in table {table}; "
+                "ListVifs shows the VIFs"
+            )
+        users = found.vifs.users.get(interface)
+        if users:
+            example = next(iter(users))
+            raise InvalidArgument(
+                f"interface {interface!r} is still used by {len(users)} route(s), such as "
+                f"{example}; remove those routes first"
+            )
+        status = self._vif_status(found, interface)
+        self._apply({}, {(family, table, interface): None})
+        return status
+
+    def reload(self) -> ReloadResult:
+        if self._state is None:
+            raise InvalidArgument("this engine has no state file to reload")
+        saved = self._state.load()  # StateFileError: nothing changes
+        wanted = {route.key: route for route in saved.routes}
+        changes: dict[RouteKey, Route | None] = {}
+        added = changed = unchanged = removed = 0
+        for key, route in self._routes.items():
+            if route.persistent and route.owner is None and key not in wanted:
+                changes[key] = None
+                removed += 1
+        for key, route in wanted.items():
+            current = self._routes.get(key)
+            if current == route:
+                unchanged += 1
+                continue
+            changes[key] = route
+            if current is None:
+                added += 1
+            else:
+                changed += 1
+        vif_changes: dict[VifId, VifConfig | None] = {}
+        wanted_vifs = {(c.family, c.table, c.interface): c for c in saved.vifs}
+        for (family, number), table in self._tables.items():
+            for name, config in table.vifs.explicit.items():
+                if config.persistent and (family, number, name) not in wanted_vifs:
+                    vif_changes[(family, number, name)] = None
+        for vid, config in wanted_vifs.items():
+            table = self._tables.get(vid[:2])
+            if table is None or table.vifs.explicit.get(vid[2]) != config:
+                vif_changes[vid] = config
+        self._apply(changes, vif_changes)
+        return ReloadResult(added, removed, changed, unchanged)
+
+    # == reads =========================================================================
+    @property
+    def route_count(self) -> int:
+        return len(self._routes) + sum(
+            1
+            for table in self._tables.values()
+            for learned in table.learned.values()
+            if learned.template is not None
+        )
+
+    @property
+    def vif_count(self) -> int:
+        return sum(len(table.vifs.slots) for table in self._tables.values())
+
+    def get_route(self, key: RouteKey) -> RouteStatus:
+        route = self._routes.get(key)
+        if route is None:
+            raise NotFound(f"no route {key} is configured")
+        return self._status(route)
+
+    def list_routes(
+        self, family: Family | None = None, table: int | None = None
+    ) -> list[RouteStatus]:
+        out = [
+            self._status(route)
+            for key, route in self._routes.items()
+            if (family is None or key.family == family) and (table is None or key.table == table)
+        ]
+        for (fam, number), found in self._tables.items():
+            if (family is None or fam == family) and (table is None or number == table):
+                for sg, learned in found.learned.items():
+                    if learned.template is not None:
+                        out.append(self._learned_status(found, sg, learned))
+        return out
+
+    def list_vifs(self, family: Family | None = None, table: int | None = None) -> list[VifStatus]:
+        return [
+            self._vif_status(found, name)
+            for (fam, number), found in self._tables.items()
+            if (family is None or fam == family) and (table is None or number == table)
+            for name in sorted(found.vifs.slots, key=found.vifs.slots.__getitem__)
+        ]
+
+    def kernel_view(self, family: Family, table: int = 0) -> dict[SG, tuple[int, dict]]:
+        """What the engine has installed, as {(S, G): (input ifindex, {ifindex: ttl})}:
+        tests compare it with the kernel's own read-back."""
+        found = self._tables.get((family, table))
+        return found.kernel_view() if found is not None else {}
+
+    def _counters(self, table: Table, sg: SG) -> Counters:
+        if table.sock is None or sg not in table.mfc:
+            return Counters()
+        try:
+            c = table.sock.sg_counters(sg[0], sg[1])
+        except MfcError:
+            return Counters()
+        return Counters(c.packets, c.bytes, c.wrong_if)
+
+    def _status(self, route: Route) -> RouteStatus:
+        key = route.key
+        table = self._tables[(key.family, key.table)]
+        live = table.live
+        missing = tuple(name for name in route.interfaces if name not in live)
+        state = "pending" if missing or table.sock is None else "installed"
+        if not key.is_template:
+            counters = self._counters(table, _sg_of(key))
+        else:
+            packets = octets = wrong = 0
+            for sg, learned in table.learned.items():
+                if learned.template is not None and learned.template.key == key:
+                    c = self._counters(table, sg)
+                    packets += c.packets
+                    octets += c.bytes
+                    wrong += c.wrong_if
+            counters = Counters(packets, octets, wrong)
+        return RouteStatus(route, state, counters, missing)
+
+    def _learned_route(self, table: Table, sg: SG, learned: Learned) -> Route:
+        route = learned.route
+        if route is None or route.input != learned.input or route.outputs != learned.outputs:
+            prefix = _HOST_PREFIX[table.family]
+            key = RouteKey(
+                table.family,
+                table.table,
+                ipaddress.ip_network((sg[0], prefix)),
+                ipaddress.ip_network((sg[1], prefix)),
+            )
+            route = learned.route = Route(key, learned.input, learned.outputs, persistent=False)
+        return route
+
+    def _learned_status(self, table: Table, sg: SG, learned: Learned) -> RouteStatus:
+        route = self._learned_route(table, sg, learned)
+        missing = tuple(name for name in route.interfaces if name not in table.live)
+        return RouteStatus(route, "learned", self._counters(table, sg), missing)
+
+    def _vif_status(self, table: Table, name: str) -> VifStatus:
+        slot = table.live.get(name)
+        config = table.vifs.explicit.get(name)
+        counters = None
+        if slot is not None and table.sock is not None:
+            try:
+                counters = table.sock.vif_counters(slot)
+            except MfcError:
+                counters = None
+        return VifStatus(
+            interface=name,
+            family=table.family,
+            table=table.table,
+            index=slot,
+            ttl_threshold=table.vifs.threshold(name),
+            explicit=config is not None,
+            in_packets=counters.in_packets if counters else 0,
+            out_packets=counters.out_packets if counters else 0,
+            in_bytes=counters.in_bytes if counters else 0,
+            out_bytes=counters.out_bytes if counters else 0,
+        )
+
+    # == listeners =======================================================================
+    def _emit_events(self) -> None:
+        events, self._events = self._events, []
+        if not self._listeners:
+            return
+        for kind, payload in events:
+            try:
+                if kind == "vif":
+                    table, name = payload
+                    if name in table.vifs.slots:
+                        status = self._vif_status(table, name)
+                        self._notify("vif_added", status)
+                elif kind == "vif-":
+                    table, name, slot = payload
+                    status = VifStatus(name, table.family, table.table, slot, 1, False)
+                    self._notify("vif_removed", status)
+                elif kind == "learned":
+                    table, sg, learned = payload
+                    if table.learned.get(sg) is learned:
+                        self._notify("route_added", self._learned_status(table, sg, learned))
+                elif kind == "removed":
+                    self._notify("route_removed", payload)
+                elif kind == "route":
+                    self._notify("route_added", self._status(payload))
+            except Exception:
+                log.exception("cannot report %s", kind)
+
+    def _notify(self, method: str, value: object) -> None:
+        for listener in self._listeners:
+            try:
+                getattr(listener, method)(value)
+            except Exception:
+                log.exception("listener %r failed in %s", listener, method)
+
+    def _emit_route_changes(self, changes) -> None:
+        if not self._listeners:
+            return
+        for old, new in changes:
+            if new is not None:
+                self._notify("route_added", self._status(new))
+            elif old is not None:
+                self._notify("route_removed", old)
+
+    # == asyncio: upcalls, link events, expiry =============================================
+    def _on_upcalls(self, table: Table) -> None:
+        sock = table.sock
+        if sock is None:
+            return
+        try:
+            upcalls = sock.read_upcalls()
+        except OSError as exc:
+            log.error("%s: cannot read upcalls: %s", table.describe, exc)
+            return
+        for upcall in upcalls:
+            try:
+                self._handle_upcall(table, upcall)
+            except Exception:
+                log.exception("%s: upcall %s failed", table.describe, upcall)
+        self._emit_events()
+
+    def _handle_upcall(self, table: Table, upcall: Upcall) -> None:
+        slot_owner = table.live_vifs.get(upcall.vif)
+        if slot_owner is None:
+            return
+        arrival = slot_owner[0]
+        sg = (upcall.source, upcall.group)
+        if upcall.kind == UpcallKind.NOCACHE:
+            key = table.exact.get(sg)
+            if key is not None:  # configured: (re)install exactly that
+                self._sync_exact(table, key, NULL, False)
+                return
+            template = table.templates.best(sg[0], sg[1], arrival)
+            learned = Learned(template, arrival, self._clock())
+            self._set_learned(table, sg, learned, NULL)
+            # Install at once: the kernel then forwards the packets it queued.
+            table.set_entry(sg, table.want(learned.input, learned.outputs), NULL, False, True)
+        elif upcall.kind == UpcallKind.WRONGVIF:
+            learned = table.learned.get(sg)
+            if learned is None or learned.input == arrival:
+                return
+            template = table.templates.accepting(sg[0], sg[1], arrival)
+            if template is None:
+                return
+            log.info(
+                "%s: flow (%s, %s) moved from %s to %s (template %s)",
+                table.describe, sg[0], sg[1], learned.input, arrival, template.key,
+            )  # fmt: skip
+            self._set_learned(table, sg, Learned(template, arrival, self._clock()), NULL)
+            table.set_entry(sg, table.want(template.input, template.outputs), NULL, False)
+
+    def _on_link_events(self) -> None:
+        assert self._monitor is not None
+        try:
+            events = self._monitor.read_events()
+        except OSError as exc:  # ENOBUFS: events were lost; take a fresh list
+            log.warning("link events lost (%s): re-reading the interface list", exc)
+            self._resync_links()
+            return
+        for event in events:
+            try:
+                self._handle_link(event)
+            except Exception:
+                log.exception("link event %s failed", event)
+        self._emit_events()
+
+    def _resync_links(self) -> None:
+        now = dict(self._interface_lister())
+        for name, index in list(self._ifindex.items()):
+            if now.get(name) != index:
+                self._handle_link(LinkEvent("del", name, index))
+        for name, index in now.items():
+            self._handle_link(LinkEvent("new", name, index))
+        self._emit_events()
+
+    def _handle_link(self, event: LinkEvent) -> None:
+        name, index = event.name, event.index
+        if event.kind == "new":
+            if self._ifindex.get(name) == index and all(
+                name in t.live or name not in t.vifs.slots or t.sock is None
+                for t in self._tables.values()
+            ):
+                return  # the same interface (a state change) with its VIFs in place
+            # Renamed: the index was known under another name, which is gone.
+            for other, other_index in list(self._ifindex.items()):
+                if other_index == index and other != name:
+                    self._handle_link(LinkEvent("del", other, index))
+            self._ifindex[name] = index
+        else:
+            if self._ifindex.get(name) != index:
+                return
+            del self._ifindex[name]
+        for table in self._tables.values():
+            if name not in table.vifs.slots or table.sock is None:
+                continue
+            if event.kind == "new":
+                live = table.live_vifs.get(table.live.get(name, -1))
+                if live is not None and live[1] == index:
+                    continue
+                table.forget_vif(name)
+                table.install_vif(name, index, NULL, False)
+            else:
+                table.forget_vif(name)
+            self._events.append(("vif", (table, name)))
+            self._sync_users_of(table, name, NULL, False)
+            for key in table.vifs.users.get(name, ()):
+                self._events.append(("route", self._routes[key]))
+            log.info("%s: interface %s %s (index %d)", table.describe, name,
+                     "appeared" if event.kind == "new" else "disappeared", index)  # fmt: skip
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_interval)
+            try:
+                self.expire_learned()
+                self._retry_busy()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    def expire_learned(self) -> int:
+        """Drop learned flows whose counters did not move for learned_expiry seconds."""
+        now = self._clock()
+        expired = 0
+        for table in self._tables.values():
+            if not table.learned:
+                continue
+            for sg, learned in list(table.learned.items()):
+                if table.sock is not None and sg in table.mfc:
+                    try:
+                        packets = table.sock.sg_counters(sg[0], sg[1]).packets
+                    except MfcError:
+                        packets = learned.last_packets
+                    if packets != learned.last_packets:
+                        learned.last_packets = packets
+                        learned.last_change = now
+                        continue
+                if now - learned.last_change >= self.learned_expiry:
+                    self._drop_learned(table, sg, NULL, False)
+                    expired += 1
+        self._emit_events()
+        return expired
+
+    def _retry_busy(self) -> None:
+        now = self._clock()
+        if now - self._last_busy_retry < self._busy_retry:
+            return
+        self._last_busy_retry = now
+        for table in list(self._tables.values()):
+            if table.sock is None and isinstance(table.error, KernelBusy):
+                if self._open(table):
+                    log.info("%s: the kernel table is free now; installing", table.describe)
+                    self._install_table(table)
+        self._update_families()
+
+    def _install_table(self, table: Table) -> None:
+        """A table's socket just opened: install all its VIFs and routes."""
+        for name in table.vifs.slots:
+            self._install_vif(table, name, NULL, False)
+        for key in list(table.exact.values()):
+            self._sync_exact(table, key, NULL, False)
+        self._emit_events()

@@ -1,0 +1,207 @@
+"""The persisted state file: persistent routes and explicit VIF settings.
+
+Format (JSON, one route per line so that a person can read and edit it)::
+
+    {"schema": 1, "generator": "mfc-dbus",
+     "vifs": [{"interface": "eth0", "family": "ipv4", "table": 0, "ttl_threshold": 1}],
+     "routes": [
+    {"source": "*", "group": "233.252.0.1", "input": "eth0", "outputs": ["eth1"]},
+    {"source": "10.1.0.0/16", "group": "ff3e::1", "table": 10, "input": "eth0", ...}
+     ]}
+
+Writes are atomic (temporary file in the same directory, fsync, rename, fsync of the
+directory): a crash leaves either the old or the new file, never a mix. Each route's
+JSON text is produced once and cached by the engine, so a write is a string join.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MfcError
+from ..model import (
+    MAX_VIFS,
+    Family,
+    Route,
+    VifConfig,
+    format_group,
+    format_source,
+    make_route_key,
+)
+from .validate import check_route, check_vif
+
+SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+
+class StateFileError(MfcError):
+    """The state file cannot be read, parsed or written."""
+
+
+@dataclass(frozen=True)
+class SavedState:
+    routes: tuple[Route, ...] = ()
+    vifs: tuple[VifConfig, ...] = ()
+
+
+def route_record(route: Route) -> str:
+    """The JSON text of one persistent route, as written in the state file."""
+    key = route.key
+    table = f', "table": {key.table}' if key.table else ""
+    outputs = ", ".join(json.dumps(name) for name in route.outputs)
+    return (
+        f'{{"source": "{format_source(key.source)}", "group": "{format_group(key.group)}"'
+        f'{table}, "input": {json.dumps(route.input)}, "outputs": [{outputs}]}}'
+    )
+
+
+def vif_record(config: VifConfig) -> str:
+    return json.dumps(
+        {
+            "interface": config.interface,
+            "family": str(config.family),
+            "table": config.table,
+            "ttl_threshold": config.ttl_threshold,
+        }
+    )
+
+
+def render(route_records: list[str], vif_records: list[str]) -> str:
+    return (
+        f'{{"schema": {SCHEMA_VERSION}, "generator": "mfc-dbus",\n "vifs": ['
+        + ",\n  ".join(vif_records)
+        + '],\n "routes": [\n'
+        + ",\n".join(route_records)
+        + "\n]}\n"
+    )
+
+
+def _field(entry: dict, name: str, kind: type, where: str, default: object = None) -> object:
+    value = entry.get(name, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{where}: field {name!r} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def parse(text: str) -> SavedState:
+    """Parse and validate a state file's text; raises ValueError or MfcError."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("the top level is not a JSON object")
+    schema = data.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise ValueError(f"schema version {schema!r} is not supported (this is {SCHEMA_VERSION})")
+    routes: dict = {}
+    for n, entry in enumerate(_field(data, "routes", list, "state", [])):
+        where = f"route #{n + 1}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} is not a JSON object")
+        key = make_route_key(
+            _field(entry, "source", str, where, "*"),
+            _field(entry, "group", str, where),
+            _field(entry, "table", int, where, 0),
+        )
+        outputs = _field(entry, "outputs", list, where)
+        if not all(isinstance(name, str) for name in outputs):
+            raise ValueError(f"{where}: outputs must be interface names")
+        route = Route(key, _field(entry, "input", str, where), tuple(outputs))
+        check_route(route)
+        if key in routes:
+            raise ValueError(f"{where}: route {key} appears twice")
+        routes[key] = route
+    vifs: dict = {}
+    for n, entry in enumerate(_field(data, "vifs", list, "state", [])):
+        where = f"VIF #{n + 1}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} is not a JSON object")
+        config = VifConfig(
+            _field(entry, "interface", str, where),
+            Family.parse(_field(entry, "family", str, where)),
+            _field(entry, "table", int, where, 0),
+            _field(entry, "ttl_threshold", int, where, 1),
+        )
+        check_vif(config)
+        vifs[(config.family, config.table, config.interface)] = config
+    names: dict[tuple[Family, int], set[str]] = {}
+    for route in routes.values():
+        names.setdefault((route.key.family, route.key.table), set()).update(route.interfaces)
+    for family, table, name in vifs:
+        names.setdefault((family, table), set()).add(name)
+    for (family, table), used in names.items():
+        if len(used) > MAX_VIFS:
+            raise ValueError(
+                f"{family} table {table} uses {len(used)} interfaces; the kernel allows "
+                f"{MAX_VIFS}"
+            )
+    return SavedState(tuple(routes.values()), tuple(vifs.values()))
+
+
+class StateFile:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> SavedState:
+        """The saved state; an absent file is an empty state. Raises StateFileError."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return SavedState()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateFileError(f"state file {self.path} cannot be read: {exc}") from None
+        try:
+            return parse(text)
+        except (ValueError, MfcError) as exc:
+            detail = exc.message if isinstance(exc, MfcError) else str(exc)
+            raise StateFileError(f"state file {self.path} is not valid: {detail}") from None
+
+    def set_aside(self) -> Path:
+        """Rename a bad state file out of the way (never overwrite or delete it)."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        os.rename(self.path, aside)
+        _fsync_dir(self.path.parent)
+        return aside
+
+    def write(self, text: str) -> None:
+        """Replace the file atomically and durably; raises StateFileError."""
+        directory = self.path.parent
+        tmp = directory / f".{self.path.name}.tmp-{os.getpid()}"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                data = text.encode()
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.path)
+            _fsync_dir(directory)
+        except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise StateFileError(
+                f"cannot write state file {self.path}: {exc.strerror or exc}; "
+                "the change was not applied"
+            ) from None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

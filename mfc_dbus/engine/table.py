@@ -1,0 +1,181 @@
+"""One (family, kernel table): its desired VIFs, templates, learned flows, and what is
+installed in the kernel through its multicast-routing socket.
+
+The installed side (`live` VIFs and `mfc` entries) is only changed together with the
+kernel, through the methods below, each recording its inverse in a Journal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from ..errors import MfcError, NoSuchInterface, NotFound
+from ..kernel import MrouteSocket
+from ..model import Family, IPAddress, Route, RouteKey
+from .journal import Journal
+from .templates import TemplateIndex
+from .vifs import VifAllocator
+
+log = logging.getLogger(__name__)
+
+SG = tuple[IPAddress, IPAddress]
+Entry = tuple[int, dict[int, int]]  # (input VIF, {output VIF: TTL threshold})
+
+
+@dataclass
+class Learned:
+    """An exact (S,G) the engine installed on an upcall.
+
+    `template` is the (*,G)/prefix route it was made from, or None for an entry with no
+    outputs installed so that the kernel stops asking about a flow nobody routes.
+    """
+
+    template: Route | None
+    arrival: str  # the interface the flow was last seen arriving on
+    last_change: float
+    last_packets: int = -1
+    route: Route | None = field(default=None, compare=False)  # cached for read-back
+
+    @property
+    def input(self) -> str:
+        return self.template.input if self.template is not None else self.arrival
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.template.outputs if self.template is not None else ()
+
+
+class Table:
+    def __init__(self, family: Family, table: int) -> None:
+        self.family = family
+        self.table = table
+        self.describe = f"{family} table {table}"
+        self.vifs = VifAllocator(self.describe)
+        self.templates = TemplateIndex()
+        self.exact: dict[SG, RouteKey] = {}  # configured exact routes of this table
+        self.learned: dict[SG, Learned] = {}
+        # Installed state.
+        self.sock: MrouteSocket | None = None
+        self.error: MfcError | None = None  # why the socket could not be opened
+        self.live: dict[str, int] = {}  # interface name -> VIF slot installed in the kernel
+        self.live_vifs: dict[int, tuple[str, int, int]] = {}  # slot -> (name, ifindex, ttl)
+        self.mfc: dict[SG, Entry] = {}
+        self._v6 = family is Family.IPV6
+
+    # -- desired -> installed ---------------------------------------------------------
+    def want(self, input: str, outputs: tuple[str, ...]) -> Entry | None:
+        """The MFC entry for a flow with these interfaces, given the live VIFs: None when
+        the input has no VIF; outputs without a VIF are left out."""
+        live = self.live
+        parent = live.get(input)
+        if parent is None:
+            return None
+        outs: dict[int, int] = {}
+        for name in outputs:
+            slot = live.get(name)
+            if slot is not None:
+                outs[slot] = 1 if self._v6 else self.live_vifs[slot][2]
+        return parent, outs
+
+    # -- VIFs ------------------------------------------------------------------------------
+    def install_vif(self, name: str, ifindex: int, journal: Journal, strict: bool) -> bool:
+        """Add the VIF of `name` (which holds a slot) on `ifindex`; False if the interface
+        vanished meanwhile. Other kernel errors raise when strict, else are logged."""
+        slot = self.vifs.slots[name]
+        threshold = self.vifs.threshold(name)
+        assert self.sock is not None
+        try:
+            self.sock.add_vif(slot, ifindex, threshold)
+        except NoSuchInterface:
+            return False
+        except MfcError as exc:
+            if strict:
+                raise
+            log.error("%s: cannot add VIF %d for %s: %s", self.describe, slot, name, exc)
+            return False
+        self._bind_live(name, slot, ifindex, threshold)
+        journal.push(self._undo_install, name, slot)
+        return True
+
+    def remove_vif(self, name: str, journal: Journal) -> None:
+        """Delete the live VIF of `name` (already gone from the kernel is fine)."""
+        slot = self.live.get(name)
+        if slot is None:
+            return
+        _, ifindex, threshold = self.live_vifs[slot]
+        if self.sock is not None:
+            try:
+                self.sock.del_vif(slot)
+            except MfcError:  # the kernel drops a VIF itself when its device goes
+                pass
+        self._unbind_live(name, slot)
+        journal.push(self._undo_remove, name, slot, ifindex, threshold)
+
+    def forget_vif(self, name: str) -> None:
+        """The kernel removed the VIF (its device was deleted): record that."""
+        slot = self.live.get(name)
+        if slot is not None:
+            if self.sock is not None:
+                try:
+                    self.sock.del_vif(slot)
+                except MfcError:
+                    pass
+            self._unbind_live(name, slot)
+
+    def _bind_live(self, name: str, slot: int, ifindex: int, threshold: int) -> None:
+        self.live[name] = slot
+        self.live_vifs[slot] = (name, ifindex, threshold)
+
+    def _unbind_live(self, name: str, slot: int) -> None:
+        del self.live[name]
+        del self.live_vifs[slot]
+
+    def _undo_install(self, name: str, slot: int) -> None:
+        if self.live.get(name) == slot:
+            self.sock.del_vif(slot)
+            self._unbind_live(name, slot)
+
+    def _undo_remove(self, name: str, slot: int, ifindex: int, threshold: int) -> None:
+        self.sock.add_vif(slot, ifindex, threshold)
+        self._bind_live(name, slot, ifindex, threshold)
+
+    # -- MFC entries ---------------------------------------------------------------------
+    def set_entry(
+        self, sg: SG, want: Entry | None, journal: Journal, strict: bool, force: bool = False
+    ) -> None:
+        if self.sock is None:  # the table is not ours (KernelBusy): nothing installed
+            return
+        have = self.mfc.get(sg)
+        if want == have and not force:
+            return
+        try:
+            self._write_entry(sg, want)
+        except MfcError as exc:
+            if strict:
+                raise
+            log.error("%s: cannot install (%s, %s): %s", self.describe, sg[0], sg[1], exc)
+            self.mfc.pop(sg, None)
+            return
+        journal.push(self._write_entry, sg, have)
+
+    def _write_entry(self, sg: SG, want: Entry | None) -> None:
+        if want is None:
+            if sg in self.mfc:
+                del self.mfc[sg]
+                try:
+                    self.sock.del_mfc(sg[0], sg[1])
+                except NotFound:  # already gone (the kernel never had it): fine
+                    pass
+        else:
+            self.sock.add_mfc(sg[0], sg[1], want[0], want[1])
+            self.mfc[sg] = want
+
+    # -- read-back ----------------------------------------------------------------------
+    def kernel_view(self) -> dict[SG, tuple[int, dict[int, int]]]:
+        """What the kernel should hold, as ifindexes: {(S, G): (input, {output: ttl})}."""
+        index = {slot: ifindex for slot, (_, ifindex, _) in self.live_vifs.items()}
+        return {
+            sg: (index[parent], {index[slot]: ttl for slot, ttl in outs.items()})
+            for sg, (parent, outs) in self.mfc.items()
+        }

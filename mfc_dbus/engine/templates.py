@@ -1,0 +1,83 @@
+"""(*,G) and prefix routes: which template, if any, an exact (S,G) belongs to.
+
+Templates are kept per (family, table). Most templates have an exact group, so they
+are indexed by group address; the few with a group prefix are scanned.
+"""
+
+from __future__ import annotations
+
+from ..model import IPAddress, Route, RouteKey
+
+
+def _specificity(route: Route) -> tuple[int, int]:
+    source = route.key.source
+    return (route.key.group.prefixlen, source.prefixlen if source is not None else -1)
+
+
+class TemplateIndex:
+    def __init__(self) -> None:
+        self._by_group: dict[IPAddress, list[Route]] = {}
+        self._prefixes: list[Route] = []
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _bucket(self, key: RouteKey) -> list[Route]:
+        group = key.group
+        if group.prefixlen == group.max_prefixlen:
+            return self._by_group.setdefault(group.network_address, [])
+        return self._prefixes
+
+    def put(self, route: Route) -> None:
+        """Add or replace the template with route.key."""
+        bucket = self._bucket(route.key)
+        for i, other in enumerate(bucket):
+            if other.key == route.key:
+                bucket[i] = route
+                return
+        bucket.append(route)
+        bucket.sort(key=_specificity, reverse=True)
+        self._count += 1
+
+    def remove(self, key: RouteKey) -> None:
+        bucket = self._bucket(key)
+        for i, other in enumerate(bucket):
+            if other.key == key:
+                del bucket[i]
+                self._count -= 1
+                break
+        if not bucket and bucket is not self._prefixes:
+            del self._by_group[key.group.network_address]
+
+    def matches(self, source: IPAddress, group: IPAddress) -> list[Route]:
+        """Every template covering (source, group), most specific first."""
+        found = [
+            route
+            for route in self._by_group.get(group, ())
+            if route.key.source is None or source in route.key.source
+        ]
+        for route in self._prefixes:
+            if group in route.key.group and (
+                route.key.source is None or source in route.key.source
+            ):
+                found.append(route)
+        if len(found) > 1:
+            found.sort(key=_specificity, reverse=True)
+        return found
+
+    def best(self, source: IPAddress, group: IPAddress, arrival: str | None) -> Route | None:
+        """The template for a flow that arrived on `arrival`: the most specific template
+        whose input is that interface, else the most specific template."""
+        found = self.matches(source, group)
+        for route in found:
+            if route.input == arrival:
+                return route
+        return found[0] if found else None
+
+    def accepting(self, source: IPAddress, group: IPAddress, arrival: str) -> Route | None:
+        """The most specific template covering the flow whose input is `arrival`."""
+        for route in self.matches(source, group):
+            if route.input == arrival:
+                return route
+        return None

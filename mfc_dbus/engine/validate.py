@@ -1,0 +1,128 @@
+"""Checks of Route and VifConfig values handed to the engine (no I/O, no kernel).
+
+The service builds keys with model.make_route_key, but the engine checks again: it is
+the single source of truth and must never install a value the kernel would reject
+half-way through a batch. Known-good groups and names are cached so a batch of
+10,000 routes costs little.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ..errors import InvalidArgument
+from ..model import (
+    IPV4_LINK_LOCAL_GROUPS,
+    MAX_TABLE_ID,
+    Family,
+    Route,
+    RouteKey,
+    VifConfig,
+    validate_interface_name,
+)
+
+_NETWORK_CLASS = {Family.IPV4: ipaddress.IPv4Network, Family.IPV6: ipaddress.IPv6Network}
+_good_groups: set[object] = set()
+_good_names: set[str] = set()
+
+
+def check_interface_name(name: str) -> None:
+    if name not in _good_names:
+        validate_interface_name(name)
+        _good_names.add(name)
+
+
+def check_table(table: object) -> None:
+    if not isinstance(table, int) or isinstance(table, bool) or not 0 <= table <= MAX_TABLE_ID:
+        raise InvalidArgument(
+            f"table {table!r} is not valid; use 0 (the default) to {MAX_TABLE_ID}"
+        )
+
+
+def _check_group(key: RouteKey) -> None:
+    group = key.group
+    if (key.family, group) in _good_groups:
+        return
+    if not isinstance(group, _NETWORK_CLASS[key.family]):
+        raise InvalidArgument(
+            f"group {group!r} is not an {key.family} prefix; the route's family is {key.family}"
+        )
+    if not group.is_multicast:
+        raise InvalidArgument(
+            f"group {group} is not a multicast address; "
+            "valid groups are in 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6)"
+        )
+    if group.version == 4 and group.overlaps(IPV4_LINK_LOCAL_GROUPS):
+        raise InvalidArgument(
+            f"group {group} is link-local (224.0.0.0/24), which the kernel never forwards; "
+            "use a routable group such as 232.1.1.1 or 239.1.1.1"
+        )
+    if group.version == 6:
+        scope = group.network_address.packed[1] & 0x0F
+        if group.prefixlen < 16 or scope <= 2:
+            raise InvalidArgument(
+                f"group {group} has interface- or link-local scope (ff01::/16, ff02::/16), "
+                "which the kernel never forwards; use scope 3 or wider, such as ff3e::1"
+            )
+    _good_groups.add((key.family, group))
+
+
+def check_key(key: RouteKey) -> None:
+    if not isinstance(key, RouteKey):
+        raise InvalidArgument(f"route key {key!r} is not a RouteKey")
+    if not isinstance(key.family, Family):
+        raise InvalidArgument(f"family {key.family!r} is not valid; use 'ipv4' or 'ipv6'")
+    check_table(key.table)
+    _check_group(key)
+    source = key.source
+    if source is not None:
+        if not isinstance(source, _NETWORK_CLASS[key.family]):
+            raise InvalidArgument(
+                f"source {source!r} is not an {key.family} address or prefix, "
+                f"but group {key.group} is: use one family for both"
+            )
+        if source.network_address.is_multicast:
+            raise InvalidArgument(
+                f"source {source} is a multicast address; a source must be a unicast sender "
+                "address or prefix"
+            )
+
+
+def check_route(route: Route) -> None:
+    """Raise InvalidArgument naming the bad value when `route` cannot be installed."""
+    if not isinstance(route, Route):
+        raise InvalidArgument(f"route {route!r} is not a Route")
+    check_key(route.key)
+    check_interface_name(route.input)
+    outputs = route.outputs
+    if not isinstance(outputs, tuple) or not outputs:
+        raise InvalidArgument(
+            f"route {route.key} has no output interface; give at least one, such as 'eth1'"
+        )
+    for name in outputs:
+        check_interface_name(name)
+    if len(set(outputs)) != len(outputs):
+        twice = sorted({name for name in outputs if outputs.count(name) > 1})
+        raise InvalidArgument(
+            f"route {route.key} lists output {', '.join(twice)} more than once; "
+            "name each output interface once"
+        )
+    if route.input in outputs:
+        raise InvalidArgument(
+            f"route {route.key}: input interface {route.input!r} is also an output; "
+            "the kernel never forwards a packet back out of the interface it came in on"
+        )
+    if route.owner is not None and not isinstance(route.owner, str):
+        raise InvalidArgument(f"owner {route.owner!r} is not valid; give a bus name")
+
+
+def check_vif(config: VifConfig) -> None:
+    if not isinstance(config, VifConfig):
+        raise InvalidArgument(f"VIF configuration {config!r} is not a VifConfig")
+    check_interface_name(config.interface)
+    if not isinstance(config.family, Family):
+        raise InvalidArgument(f"family {config.family!r} is not valid; use 'ipv4' or 'ipv6'")
+    check_table(config.table)
+    threshold = config.ttl_threshold
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or not 1 <= threshold <= 255:
+        raise InvalidArgument(f"TTL threshold {threshold!r} is not valid; use 1 to 255")

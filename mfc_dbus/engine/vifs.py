@@ -1,0 +1,98 @@
+"""VIF/MIF allocation by interface name for one (family, table): the desired side.
+
+A name holds a VIF slot while a configured route uses it or an explicit VIF names it,
+whether or not the interface exists right now (so the 32-slot limit is decided when
+the route is configured, never half-way through installing it, and a returning
+interface gets its old slot back).
+"""
+
+from __future__ import annotations
+
+from ..errors import LimitExceeded
+from ..model import MAX_VIFS, RouteKey, VifConfig
+from .journal import Journal
+
+
+class VifAllocator:
+    def __init__(self, describe: str) -> None:
+        self.describe = describe  # e.g. "ipv4 table 0", for messages
+        self.slots: dict[str, int] = {}
+        self.names: dict[int, str] = {}
+        self.users: dict[str, set[RouteKey]] = {}
+        self.explicit: dict[str, VifConfig] = {}
+
+    # -- users (journaled) --------------------------------------------------------
+    def use(self, name: str, key: RouteKey, journal: Journal) -> None:
+        users = self.users.get(name)
+        if users is None:
+            users = self.users[name] = set()
+        users.add(key)
+        journal.push(self._unuse, name, key)
+
+    def unuse(self, name: str, key: RouteKey, journal: Journal) -> None:
+        self._unuse(name, key)
+        journal.push(self._use, name, key)
+
+    def _use(self, name: str, key: RouteKey) -> None:
+        self.users.setdefault(name, set()).add(key)
+
+    def _unuse(self, name: str, key: RouteKey) -> None:
+        users = self.users.get(name)
+        if users is not None:
+            users.discard(key)
+            if not users:
+                del self.users[name]
+
+    def set_explicit(self, name: str, config: VifConfig | None, journal: Journal) -> None:
+        old = self.explicit.get(name)
+        self._set_explicit(name, config)
+        journal.push(self._set_explicit, name, old)
+
+    def _set_explicit(self, name: str, config: VifConfig | None) -> None:
+        if config is None:
+            self.explicit.pop(name, None)
+        else:
+            self.explicit[name] = config
+
+    # -- queries --------------------------------------------------------------------
+    def needed(self, name: str) -> bool:
+        return name in self.users or name in self.explicit
+
+    def threshold(self, name: str) -> int:
+        config = self.explicit.get(name)
+        return config.ttl_threshold if config is not None else 1
+
+    def check_limit(self, names: set[str]) -> None:
+        """Raise LimitExceeded when the names needing a slot do not fit in MAX_VIFS."""
+        count = sum(1 for name in self.slots if self.needed(name))
+        new = sorted(name for name in names if name not in self.slots and self.needed(name))
+        if count + len(new) > MAX_VIFS:
+            raise LimitExceeded(
+                f"{self.describe} would need {count + len(new)} interfaces "
+                f"(new: {', '.join(new)}); the kernel allows {MAX_VIFS} per family and "
+                "table: remove routes or VIFs of unused interfaces, or use another table"
+            )
+
+    # -- slots (journaled) ----------------------------------------------------------
+    def allocate(self, name: str, avoid: set[int], journal: Journal) -> int | None:
+        """Give `name` the lowest free slot not in `avoid`; None when there is none."""
+        for slot in range(MAX_VIFS):
+            if slot not in self.names and slot not in avoid:
+                self.slots[name] = slot
+                self.names[slot] = name
+                journal.push(self._release, name)
+                return slot
+        return None
+
+    def release(self, name: str, journal: Journal) -> None:
+        slot = self.slots[name]
+        self._release(name)
+        journal.push(self._bind, name, slot)
+
+    def _bind(self, name: str, slot: int) -> None:
+        self.slots[name] = slot
+        self.names[slot] = name
+
+    def _release(self, name: str) -> None:
+        slot = self.slots.pop(name)
+        del self.names[slot]
