@@ -1,0 +1,134 @@
+"""A small in-memory EngineAPI for the service tests (no kernel)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mfc_dbus.engine import EngineListener, ReloadResult
+from mfc_dbus.errors import InvalidArgument, LimitExceeded, NoSuchInterface, NotFound
+from mfc_dbus.model import (
+    MAX_VIFS,
+    Family,
+    Route,
+    RouteKey,
+    RouteStatus,
+    VifConfig,
+    VifStatus,
+)
+
+
+@dataclass
+class FakeEngine:
+    """Keeps routes and VIFs in dicts; `interfaces` are the names that "exist"."""
+
+    interfaces: set[str] = field(default_factory=lambda: {"up0", "down0", "down1"})
+    families: tuple[Family, ...] = (Family.IPV4, Family.IPV6)
+    routes: dict[RouteKey, Route] = field(default_factory=dict)
+    vifs: dict[tuple[str, Family, int], VifStatus] = field(default_factory=dict)
+    listeners: list[EngineListener] = field(default_factory=list)
+    reloads: int = 0
+    started: bool = False
+    stopped: bool = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self, flush: bool = True) -> None:
+        self.stopped = True
+
+    def _check(self, route: Route) -> None:
+        for name in route.interfaces:
+            if name not in self.interfaces:
+                raise NoSuchInterface(f"interface {name!r} does not exist")
+        if route.input in route.outputs:
+            raise InvalidArgument(f"input {route.input!r} is also an output")
+
+    def add_route(self, route: Route) -> RouteStatus:
+        self._check(route)
+        self.routes[route.key] = route
+        status = RouteStatus(route, "installed")
+        for listener in self.listeners:
+            listener.route_added(status)
+        return status
+
+    def add_routes(self, routes: Sequence[Route]) -> int:
+        for route in routes:
+            self._check(route)
+        for route in routes:
+            self.add_route(route)
+        return len(routes)
+
+    def remove_route(self, key: RouteKey) -> Route:
+        route = self.routes.pop(key, None)
+        if route is None:
+            raise NotFound(f"no route {key}")
+        for listener in self.listeners:
+            listener.route_removed(route)
+        return route
+
+    def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:
+        keys = [
+            key
+            for key in self.routes
+            if (family is None or key.family == family) and (table is None or key.table == table)
+        ]
+        return [self.remove_route(key) for key in keys]
+
+    def remove_routes_owned_by(self, owner: str) -> list[Route]:
+        keys = [key for key, route in self.routes.items() if route.owner == owner]
+        return [self.remove_route(key) for key in keys]
+
+    def list_routes(
+        self, family: Family | None = None, table: int | None = None
+    ) -> list[RouteStatus]:
+        return [
+            RouteStatus(route, "installed")
+            for key, route in self.routes.items()
+            if (family is None or key.family == family) and (table is None or key.table == table)
+        ]
+
+    def add_vif(self, config: VifConfig) -> VifStatus:
+        if config.interface not in self.interfaces:
+            raise NoSuchInterface(f"interface {config.interface!r} does not exist")
+        if len(self.vifs) >= MAX_VIFS:
+            raise LimitExceeded("the VIF table is full")
+        status = VifStatus(
+            config.interface, config.family, config.table, len(self.vifs),
+            config.ttl_threshold, explicit=True,
+        )  # fmt: skip
+        self.vifs[(config.interface, config.family, config.table)] = status
+        for listener in self.listeners:
+            listener.vif_added(status)
+        return status
+
+    def remove_vif(self, interface: str, family: Family, table: int = 0) -> VifStatus:
+        status = self.vifs.pop((interface, family, table), None)
+        if status is None:
+            raise NotFound(f"no VIF for {interface}")
+        for listener in self.listeners:
+            listener.vif_removed(status)
+        return status
+
+    def list_vifs(self, family: Family | None = None, table: int | None = None) -> list[VifStatus]:
+        return [
+            vif
+            for vif in self.vifs.values()
+            if (family is None or vif.family == family) and (table is None or vif.table == table)
+        ]
+
+    def reload(self) -> ReloadResult:
+        self.reloads += 1
+        return ReloadResult(0, 0, 0, len(self.routes))
+
+    def add_listener(self, listener: EngineListener) -> None:
+        self.listeners.append(listener)
+
+    @property
+    def route_count(self) -> int:
+        return len(self.routes)
+
+    @property
+    def vif_count(self) -> int:
+        return len(self.vifs)
+

@@ -1,0 +1,176 @@
+"""Polkit per method (python-dbusmock's polkitd): every mutating method is refused
+without its action and works with it; reads need nothing; the decorator guard."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from dbus_fast import MessageType, Variant
+from dbus_fast.service import dbus_method
+
+from mfc_dbus.model import Family, Route, VifConfig, make_route_key
+from mfc_dbus.names import (
+    ACTION_MANAGE_INTERFACES,
+    ACTION_MANAGE_ROUTES,
+    DBUS_ACCESS_DENIED,
+    DBUS_PROPERTIES_INTERFACE,
+    INTERFACE,
+)
+from mfc_dbus.service.auth import AuthorizedInterface, public, requires
+from mfc_dbus.service.interface import Forwarding
+
+from .harness import running_service
+
+GROUP = "233.252.0.1"
+ROUTE_ARGS = ["192.0.2.1", GROUP, "up0", ["down0"], {}]
+
+
+def _prepare_route(engine) -> None:
+    engine.add_route(Route(make_route_key("192.0.2.1", GROUP), "up0", ("down0",)))
+
+
+def _prepare_vif(engine) -> None:
+    engine.add_vif(VifConfig("down1", Family.IPV4))
+
+
+# member, signature, body, action, set-up, check that the change happened
+MUTATING = [
+    ("AddRoute", "sssasa{sv}", ROUTE_ARGS, ACTION_MANAGE_ROUTES, None,
+     lambda e: e.route_count == 1),
+    ("AddRoutes", "a(sssasa{sv})a{sv}", [[ROUTE_ARGS, ["", GROUP, "up0", ["down1"], {}]], {}],
+     ACTION_MANAGE_ROUTES, None, lambda e: e.route_count == 2),
+    ("RemoveRoute", "ssa{sv}", ["192.0.2.1", GROUP, {}], ACTION_MANAGE_ROUTES, _prepare_route,
+     lambda e: e.route_count == 0),
+    ("Flush", "a{sv}", [{}], ACTION_MANAGE_ROUTES, _prepare_route, lambda e: e.route_count == 0),
+    ("AddVif", "sa{sv}", ["down0", {"ttl_threshold": Variant("u", 4)}],
+     ACTION_MANAGE_INTERFACES, None, lambda e: e.vif_count == 1),
+    ("RemoveVif", "sa{sv}", ["down1", {}], ACTION_MANAGE_INTERFACES, _prepare_vif,
+     lambda e: e.vif_count == 0),
+    ("Reload", "", [], ACTION_MANAGE_ROUTES, None, lambda e: e.reloads == 1),
+]  # fmt: skip
+OTHER_ACTION = {
+    ACTION_MANAGE_ROUTES: ACTION_MANAGE_INTERFACES,
+    ACTION_MANAGE_INTERFACES: ACTION_MANAGE_ROUTES,
+}
+
+
+def test_every_mutating_method_is_covered() -> None:
+    mutating = {name for name, *_ in MUTATING}
+    exported = {m.name for m in Forwarding(_Dummy(), None, None).introspect().methods}
+    assert mutating == exported - {"ListRoutes", "ListVifs"}
+
+
+class _Dummy:
+    families = ()
+    route_count = vif_count = 0
+
+    def add_listener(self, listener) -> None:
+        pass
+
+
+@pytest.mark.parametrize("member,signature,body,action,prepare,changed", MUTATING,
+                         ids=[m[0] for m in MUTATING])  # fmt: skip
+def test_refused_without_its_action_allowed_with_it(
+    bus, polkit, member, signature, body, action, prepare, changed
+) -> None:
+    async def scenario() -> None:
+        async with running_service(bus.address) as (_service, engine, client):
+            if prepare:
+                prepare(engine)
+            before = (engine.route_count, engine.vif_count, engine.reloads)
+            # Nothing allowed, then only the *other* action: refused, nothing changed.
+            for allowed in ([], [OTHER_ACTION[action]]):
+                await asyncio.to_thread(polkit.set_allowed, allowed)
+                assert await client.error(member, signature, body) == DBUS_ACCESS_DENIED
+                assert (engine.route_count, engine.vif_count, engine.reloads) == before
+            await asyncio.to_thread(polkit.set_allowed, [action])
+            await client.ok(member, signature, body)
+            assert changed(engine)
+
+    asyncio.run(scenario())
+
+
+def test_reads_need_no_authorization(bus, polkit) -> None:
+    async def scenario() -> None:
+        async with running_service(bus.address) as (_service, engine, client):
+            _prepare_route(engine)
+            _prepare_vif(engine)
+            [routes] = await client.ok("ListRoutes", "a{sv}", [{}])
+            assert [(r[0], r[1], r[2], r[3]) for r in routes] == [
+                ("192.0.2.1", GROUP, "up0", ["down0"])
+            ]
+            assert routes[0][4]["state"].value == "installed"
+            assert routes[0][4]["owner"].value == ""
+            [vifs] = await client.ok("ListVifs", "a{sv}", [{"family": Variant("s", "ipv4")}])
+            assert [(v[0], v[2]["explicit"].value) for v in vifs] == [("down1", True)]
+            [props] = await _get_all(client)
+            assert props["RouteCount"].value == 1 and props["VifCount"].value == 1
+            assert props["Families"].value == ["ipv4", "ipv6"]
+
+    asyncio.run(scenario())
+
+
+async def _get_all(client):
+    reply = await client.call("GetAll", "s", [INTERFACE], interface=DBUS_PROPERTIES_INTERFACE)
+    assert reply.message_type is MessageType.METHOD_RETURN
+    return reply.body
+
+
+def test_root_is_allowed_without_polkit_round_trip(bus, polkit) -> None:
+    """trust_root (the default): uid 0 passes even though polkit allows nothing."""
+
+    async def scenario() -> None:
+        async with running_service(bus.address, trust_root=True) as (_s, engine, client):
+            await client.ok("AddRoute", "sssasa{sv}", ROUTE_ARGS)
+            assert engine.route_count == 1
+
+    asyncio.run(scenario())
+
+
+def test_polkit_absent_only_root_is_allowed(root, caplog) -> None:
+    """No polkitd on the bus: root (even without the fast path) may, others may not."""
+    from mfc_dbus.lab.bus import PrivateBus
+    from mfc_dbus.lab.polkit import ThrowawayUser
+
+    with PrivateBus() as plain_bus, ThrowawayUser() as user:
+
+        async def scenario() -> None:
+            async with running_service(plain_bus.address) as (_s, engine, client):
+                await client.ok("AddRoute", "sssasa{sv}", ROUTE_ARGS)
+                result = await asyncio.to_thread(
+                    user.run,
+                    ["busctl", f"--address={plain_bus.address}", "call", "org.mfc.Forwarding1",
+                     "/org/mfc/Forwarding1", INTERFACE, "Flush", "a{sv}", "0"],
+                )  # fmt: skip
+                assert result.returncode != 0
+                assert "Access denied" in result.stderr
+                assert "polkitd is not running" in caplog.text
+                assert engine.route_count == 1
+
+        asyncio.run(scenario())
+
+
+def test_auth_decorator_above_dbus_method_is_caught() -> None:
+    with pytest.raises(TypeError, match="below @dbus_method"):
+
+        class WrongOrder(AuthorizedInterface):
+            @requires(ACTION_MANAGE_ROUTES)
+            @dbus_method()
+            async def Change(self) -> None:  # pragma: no cover - never built
+                pass
+
+    with pytest.raises(TypeError, match="without @requires"):
+
+        class Unmarked(AuthorizedInterface):
+            @dbus_method()
+            def Change(self) -> None:  # pragma: no cover - never built
+                pass
+
+    class Fine(AuthorizedInterface):
+        @dbus_method()
+        @public
+        def Read(self) -> None:
+            pass
+
+    assert Fine
