@@ -801,3 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mfc-dbus` command."""
     status = run(sys.argv[1:] if argv is None else argv)
     sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

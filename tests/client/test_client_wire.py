@@ -1,0 +1,346 @@
+"""The client on a real bus against a recording stand-in service (no root needed).
+
+Checks what goes over the wire (signatures, a{sv} types, the
+ALLOW_INTERACTIVE_AUTHORIZATION flag), that error replies come back as typed errors
+and one-line messages with the right exit status, and what happens when the name has
+no owner. The real service is exercised by test_cli_lab.py.
+"""
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+from dbus_fast import Message, MessageFlag, PropertyAccess, Variant
+from dbus_fast.aio import MessageBus
+from dbus_fast.annotations import DBusDict, DBusSignature, DBusStr, DBusUInt32
+from dbus_fast.errors import DBusError
+from dbus_fast.service import ServiceInterface, dbus_property, method, signal
+
+from mfc_dbus import cli
+from mfc_dbus.client import MfcClient, RouteSpec
+from mfc_dbus.errors import AccessDenied, NoSuchInterface
+from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH, PENDING_VIF_INDEX
+
+pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")
+
+
+StrList = Annotated[list[str], DBusSignature("as")]
+RoutesIn = Annotated[list, DBusSignature("a(sssasa{sv})")]
+VifsOut = Annotated[list, DBusSignature("a(sua{sv})")]
+
+
+class StandIn(ServiceInterface):
+    def __init__(self) -> None:
+        super().__init__(INTERFACE)
+        self.calls: list[tuple[str, list]] = []
+        self.fail_with: tuple[str, str] | None = None
+
+    def _record(self, name: str, *args) -> None:
+        self.calls.append((name, list(args)))
+        if self.fail_with is not None:
+            raise DBusError(*self.fail_with)
+
+    @method()
+    def AddRoute(  # noqa: N802
+        self, source: DBusStr, group: DBusStr, iif: DBusStr, outputs: StrList, options: DBusDict
+    ) -> None:
+        self._record("AddRoute", source, group, iif, outputs, options)
+        self.RouteAdded(source, group, iif, outputs)
+
+    @method()
+    def AddRoutes(self, routes: RoutesIn, options: DBusDict) -> DBusUInt32:  # noqa: N802
+        self._record("AddRoutes", routes, options)
+        return len(routes)
+
+    @method()
+    def RemoveRoute(
+        self, source: DBusStr, group: DBusStr, options: DBusDict
+    ) -> None:  # noqa: N802
+        self._record("RemoveRoute", source, group, options)
+
+    @method()
+    def Flush(self, options: DBusDict) -> DBusUInt32:  # noqa: N802
+        self._record("Flush", options)
+        return 3
+
+    @method()
+    def ListRoutes(self, selector: DBusDict) -> RoutesIn:  # noqa: N802
+        self._record("ListRoutes", selector)
+        return [
+            ["192.0.2.1", "233.252.0.1", "up0", ["down0"], {
+                "packets": Variant("t", 5), "state": Variant("s", "installed"),
+                "family": Variant("s", "ipv4"), "table": Variant("u", 0),
+            }],
+            ["", "233.252.0.2", "up0", ["down9"], {
+                "state": Variant("s", "pending"), "missing": Variant("as", ["down9"]),
+            }],
+        ]  # fmt: skip
+
+    @method()
+    def AddVif(self, interface: DBusStr, options: DBusDict) -> DBusUInt32:  # noqa: N802
+        self._record("AddVif", interface, options)
+        return 2
+
+    @method()
+    def RemoveVif(self, interface: DBusStr, options: DBusDict) -> None:  # noqa: N802
+        self._record("RemoveVif", interface, options)
+
+    @method()
+    def ListVifs(self, selector: DBusDict) -> VifsOut:  # noqa: N802
+        self._record("ListVifs", selector)
+        return [
+            ["up0", 0, {"family": Variant("s", "ipv4"), "in_packets": Variant("t", 7)}],
+            ["down9", PENDING_VIF_INDEX, {"state": Variant("s", "pending")}],
+        ]
+
+    @method()
+    def Reload(self) -> None:  # noqa: N802
+        self._record("Reload")
+
+    @signal()
+    def RouteAdded(  # noqa: N802
+        self, source: DBusStr, group: DBusStr, iif: DBusStr, outputs: StrList
+    ) -> Annotated[list, DBusSignature("sssas")]:
+        return [source, group, iif, outputs]
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Version(self) -> DBusStr:  # noqa: N802
+        return "9.9"
+
+
+class Service:
+    """The stand-in served from its own thread and event loop."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.interface = StandIn()
+        self.flags: dict[str, int] = {}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.bus: MessageBus | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    async def _start(self) -> None:
+        self.bus = await MessageBus(bus_address=self.address).connect()
+
+        def spy(message: Message) -> None:
+            if message.interface == INTERFACE and message.member:
+                self.flags[message.member] = int(message.flags)
+
+        self.bus.add_message_handler(spy)
+        self.bus.export(OBJECT_PATH, self.interface)
+        await self.bus.request_name(BUS_NAME)
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            self.bus.disconnect()
+
+        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def bus_address(tmp_path: Path) -> Iterator[str]:
+    socket = tmp_path / "bus"
+    daemon = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address",
+         f"--address=unix:path={socket}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        address = daemon.stdout.readline().strip()
+        assert address, "dbus-daemon did not start"
+        yield address
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+
+
+@pytest.fixture
+def service(bus_address: str) -> Iterator[Service]:
+    running = Service(bus_address)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def run_cli(capsys, address: str, *words: str) -> tuple[int, str, str]:
+    status = cli.run(["--address", address, "--no-ask-password", *words])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_add_route_sends_the_contract_signature_and_typed_options(service, capsys):
+    status, out, err = run_cli(
+        capsys, service.address,
+        "route", "add", "233.252.0.1", "from", "192.0.2.1", "iif", "up0",
+        "oif", "down0", "down1", "table", "5", "temporary",
+    )  # fmt: skip
+    assert (status, out, err) == (0, "", "")
+    name, args = service.interface.calls[-1]
+    assert name == "AddRoute"
+    assert args[:4] == ["192.0.2.1", "233.252.0.1", "up0", ["down0", "down1"]]
+    assert args[4] == {"table": Variant("u", 5), "persistent": Variant("b", False)}
+    assert not service.flags["AddRoute"] & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION
+
+
+def test_interactive_client_sets_the_flag_on_mutations_only(service):
+    async def go() -> None:
+        client = await MfcClient.connect(service.address, interactive=True)
+        started = []
+        client.before_mutation = lambda: started.append(True)
+        async with client:
+            await client.list_routes()
+            await client.remove_route("", "233.252.0.1", table=0)
+            await client.flush(family="ipv6")
+        assert started == [True]  # the polkit agent hook runs once, before the first change
+
+    asyncio.run(go())
+    allow = MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION
+    assert service.flags["RemoveRoute"] & allow
+    assert service.flags["Flush"] & allow
+    assert not service.flags["ListRoutes"] & allow
+    assert service.interface.calls[-1] == ("Flush", [{"family": Variant("s", "ipv6")}])
+
+
+def test_add_routes_batch_is_one_call(service, capsys, tmp_path):
+    batch = tmp_path / "routes"
+    batch.write_text(
+        "route add 233.252.0.1 from 192.0.2.1 iif up0 oif down0\n"
+        "mfc add --group ff3e::db8:1 --iif up0 --oifs down0 down1\n"
+    )
+    status, out, _ = run_cli(capsys, service.address, "-j", "batch", str(batch))
+    assert status == 0 and json.loads(out) == {"added": 2}
+    calls = [c for c in service.interface.calls if c[0] == "AddRoutes"]
+    assert len(calls) == 1
+    routes, options = calls[0][1]
+    assert [list(route) for route in routes] == [
+        ["192.0.2.1", "233.252.0.1", "up0", ["down0"], {}],
+        ["", "ff3e::db8:1", "up0", ["down0", "down1"], {}],
+    ]
+    assert options == {}
+
+
+def test_lists_json_and_tables(service, capsys):
+    status, out, _ = run_cli(capsys, service.address, "-j", "r", "s")
+    routes = json.loads(out)
+    assert status == 0 and [r["source"] for r in routes] == ["192.0.2.1", "*"]
+    assert routes[0]["packets"] == 5 and routes[1]["missing"] == ["down9"]
+    status, out, _ = run_cli(capsys, service.address, "-s", "show")
+    assert "PACKETS" in out.splitlines()[0] and "pending (missing down9)" in out
+    status, out, _ = run_cli(capsys, service.address, "-j", "vif", "show")
+    vifs = json.loads(out)
+    assert [v["index"] for v in vifs] == [0, None] and vifs[0]["in_packets"] == 7
+    status, out, _ = run_cli(capsys, service.address, "-j", "vif", "add", "down0", "-6")
+    assert json.loads(out) == {"interface": "down0", "index": 2}
+    assert service.interface.calls[-1] == ("AddVif", ["down0", {"family": Variant("s", "ipv6")}])
+    status, out, _ = run_cli(capsys, service.address, "-j", "status")
+    assert json.loads(out)["version"] == "9.9"
+
+
+@pytest.mark.parametrize(
+    "name, text, words, line, status",
+    [
+        (
+            AccessDenied.dbus_name, "polkit said no", ("route", "flush"),
+            "mfc-dbus: not authorized to manage routes (polkit action "
+            "org.mfc.Forwarding1.manage-routes); ask an administrator, or see "
+            "polkit/50-org.mfc.Forwarding1.rules\n", 4,
+        ),
+        (
+            AccessDenied.dbus_name, "polkit said no", ("vif", "del", "down0"),
+            "mfc-dbus: not authorized to manage interfaces (polkit action "
+            "org.mfc.Forwarding1.manage-interfaces); ask an administrator, or see "
+            "polkit/50-org.mfc.Forwarding1.rules\n", 4,
+        ),
+        (
+            NoSuchInterface.dbus_name, "interface 'eth9' does not exist; known: up0, down0",
+            ("route", "add", "233.252.0.1", "iif", "eth9", "oif", "down0"),
+            "mfc-dbus: interface 'eth9' does not exist; known: up0, down0\n", 1,
+        ),
+        (
+            "org.mfc.Forwarding1.Error.InvalidArgument", "group 'x' is not valid",
+            ("reload",), "mfc-dbus: group 'x' is not valid\n", 2,
+        ),
+    ],
+)  # fmt: skip
+def test_error_replies_become_one_line_and_exit_status(service, capsys, name, text, words, line,
+                                                       status):  # fmt: skip
+    service.interface.fail_with = (name, text)
+    got, out, err = run_cli(capsys, service.address, *words)
+    assert (got, out, err) == (status, "", line)
+
+
+def test_typed_errors_for_programs(service):
+    service.interface.fail_with = (NoSuchInterface.dbus_name, "no 'eth9'")
+
+    async def go() -> None:
+        async with await MfcClient.connect(service.address) as client:
+            with pytest.raises(NoSuchInterface, match="no 'eth9'"):
+                await client.add_routes([RouteSpec("", "233.252.0.1", "eth9", ("down0",))])
+
+    asyncio.run(go())
+
+
+def test_service_absent(bus_address, capsys):
+    status, out, err = run_cli(capsys, bus_address, "route", "show")
+    assert status == 1 and out == ""
+    assert err == (
+        "mfc-dbus: the mfc-dbus service (org.mfc.Forwarding1) is not running and the bus "
+        "cannot start it: is mfc-dbus installed? (systemctl status mfc-dbus)\n"
+    )
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_monitor_prints_signals(service, tmp_path):
+    out = tmp_path / "monitor.out"
+    err = tmp_path / "monitor.err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "mfc_dbus.cli", "--address", service.address,
+             "-j", "monitor", "count", "2"],
+            stdout=stdout, stderr=stderr,
+        )  # fmt: skip
+        try:
+            assert wait_for_text(err, "monitoring org.mfc.Forwarding1"), err.read_text()
+
+            async def add() -> None:
+                async with await MfcClient.connect(service.address) as client:
+                    await client.add_route("", "233.252.0.1", "up0", ["down0"])
+                    await client.add_route("192.0.2.1", "233.252.0.2", "up0", ["down1"])
+
+            asyncio.run(add())
+            assert monitor.wait(10) == 0
+        finally:
+            if monitor.poll() is None:
+                monitor.kill()
+                monitor.wait()
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert events == [
+        {"event": "RouteAdded", "source": "*", "group": "233.252.0.1", "input": "up0",
+         "outputs": ["down0"]},
+        {"event": "RouteAdded", "source": "192.0.2.1", "group": "233.252.0.2", "input": "up0",
+         "outputs": ["down1"]},
+    ]  # fmt: skip
