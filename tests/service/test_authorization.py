@@ -157,20 +157,20 @@ def test_auth_decorator_above_dbus_method_is_caught() -> None:
         class WrongOrder(AuthorizedInterface):
             @requires(ACTION_MANAGE_ROUTES)
             @dbus_method()
-            async def Change(self) -> None:  # pragma: no cover - never built
+            async def Change(self):  # pragma: no cover - never built
                 pass
 
     with pytest.raises(TypeError, match="without @requires"):
 
         class Unmarked(AuthorizedInterface):
             @dbus_method()
-            def Change(self) -> None:  # pragma: no cover - never built
+            def Change(self):  # pragma: no cover - never built
                 pass
 
     class Fine(AuthorizedInterface):
         @dbus_method()
         @public
-        def Read(self) -> None:
+        def Read(self):
             pass
 
     assert Fine
