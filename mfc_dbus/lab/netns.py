@@ -216,7 +216,11 @@ class Sender:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             if source is not None:
                 # Extra sources are added as secondary addresses by the caller.
-                sock.setsockopt(socket.SOL_IP if family == "ipv4" else socket.SOL_IPV6, 15, 1)
+                # IP_FREEBIND (15) / IPV6_FREEBIND (78): bind before an address is ready.
+                if family == "ipv4":
+                    sock.setsockopt(socket.IPPROTO_IP, 15, 1)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IPV6, 78, 1)
                 sock.bind((source, 0))
         return cls(sock, family)
 

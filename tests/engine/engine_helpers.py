@@ -14,9 +14,7 @@ from mfc_dbus.lab import Lab, in_netns
 from mfc_dbus.model import Family, Route, make_route_key
 
 
-def route(
-    source: str, group: str, input: str, *outputs: str, table: int = 0, **kwargs
-) -> Route:
+def route(source: str, group: str, input: str, *outputs: str, table: int = 0, **kwargs) -> Route:
     return Route(make_route_key(source, group, table), input, tuple(outputs), **kwargs)
 
 
