@@ -1,0 +1,127 @@
+"""Signals, PropertiesChanged, leases, audit and Reload against the fake engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from dbus_fast import Variant
+from dbus_fast.aio import MessageBus
+
+from mfc_dbus.model import Route, make_route_key
+from mfc_dbus.names import INTERFACE
+from mfc_dbus.service.daemon import Options, bus_address, parse_args
+
+from .harness import Client, running_service
+from .signals import Subscriber
+
+GROUP = "233.252.0.1"
+
+
+def test_signals_and_properties_for_every_change(bus, polkit) -> None:
+    async def scenario() -> None:
+        async with running_service(bus.address, trust_root=True) as (_s, engine, client):
+            sub = await Subscriber.connect(bus.address)
+            try:
+                await client.ok("AddRoute", "sssasa{sv}", ["", GROUP, "up0", ["down0"], {}])
+                await sub.wait_for("RouteAdded", "*", GROUP, "up0", ["down0"])
+                changed = await sub.wait_for("PropertiesChanged", INTERFACE)
+                assert changed[1]["RouteCount"].value == 1
+                await client.ok("AddVif", "sa{sv}", ["down1", {}])
+                assert await sub.wait_for("VifAdded", "down1") == ["down1", 0, "ipv4"]
+                await client.ok("RemoveVif", "sa{sv}", ["down1", {}])
+                await sub.wait_for("VifRemoved", "down1", 0, "ipv4")
+                # A change the engine makes on its own (expiry, hotplug) is signalled too.
+                engine.remove_route(make_route_key("", GROUP))
+                await sub.wait_for("RouteRemoved", "*", GROUP)
+            finally:
+                sub.close()
+
+    asyncio.run(scenario())
+
+
+def test_batch_emits_one_properties_changed(bus, polkit) -> None:
+    routes = [["", f"233.252.1.{n}", "up0", ["down0"], {}] for n in range(1, 51)]
+
+    async def scenario() -> None:
+        async with running_service(bus.address, trust_root=True) as (_s, engine, client):
+            sub = await Subscriber.connect(bus.address)
+            try:
+                [count] = await client.ok("AddRoutes", "a(sssasa{sv})a{sv}", [routes, {}])
+                assert count == 50
+                await sub.wait_for("RouteAdded", "*", "233.252.1.50")
+                await sub.wait_for("PropertiesChanged", INTERFACE)
+                await asyncio.sleep(0.1)
+                changes = [b for m, b in sub.seen if m == "PropertiesChanged"]
+                assert [c[1]["RouteCount"].value for c in changes] == [50]
+            finally:
+                sub.close()
+
+    asyncio.run(scenario())
+
+
+def test_lease_routes_end_with_their_client(bus, polkit) -> None:
+    async def scenario() -> None:
+        async with running_service(bus.address, trust_root=True) as (_s, engine, client):
+            holder = Client(await MessageBus(bus_address=bus.address).connect())
+            lease = {"lease": Variant("b", True)}
+            await holder.ok("AddRoute", "sssasa{sv}", ["", GROUP, "up0", ["down0"], lease])
+            await client.ok("AddRoute", "sssasa{sv}", ["", "233.252.0.2", "up0", ["down0"], {}])
+            [routes] = await client.ok("ListRoutes", "a{sv}", [{}])
+            owners = {r[1]: (r[4]["owner"].value, r[4]["persistent"].value) for r in routes}
+            assert owners == {GROUP: (holder.bus.unique_name, False), "233.252.0.2": ("", True)}
+            sub = await Subscriber.connect(bus.address)
+            holder.bus.disconnect()
+            await sub.wait_for("RouteRemoved", "*", GROUP)
+            assert [str(k.group.network_address) for k in engine.routes] == ["233.252.0.2"]
+            sub.close()
+
+    asyncio.run(scenario())
+
+
+def test_lease_of_a_client_already_gone_is_dropped(bus, polkit) -> None:
+    """The holder may leave while its call waits for polkit: the route must not leak."""
+
+    async def scenario() -> None:
+        async with running_service(bus.address, trust_root=True) as (service, engine, _c):
+            route = Route(make_route_key("", GROUP), "up0", ("down0",), False, ":1.999999")
+            engine.add_route(route)
+            await service.interface._leases.confirm(":1.999999")
+            assert engine.route_count == 0
+
+    asyncio.run(scenario())
+
+
+def test_audit_line_names_uid_method_and_arguments(bus, polkit, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="mfc_dbus.audit")
+
+    async def scenario() -> None:
+        async with running_service(bus.address, trust_root=True) as (_s, _e, client):
+            await client.ok("AddRoute", "sssasa{sv}", ["192.0.2.1", GROUP, "up0", ["down0"], {}])
+            await client.ok("Reload")
+
+    asyncio.run(scenario())
+    lines = [r.getMessage() for r in caplog.records if r.name == "mfc_dbus.audit"]
+    assert any(
+        "uid=0" in line and "AddRoute" in line and f"(192.0.2.1, {GROUP}) in up0 out down0" in line
+        for line in lines
+    ), lines
+    assert any("uid=0" in line and "Reload" in line for line in lines), lines
+
+
+def test_sighup_reloads(bus, polkit) -> None:
+    async def scenario() -> None:
+        async with running_service(bus.address, trust_root=True) as (service, engine, _c):
+            service.reload()
+            assert engine.reloads == 1
+
+    asyncio.run(scenario())
+
+
+def test_command_line_and_bus_choice(monkeypatch) -> None:
+    options, level = parse_args(["--state-file", "none", "--log-level", "debug"])
+    assert options.state_file is None and level == "debug"
+    monkeypatch.setenv("DBUS_STARTER_BUS_TYPE", "system")
+    monkeypatch.setenv("DBUS_STARTER_ADDRESS", "unix:path=/tmp/x")
+    assert bus_address(Options()) == "unix:path=/tmp/x"
+    assert bus_address(Options(address="unix:path=/tmp/y")) == "unix:path=/tmp/y"
