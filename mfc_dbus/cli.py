@@ -528,6 +528,26 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+
+
+async def warn_pending(client: MfcClient, specs: Sequence[RouteSpec]) -> None:
+    """Say which of the routes just added wait for a missing interface (a typo?)."""
+    wanted = {(s.source or "*", s.group, s.table or 0) for s in specs}
+    try:
+        routes = await client.list_routes()
+    except MfcError:
+        return  # the change itself succeeded; the hint is best effort
+    for route in routes:
+        if route.state == "pending" and (route.source, route.group, route.table) in wanted:
+            missing = ", ".join(route.missing) or "an interface"
+            warn(
+                f"route {route.source} {route.group} is pending: {missing} does not exist "
+                "(yet); it is installed when the interface appears"
+            )
+
+
 async def cmd_route(ctx: Context, client: MfcClient, verb: str, ready: dict[str, Any]) -> int:
     if verb == "add":
         spec: RouteSpec = ready["spec"]
@@ -540,6 +560,7 @@ async def cmd_route(ctx: Context, client: MfcClient, verb: str, ready: dict[str,
             lease=spec.lease,
             table=spec.table,
         )
+        await warn_pending(client, [spec])
     elif verb == "del":
         await client.remove_route(ready["source"] or "", ready["group"], table=ready["table"])
     elif verb == "flush":
@@ -573,6 +594,11 @@ async def cmd_vif(ctx: Context, client: MfcClient, verb: str, ready: dict[str, A
         )
         if ctx.json:
             ctx.emit_json({"interface": ready["interface"], "index": index})
+        if index is None:
+            warn(
+                f"interface {ready['interface']} does not exist (yet); its VIF is pending "
+                "until it appears"
+            )
     elif verb == "del":
         await client.remove_vif(ready["interface"], family=family, table=table)
     else:
@@ -588,6 +614,7 @@ async def cmd_vif(ctx: Context, client: MfcClient, verb: str, ready: dict[str, A
 
 async def cmd_batch(ctx: Context, client: MfcClient, ready: dict[str, Any]) -> int:
     count = await client.add_routes(ready["specs"])
+    await warn_pending(client, ready["specs"])
     if ctx.json:
         ctx.emit_json({"added": count})
     else:

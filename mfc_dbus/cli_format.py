@@ -162,7 +162,8 @@ def event_text(event: Event) -> str:
         return f"route removed {a['source']} {a['group']}"
     if event.name in ("VifAdded", "VifRemoved"):
         verb = "added" if event.name == "VifAdded" else "removed"
-        return f"vif {verb} {a['interface']} index {a['index']} {a['family']}"
+        index = "pending" if a["index"] is None else f"index {a['index']}"
+        return f"vif {verb} {a['interface']} {index} {a['family']}"
     if event.name == "PropertiesChanged":
         changed = " ".join(f"{k}={_scalar(v)}" for k, v in sorted(a["changed"].items()))
         return f"properties {changed}".rstrip()

@@ -183,7 +183,7 @@ class VifInfo:
     table: int = 0
     ttl_threshold: int = 1
     explicit: bool = False
-    state: str = "active"
+    state: str = "installed"
     in_packets: int = 0
     out_packets: int = 0
     in_bytes: int = 0
@@ -200,7 +200,7 @@ class VifInfo:
             table=int(info.get("table", 0)),
             ttl_threshold=int(info.get("ttl_threshold", 1)),
             explicit=bool(info.get("explicit", False)),
-            state=str(info.get("state", "pending" if index == PENDING_VIF_INDEX else "active")),
+            state=str(info.get("state", "pending" if index == PENDING_VIF_INDEX else "installed")),
             in_packets=int(info.get("in_packets", 0)),
             out_packets=int(info.get("out_packets", 0)),
             in_bytes=int(info.get("in_bytes", 0)),
@@ -387,12 +387,13 @@ class MfcClient:
         table: int | None = None,
         ttl_threshold: int | None = None,
         persistent: bool | None = None,
-    ) -> int:
+    ) -> int | None:
+        """Returns the VIF index, or None while the interface is missing (pending)."""
         options = make_options(
             family=family, table=table, ttl_threshold=ttl_threshold, persistent=persistent
         )
         (index,) = await self.call("AddVif", "sa{sv}", [interface, options])
-        return int(index)
+        return None if index == PENDING_VIF_INDEX else int(index)
 
     async def remove_vif(
         self, interface: str, *, family: str | None = None, table: int | None = None
@@ -479,6 +480,8 @@ def event_from_message(message: Message) -> Event | None:
         args = dict(zip(names, unwrap(list(message.body)), strict=False))
         if "source" in args and not args["source"]:
             args["source"] = "*"
+        if args.get("index") == PENDING_VIF_INDEX:
+            args["index"] = None
         return Event(message.member, args)
     return None
 

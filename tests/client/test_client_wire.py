@@ -191,7 +191,7 @@ def test_add_route_sends_the_contract_signature_and_typed_options(service, capsy
         "oif", "down0", "down1", "table", "5", "temporary",
     )  # fmt: skip
     assert (status, out, err) == (0, "", "")
-    name, args = service.interface.calls[-1]
+    name, args = service.interface.calls[-2]  # then ListRoutes, looking for pending routes
     assert name == "AddRoute"
     assert args[:4] == ["192.0.2.1", "233.252.0.1", "up0", ["down0", "down1"]]
     assert args[4] == {"table": Variant("u", 5), "persistent": Variant("b", False)}
@@ -215,6 +215,17 @@ def test_interactive_client_sets_the_flag_on_mutations_only(service):
     assert service.flags["Flush"] & allow
     assert not service.flags["ListRoutes"] & allow
     assert service.interface.calls[-1] == ("Flush", [{"family": Variant("s", "ipv6")}])
+
+
+def test_pending_route_is_a_warning_not_an_error(service, capsys):
+    status, out, err = run_cli(
+        capsys, service.address, "route", "add", "233.252.0.2", "iif", "up0", "oif", "down9"
+    )
+    assert (status, out) == (0, "")
+    assert err == (
+        "mfc-dbus: warning: route * 233.252.0.2 is pending: down9 does not exist (yet); "
+        "it is installed when the interface appears\n"
+    )
 
 
 def test_add_routes_batch_is_one_call(service, capsys, tmp_path):

@@ -25,8 +25,8 @@ def route(packets=0, wrong_if=0, **kw) -> RouteInfo:
 
 def vifs(up_in=0, down_out=0, threshold=1) -> list[VifInfo]:
     return [
-        VifInfo("up0", 0, "ipv4", 0, 1, False, "active", up_in, 0, up_in * 36, 0),
-        VifInfo("down0", 1, "ipv4", 0, threshold, False, "active", 0, down_out, 0, 0),
+        VifInfo("up0", 0, "ipv4", 0, 1, False, "installed", up_in, 0, up_in * 36, 0),
+        VifInfo("down0", 1, "ipv4", 0, threshold, False, "installed", 0, down_out, 0, 0),
     ]
 
 

@@ -129,8 +129,8 @@ def test_table_column_appears_only_for_non_default_tables():
 
 def test_vifs_table():
     vifs = [
-        VifInfo("down0", 1, "ipv4", 0, 1, True, "active", 0, 10, 0, 360),
-        VifInfo("up0", 0, "ipv4", 0, 1, False, "active", 24, 0, 864, 0),
+        VifInfo("down0", 1, "ipv4", 0, 1, True, "installed", 0, 10, 0, 360),
+        VifInfo("up0", 0, "ipv4", 0, 1, False, "installed", 24, 0, 864, 0),
         VifInfo("gone", None, "ipv4", 0, 3, True, "pending"),
     ]
     lines = fmt.vifs_table(vifs).splitlines()
@@ -138,7 +138,18 @@ def test_vifs_table():
         "INDEX", "INTERFACE", "FAMILY", "THRESHOLD", "STATE",
         "IN-PKTS", "IN-BYTES", "OUT-PKTS", "OUT-BYTES",
     ]  # fmt: skip
-    assert lines[1].split() == ["0", "up0", "ipv4", "1", "active", "auto", "24", "864", "0", "0"]
+    assert lines[1].split() == [
+        "0",
+        "up0",
+        "ipv4",
+        "1",
+        "installed",
+        "auto",
+        "24",
+        "864",
+        "0",
+        "0",
+    ]
     assert lines[2].split()[:2] == ["1", "down0"]
     assert lines[3].split()[:2] == ["-", "gone"]
 
