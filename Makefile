@@ -30,3 +30,27 @@ bench: setup
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .ruff_cache bench/results
+
+# `make install [DESTDIR=/tmp/stage] [PREFIX=/usr]`: the package via pip into the
+# prefix (dependencies are the distribution's: python3-dbus-fast, -cffi, -pyroute2),
+# and the D-Bus, polkit and systemd data files where a distribution puts them. The
+# system bus and polkitd read only /usr/share (and /etc): use PREFIX=/usr for a
+# working system install. The state directory comes from the unit's StateDirectory=.
+INSTALL_PYTHON ?= python3
+BINDIR   ?= $(PREFIX)/bin
+DATADIR  ?= $(PREFIX)/share
+DOCDIR   ?= $(DATADIR)/doc/mfc-dbus
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+
+install:
+	$(INSTALL_PYTHON) -m pip install --quiet --no-deps --ignore-installed \
+		--no-warn-script-location --root "$(DESTDIR)/" --prefix "$(PREFIX)" .
+	install -Dm644 dbus/org.mfc.Forwarding1.conf "$(DESTDIR)$(DATADIR)/dbus-1/system.d/org.mfc.Forwarding1.conf"
+	install -Dm644 dbus/org.mfc.Forwarding1.service "$(DESTDIR)$(DATADIR)/dbus-1/system-services/org.mfc.Forwarding1.service"
+	install -Dm644 dbus/org.mfc.Forwarding1.xml "$(DESTDIR)$(DATADIR)/dbus-1/interfaces/org.mfc.Forwarding1.xml"
+	install -Dm644 polkit/org.mfc.Forwarding1.policy "$(DESTDIR)$(DATADIR)/polkit-1/actions/org.mfc.Forwarding1.policy"
+	install -Dm644 polkit/50-org.mfc.Forwarding1.rules "$(DESTDIR)$(DOCDIR)/50-org.mfc.Forwarding1.rules"
+	install -d "$(DESTDIR)$(UNITDIR)"
+	sed 's|/usr/bin/mfc-dbusd|$(BINDIR)/mfc-dbusd|' systemd/mfc-dbus.service > "$(DESTDIR)$(UNITDIR)/mfc-dbus.service"
+	chmod 644 "$(DESTDIR)$(UNITDIR)/mfc-dbus.service"
+	install -Dm644 docs/service.md "$(DESTDIR)$(DOCDIR)/service.md"

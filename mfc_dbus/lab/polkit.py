@@ -84,8 +84,8 @@ class RealPolkit:
 
     def __enter__(self) -> RealPolkit:
         try:
-            self._install(data_file("polkit", POLKIT_POLICY).read_text(),
-                          ACTIONS_DIR / f"org.mfc.Forwarding1.lab-{self.suffix}.policy")  # fmt: skip
+            policy = data_file("polkit", POLKIT_POLICY).read_text()
+            self._install(policy, ACTIONS_DIR / f"org.mfc.Forwarding1.lab-{self.suffix}.policy")
             self.process = subprocess.Popen(
                 [str(POLKITD), "--no-debug"],
                 env=self.bus.env(),
@@ -164,9 +164,7 @@ class ThrowawayUser:
         """Run `argv` as this user (its own group only)."""
         kwargs.setdefault("capture_output", True)
         kwargs.setdefault("text", True)
-        return subprocess.run(
-            list(argv), user=self.uid, group=self.gid, extra_groups=[], **kwargs
-        )
+        return subprocess.run(list(argv), user=self.uid, group=self.gid, extra_groups=[], **kwargs)
 
     def popen(self, argv: Sequence[str], **kwargs) -> subprocess.Popen:
         return subprocess.Popen(

@@ -12,7 +12,6 @@ import inspect
 import logging
 from typing import Annotated, Any
 
-from dbus_fast import Variant
 from dbus_fast.annotations import DBusDict, DBusSignature, DBusStr, DBusUInt32
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
@@ -39,7 +38,6 @@ from .auth import (
 from .context import current_message
 from .convert import key_strings, route_from_args, route_tuple, vif_index, vif_tuple
 from .leases import Leases
-
 
 StrList = Annotated[list[str], DBusSignature("as")]
 RouteIn = Annotated[list[Any], DBusSignature("a(sssasa{sv})")]
@@ -277,7 +275,9 @@ def _complete_introspection(interface: ServiceInterface) -> None:
     """Name output and signal arguments, publish polkit actions and property behaviour."""
     methods = exported_methods(type(interface))
     for method in ServiceInterface._get_methods(interface):
-        for arg, name in zip(method.introspection.out_args, OUT_ARG_NAMES.get(method.name, [])):
+        for arg, name in zip(
+            method.introspection.out_args, OUT_ARG_NAMES.get(method.name, []), strict=False
+        ):
             arg.name = name
         action = getattr(methods[method.name], ACTION_MARK, None)
         if action:
@@ -285,7 +285,7 @@ def _complete_introspection(interface: ServiceInterface) -> None:
     for signal in ServiceInterface._get_signals(interface):
         fn = getattr(type(interface), signal.name)
         params = list(inspect.signature(fn).parameters)[1:]
-        for arg, name in zip(signal.introspection.args, params):
+        for arg, name in zip(signal.introspection.args, params, strict=True):
             arg.name = name
             arg.direction = None
     for prop in ServiceInterface._get_properties(interface):

@@ -9,7 +9,6 @@ from mfc_dbus.lab.bus import MOCK_POLKIT_POLICY, PrivateBus
 from mfc_dbus.lab.polkit import MockPolkit
 
 
-
 @pytest.fixture(scope="module")
 def mock_bus() -> Iterator[tuple[PrivateBus, MockPolkit]]:
     """A private system bus with the project's policy and python-dbusmock's polkitd."""

@@ -131,4 +131,3 @@ class FakeEngine:
     @property
     def vif_count(self) -> int:
         return len(self.vifs)
-

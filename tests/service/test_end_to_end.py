@@ -46,9 +46,7 @@ def test_busctl_route_forwards_signals_lease_and_sigterm(lab: Lab, tmp_path: Pat
                     "1", "down0", "0",
                 )  # fmt: skip
                 await subscriber.wait_for("RouteAdded", SOURCE, GROUP, "up0", ["down0"])
-                await subscriber.wait_for(
-                    "PropertiesChanged", "org.mfc.Forwarding1"
-                )  # RouteCount
+                await subscriber.wait_for("PropertiesChanged", "org.mfc.Forwarding1")  # RouteCount
                 assert GROUP in lab.mroute_show()
                 assert await asyncio.to_thread(_flows, lab) == 5
 

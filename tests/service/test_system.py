@@ -74,4 +74,3 @@ def test_real_polkit_user_refused_then_allowed_by_rule(lab: Lab, tmp_path: Path)
         assert _call(bus, None, "RemoveRoute", "ssa{sv}", Lab.source_address(), GROUP,
                      "0").returncode == 0  # fmt: skip
         bus.stop_owner(BUS_NAME)
-
