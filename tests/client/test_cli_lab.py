@@ -1,0 +1,364 @@
+"""Every mfc-dbus command against the real service, in the lab, with real packets.
+
+One lab (src -> rtr -> dst0, dst1), one private system bus with python-dbusmock's
+polkitd, and mfc-dbusd started by bus activation inside the router namespace, shared
+by the module; every test leaves no route and no explicit VIF behind. The command
+runs as a separate process, as a user would run it; `ip mroute show` and the
+receivers in dst0/dst1 are the independent witnesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dbus_fast
+import pytest
+
+import mfc_dbus
+from mfc_dbus.client import MfcClient
+from mfc_dbus.errors import InvalidArgument
+from mfc_dbus.lab import Lab
+from mfc_dbus.lab.bus import MOCK_POLKIT_POLICY, REPO_ROOT, PrivateBus
+from mfc_dbus.lab.polkit import MockPolkit, ThrowawayUser, wait_until
+from mfc_dbus.names import ACTION_MANAGE_ROUTES, BUS_NAME
+
+pytestmark = pytest.mark.root
+
+BIN = Path(sys.executable).parent
+CLI = (
+    [str(BIN / "mfc-dbus")]
+    if (BIN / "mfc-dbus").exists()
+    else [sys.executable, "-m", "mfc_dbus.cli"]
+)
+MFC_DBUSD = str(BIN / "mfc-dbusd")
+G4 = Lab.group("ipv4")
+G6 = Lab.group("ipv6")
+S4 = Lab.source_address("ipv4")
+
+
+@dataclass
+class World:
+    lab: Lab
+    bus: PrivateBus
+    polkit: MockPolkit
+
+    def cli(self, *args: str, stdin: str | None = None, env: dict | None = None):
+        return subprocess.run(
+            [*CLI, *args],
+            env=env or self.bus.env(),
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def ok(self, *args: str, stdin: str | None = None) -> str:
+        result = self.cli(*args, stdin=stdin)
+        assert result.returncode == 0, (args, result.returncode, result.stderr)
+        assert result.stderr == "", result.stderr
+        return result.stdout
+
+    def json(self, *args: str, stdin: str | None = None):
+        return json.loads(self.ok("-j", *args, stdin=stdin))
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2: namespaces, a private system bus, mfc-dbusd")
+    with (
+        Lab(downstreams=2) as lab,
+        PrivateBus(extra_policy=MOCK_POLKIT_POLICY) as bus,
+        MockPolkit(bus) as polkit,
+    ):
+        state = bus.directory / "state.json"
+        argv = [shutil.which("ip"), "netns", "exec", lab.rtr, MFC_DBUSD,
+                "--state-file", str(state), "--log-level", "debug"]  # fmt: skip
+        bus.add_activation(BUS_NAME, argv)
+        try:
+            yield World(lab, bus, polkit)
+        finally:
+            bus.stop_owner(BUS_NAME)
+
+
+@pytest.fixture
+def w(world: World) -> Iterator[World]:
+    world.polkit.set_allowed([])
+    yield world
+    world.cli("route", "flush")
+    for vif in json.loads(world.cli("-j", "vif", "show").stdout or "[]"):
+        if vif["explicit"]:
+            world.cli("vif", "del", vif["interface"], "family", vif["family"])
+
+
+def delivered(lab: Lab, n: int, family: str, group: str, count: int = 5, ttl: int = 8) -> int:
+    """Send `count` datagrams from src; how many reached dst<n>."""
+    with lab.receiver(n, family, group) as rx, lab.sender(family, ttl=ttl) as tx:
+        tx.send(group, count)
+        return rx.wait(count, timeout=1.5 if count else 0.5)
+
+
+def test_route_add_show_del_with_packets(w: World):
+    assert delivered(w.lab, 0, "ipv4", G4) == 0
+    w.ok("route", "add", G4, "from", S4, "iif", "up0", "oif", "down0")
+    assert f"({S4},{G4})" in w.lab.mroute_show().replace(" ", "")
+    assert delivered(w.lab, 0, "ipv4", G4) == 5
+
+    routes = w.json("r", "s")  # prefixes, as in ip
+    assert len(routes) == 1
+    route = routes[0]
+    assert {k: route[k] for k in ("source", "group", "input", "outputs", "state", "family")} == {
+        "source": S4, "group": G4, "input": "up0", "outputs": ["down0"],
+        "state": "installed", "family": "ipv4",
+    }  # fmt: skip
+    assert route["packets"] >= 5 and route["bytes"] > 0 and route["wrong_if"] == 0
+    assert route["persistent"] is True and route["owner"] is None and route["missing"] == []
+
+    table = w.ok("-s", "show").splitlines()
+    assert table[0].split() == ["SOURCE", "GROUP", "INPUT", "OUTPUTS", "STATE",
+                                "PACKETS", "BYTES", "WRONG-IF"]  # fmt: skip
+    assert table[1].split()[:5] == [S4, G4, "up0", "down0", "installed"]
+
+    w.ok("route", "del", G4, "from", S4)
+    assert G4 not in w.lab.mroute_show()
+    assert delivered(w.lab, 0, "ipv4", G4) == 0
+    assert w.json("route", "show") == []
+
+
+def test_legacy_mfc_form_any_source_ipv6(w: World):
+    w.ok("mfc", "add", "--group", G6, "--iif", "up0", "--oifs", "down1")
+    assert delivered(w.lab, 1, "ipv6", G6) == 5  # the first packet too, via the upcall
+    shown = {(r["source"], r["group"], r["family"], r["state"]) for r in w.json("mfc", "show")}
+    source6 = Lab.source_address("ipv6")
+    assert shown == {("*", G6, "ipv6", "installed"), (source6, G6, "ipv6", "learned")}
+    learned = [r for r in w.json("-6", "route", "show") if r["state"] == "learned"]
+    assert learned[0]["packets"] >= 5 and learned[0]["outputs"] == ["down1"]
+    assert w.json("-4", "route", "show") == []
+    w.ok("mfc", "del", "--group", G6)
+    assert w.json("route", "show") == []
+    time.sleep(0.2)
+    assert delivered(w.lab, 1, "ipv6", G6) == 0
+
+
+def test_vif_add_show_del(w: World):
+    added = w.json("vif", "add", "down1", "threshold", "4")
+    assert added["interface"] == "down1" and isinstance(added["index"], int)
+    vifs = {v["interface"]: v for v in w.json("vif", "show")}
+    down1 = vifs["down1"]
+    assert down1["index"] == added["index"] and down1["ttl_threshold"] == 4
+    assert down1["explicit"] is True and down1["state"] == "installed"
+    assert down1["family"] == "ipv4" and down1["table"] == 0
+    table = w.ok("vif", "show", "down1").splitlines()
+    assert table[1].split()[:5] == [str(added["index"]), "down1", "ipv4", "4", "installed"]
+    w.ok("vif", "del", "down1")
+    assert all(not v["explicit"] for v in w.json("vif", "show") if v["interface"] == "down1")
+
+
+def test_batch_from_stdin_all_or_nothing_and_flush(w: World):
+    bad = f"route add {G4} iif up0 oif down0\nroute add 192.0.2.77 iif up0 oif down0\n"
+    result = w.cli("batch", "-", stdin=bad)
+    assert result.returncode == 2
+    assert result.stderr.startswith("mfc-dbus: <stdin>:2: group '192.0.2.77' is not a multicast")
+    assert w.json("route", "show") == []  # nothing of the batch was applied
+
+    batch = (
+        f"# three routes\nroute add {G4} from {S4} iif up0 oif down0\n"
+        f"mfc add --group 233.252.0.2 --iif up0 --oifs down0 down1\n"
+        f"add {G6} iif up0 oif down1 temporary\n"
+    )
+    assert w.json("batch", "-", stdin=batch) == {"added": 3}
+    routes = {r["group"]: r for r in w.json("route", "show")}
+    assert set(routes) == {G4, "233.252.0.2", G6}
+    assert routes["233.252.0.2"]["outputs"] == ["down0", "down1"]
+    assert routes[G6]["persistent"] is False
+    assert delivered(w.lab, 0, "ipv4", G4) == 5
+    assert w.json("-4", "route", "flush") == {"removed": 2}
+    assert w.ok("route", "flush") == "1 route removed\n"
+    assert w.json("route", "show") == []
+
+
+def test_reload_and_status(w: World):
+    w.ok("route", "add", G4, "iif", "up0", "oif", "down0")
+    assert w.ok("reload") == ""
+    status = w.json("status")
+    assert status["version"] == mfc_dbus.__version__
+    assert status["routes"] == 1 and "ipv4" in status["families"]
+    assert w.ok("st").startswith(f"version:  {mfc_dbus.__version__}\n")
+    assert w.json("route", "show")[0]["group"] == G4  # still there after Reload
+
+
+def test_monitor_prints_changes_as_they_happen(w: World, tmp_path: Path):
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        monitor = subprocess.Popen(
+            [*CLI, "-j", "monitor"], env=w.bus.env(), stdout=stdout, stderr=stderr,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            assert wait_until(lambda: "monitoring" in err.read_text()), err.read_text()
+            w.ok("route", "add", G4, "from", S4, "iif", "up0", "oif", "down0")
+            w.ok("route", "del", G4, "from", S4)
+            assert wait_until(lambda: "RouteRemoved" in out.read_text()), out.read_text()
+            monitor.terminate()
+            assert monitor.wait(10) == 0
+        finally:
+            if monitor.poll() is None:
+                monitor.kill()
+                monitor.wait()
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    names = [e["event"] for e in events]
+    assert names.index("RouteAdded") < names.index("RouteRemoved")
+    added = events[names.index("RouteAdded")]
+    assert added == {"event": "RouteAdded", "source": S4, "group": G4, "input": "up0",
+                     "outputs": ["down0"]}  # fmt: skip
+    assert events[names.index("RouteRemoved")] == {
+        "event": "RouteRemoved", "source": S4, "group": G4,
+    }  # fmt: skip
+    assert any(e["event"] == "PropertiesChanged" and "RouteCount" in e["changed"] for e in events)
+
+
+def test_bad_group_and_unknown_names(w: World):
+    result = w.cli("route", "add", "192.0.2.99", "iif", "up0", "oif", "down0")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "mfc-dbus: group '192.0.2.99' is not a multicast address; valid groups are in "
+        "224.0.0.0/4 (IPv4) or ff00::/8 (IPv6)\n"
+    )
+    # An interface that does not exist: accepted as pending (it may appear later), said so.
+    result = w.cli("route", "add", G4, "iif", "up0", "oif", "nosuch0")
+    assert result.returncode == 0
+    assert result.stderr == (
+        f"mfc-dbus: warning: route * {G4} is pending: nosuch0 does not exist (yet); "
+        "it is installed when the interface appears\n"
+    )
+    assert w.json("route", "show")[0]["missing"] == ["nosuch0"]
+    # Removing what does not exist: the service's NotFound, one line, status 1.
+    result = w.cli("vif", "del", "nosuch1")
+    assert result.returncode == 1
+    assert result.stderr.startswith("mfc-dbus: interface 'nosuch1' has no ipv4 VIF")
+    assert "\n" not in result.stderr.rstrip("\n") and "Traceback" not in result.stderr
+    result = w.cli("route", "del", "233.252.0.99")
+    assert result.returncode == 1 and result.stderr.startswith("mfc-dbus: no route")
+
+
+def test_service_side_invalid_argument_reaches_programs_typed(w: World):
+    async def call() -> None:
+        async with await MfcClient.connect(w.bus.address) as client:
+            with pytest.raises(InvalidArgument, match="192.0.2.99"):
+                await client.add_route("", "192.0.2.99", "up0", ["down0"])
+
+    asyncio.run(call())
+
+
+def user_python() -> str:
+    """A python the throwaway user may execute (the venv's may live under /root)."""
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    return str(system) if system.exists() else sys.executable
+
+
+def test_not_authorized_then_allowed_by_polkit(w: World):
+    site = str(Path(dbus_fast.__file__).resolve().parents[1])
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{REPO_ROOT}:{site}",
+        "DBUS_SYSTEM_BUS_ADDRESS": w.bus.address,
+    }
+    argv = [user_python(), "-m", "mfc_dbus.cli"]
+    with ThrowawayUser() as user:
+        add = [*argv, "route", "add", G4, "iif", "up0", "oif", "down0"]
+        result = user.run(add, env=env, cwd="/", stdin=subprocess.DEVNULL)
+        assert (result.returncode, result.stdout) == (4, ""), result.stderr
+        assert result.stderr == (
+            "mfc-dbus: not authorized to manage routes (polkit action "
+            "org.mfc.Forwarding1.manage-routes); ask an administrator, or see "
+            "polkit/50-org.mfc.Forwarding1.rules\n"
+        )
+        result = user.run([*argv, "vif", "add", "down1"], env=env, cwd="/")
+        assert result.returncode == 4 and "manage-interfaces" in result.stderr
+        # Reads need no authorization; and once polkit says yes, the same user may add.
+        assert user.run([*argv, "-j", "r", "s"], env=env, cwd="/").stdout == "[]\n"
+        w.polkit.set_allowed([ACTION_MANAGE_ROUTES])
+        result = user.run(add, env=env, cwd="/", stdin=subprocess.DEVNULL)
+        assert (result.returncode, result.stderr) == (0, "")
+    assert w.json("route", "show")[0]["group"] == G4
+
+
+def test_service_absent():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a private system bus")
+    with PrivateBus() as empty:
+        result = subprocess.run(
+            [*CLI, "route", "show"], env=empty.env(), capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, timeout=30,
+        )  # fmt: skip
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "mfc-dbus: the mfc-dbus service (org.mfc.Forwarding1) is not running and the bus "
+        "cannot start it: is mfc-dbus installed? (systemctl status mfc-dbus)\n"
+    )
+
+
+class Stream:
+    """A sender in src sending `rate` datagrams per second until stopped."""
+
+    def __init__(self, lab: Lab, ttl: int, group: str = G4, rate: float = 50) -> None:
+        self.sender = lab.sender("ipv4", ttl=ttl)
+        self.group, self.period = group, 1 / rate
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.period):
+            self.sender.send(self.group)
+
+    def __enter__(self) -> Stream:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sender.close()
+
+
+def test_diagnose_names_ttl_1_then_sees_forwarding(w: World):
+    w.ok("route", "add", G4, "from", S4, "iif", "up0", "oif", "down0")
+    with Stream(w.lab, ttl=1):
+        result = w.cli("-j", "diagnose", G4, S4, "interval", "1")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert [f["code"] for f in report["findings"]] == ["ttl"]
+    assert report["routes"][0]["packets_delta"] > 0
+    with Stream(w.lab, ttl=1):
+        text = w.cli("diagnose", G4, "interval", "1").stdout
+    assert "TTL is probably 1" in text and text.startswith("problem:")
+
+    with Stream(w.lab, ttl=8):
+        result = w.cli("-j", "d", G4, "interval", "1")
+    assert result.returncode == 0, result.stdout
+    assert [f["code"] for f in json.loads(result.stdout)["findings"]] == ["forwarding"]
+
+
+def test_diagnose_no_route_pending_and_silence(w: World):
+    result = w.cli("diagnose", "233.252.0.42", "interval", "0")
+    assert result.returncode == 1
+    assert result.stdout.startswith("problem: no route matches (*, 233.252.0.42)")
+    assert w.cli("route", "add", "233.252.0.43", "iif", "up0", "oif", "nosuch0").returncode == 0
+    report = json.loads(w.cli("-j", "diagnose", "233.252.0.43", "interval", "0").stdout)
+    assert [f["code"] for f in report["findings"]] == ["pending"]
+    assert "nosuch0 does not exist" in report["findings"][0]["message"]
+    w.ok("route", "add", G4, "from", S4, "iif", "up0", "oif", "down0")
+    report = json.loads(w.cli("-j", "diagnose", G4, "interval", "0.5").stdout)
+    assert [f["code"] for f in report["findings"]] == ["no-packets"]
+    assert "rp_filter" in report["findings"][0]["message"]
