@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ class RouteKey:
     source: IPNetwork | None  # None: any source, (*,G)
     group: IPNetwork
 
-    @property
+    @functools.cached_property
     def is_template(self) -> bool:
         """True for (*,G) and prefix routes, realised as exact (S,G) on upcalls."""
         return not (is_exact(self.source) and is_exact(self.group))
@@ -152,6 +153,20 @@ class RouteKey:
     def __str__(self) -> str:
         table = f" table {self.table}" if self.table else ""
         return f"({format_source(self.source)}, {format_group(self.group)}){table}"
+
+    def __hash__(self) -> int:
+        # Keys index the engine's tables and are hashed many times per route; the hash of
+        # an ipaddress network is slow Python, so compute it once per key.
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = hash((self.family, self.table, self.source, self.group))
+            object.__setattr__(self, "_hash", value)
+            return value
+
+    def __getstate__(self) -> dict:
+        # A cached hash must not travel to another process (str hashes are salted).
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "is_template")}
 
 
 @dataclass(frozen=True)

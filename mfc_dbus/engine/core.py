@@ -11,6 +11,7 @@ listeners; any failure undoes everything (journal.py).
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import socket
@@ -209,6 +210,10 @@ class Engine:
                 self._open(table)
         journal = Journal() if strict else NULL
         self._events.clear()
+        # A batch allocates many small objects and no cycles: the cyclic collector would
+        # only rescan every route ever configured, several times per batch.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             changes = self._change_desired(routes, vifs, tables, journal)
             touched, exact, template_tables, retuned = changes[1:]
@@ -229,6 +234,9 @@ class Engine:
             journal.undo()
             self._events.clear()
             raise
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         self._emit_events()
         self._emit_route_changes(changes[0])
         return changes[0]
@@ -239,6 +247,9 @@ class Engine:
         exact: dict[TableId, list[RouteKey]] = {}
         template_tables: set[TableId] = set()
         retuned: dict[TableId, set[str]] = {}
+        delta: dict[TableId, dict[str, int]] = {}  # change of each name's user count
+        undo: list[tuple[RouteKey, Route | None]] = []
+        journal.push(self._undo_routes, undo)
         all_routes = self._routes
         for key, new in routes.items():
             old = all_routes.get(key)
@@ -246,38 +257,42 @@ class Engine:
                 continue
             tid = (key.family, key.table)
             table = tables[tid]
-            names = touched.get(tid)
-            if names is None:
-                names = touched[tid] = set()
-            allocator = table.vifs
+            counts = delta.get(tid)
+            if counts is None:
+                counts = delta[tid] = {}
             if old is not None:
                 for name in old.interfaces:
-                    allocator.unuse(name, key, journal)
-                    names.add(name)
+                    counts[name] = counts.get(name, 0) - 1
+            undo.append((key, old))
             if new is not None:
                 for name in new.interfaces:
-                    allocator.use(name, key, journal)
-                    names.add(name)
+                    counts[name] = counts.get(name, 0) + 1
                 all_routes[key] = new
             else:
                 del all_routes[key]
-            journal.push(self._restore_route, key, old)
             if key.is_template:
                 if new is not None:
                     table.templates.put(new)
                 else:
                     table.templates.remove(key)
-                journal.push(self._restore_template, table, key, old)
                 template_tables.add(tid)
             else:
-                sg = _sg_of(key)
+                sg = (key.source.network_address, key.group.network_address)
                 if new is None:
                     del table.exact[sg]
                 else:
                     table.exact[sg] = key
-                journal.push(self._restore_exact, table, sg, key if old is not None else None)
-                exact.setdefault(tid, []).append(key)
+                keys = exact.get(tid)
+                if keys is None:
+                    keys = exact[tid] = []
+                keys.append(key)
             results.append((old, new))
+        for tid, counts in delta.items():
+            allocator = tables[tid].vifs
+            for name, change in counts.items():
+                if change:
+                    allocator.add_users(name, change, journal)
+            touched[tid] = set(counts)
         for (family, number, name), config in vifs.items():
             tid = (family, number)
             table = tables[tid]
@@ -288,6 +303,15 @@ class Engine:
                 retuned.setdefault(tid, set()).add(name)
             self._events.append(("vif", (table, name)))
         return results, touched, exact, template_tables, retuned
+
+    def _undo_routes(self, undo: list[tuple[RouteKey, Route | None]]) -> None:
+        for key, old in reversed(undo):
+            self._restore_route(key, old)
+            table = self._tables[(key.family, key.table)]
+            if key.is_template:
+                self._restore_template(table, key, old)
+            else:
+                self._restore_exact(table, _sg_of(key), key if old is not None else None)
 
     def _restore_route(self, key: RouteKey, old: Route | None) -> None:
         if old is None:
@@ -374,13 +398,27 @@ class Engine:
         if route is None:
             table.set_entry(sg, None, journal, strict)
             return
-        if sg in table.learned:  # a configured route takes over a learned flow
+        if table.learned and sg in table.learned:  # a configured route takes over
             self._drop_learned(table, sg, journal, strict, kernel=False)
         table.set_entry(sg, table.want(route.input, route.outputs), journal, strict)
 
+    def _keys_using(self, table: Table, name: str) -> list[RouteKey]:
+        """The configured routes of `table` that use interface `name` (a scan: hotplug
+        and errors only)."""
+        if name not in table.vifs.users:
+            return []
+        family, number = table.family, table.table
+        return [
+            key
+            for key, route in self._routes.items()
+            if key.table == number
+            and key.family == family
+            and (route.input == name or name in route.outputs)
+        ]
+
     def _sync_users_of(self, table: Table, name: str, journal: Journal, strict: bool) -> None:
         """Rewrite every entry (configured or learned) that involves interface `name`."""
-        for key in table.vifs.users.get(name, ()):
+        for key in self._keys_using(table, name):
             if not key.is_template:
                 self._sync_exact(table, key, journal, strict)
         for sg, learned in list(table.learned.items()):
@@ -497,9 +535,7 @@ class Engine:
         vifs: dict[VifId, VifConfig | None] = {
             (c.family, c.table, c.interface): c for c in saved.vifs
         }
-        self._apply(routes, vifs, strict=False)
-        self._route_records = {route.key: route_record(route) for route in saved.routes}
-        self._vif_records = {vid: vif_record(c) for vid, c in vifs.items()}
+        self._apply(routes, vifs, strict=False)  # records the state file's entries too
 
     # == public mutations =================================================================
     def add_route(self, route: Route) -> RouteStatus:
@@ -557,9 +593,9 @@ class Engine:
             )
         users = found.vifs.users.get(interface)
         if users:
-            example = next(iter(users))
+            example = next(iter(self._keys_using(found, interface)))
             raise InvalidArgument(
-                f"interface {interface!r} is still used by {len(users)} route(s), such as "
+                f"interface {interface!r} is still used by {users} route(s), such as "
                 f"{example}; remove those routes first"
             )
         status = self._vif_status(found, interface)
@@ -861,7 +897,7 @@ class Engine:
                 table.forget_vif(name)
             self._events.append(("vif", (table, name)))
             self._sync_users_of(table, name, NULL, False)
-            for key in table.vifs.users.get(name, ()):
+            for key in self._keys_using(table, name):
                 self._events.append(("route", self._routes[key]))
             log.info("%s: interface %s %s (index %d)", table.describe, name,
                      "appeared" if event.kind == "new" else "disappeared", index)  # fmt: skip

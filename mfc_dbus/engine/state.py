@@ -22,11 +22,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from socket import inet_ntoa
 
 from ..errors import MfcError
 from ..model import (
     MAX_VIFS,
     Family,
+    IPNetwork,
     Route,
     VifConfig,
     format_group,
@@ -49,14 +51,36 @@ class SavedState:
     vifs: tuple[VifConfig, ...] = ()
 
 
+_group_text: dict[object, str] = {}
+_name_text: dict[str, str] = {}
+
+
+def _network_text(network: IPNetwork | None) -> str:
+    if network is not None and network.version == 4 and network.prefixlen == 32:
+        return inet_ntoa(int(network.network_address).to_bytes(4, "big"))  # str() is slow
+    return format_source(network)
+
+
+def _json_name(name: str) -> str:
+    text = _name_text.get(name)
+    if text is None:
+        text = _name_text[name] = json.dumps(name)
+    return text
+
+
 def route_record(route: Route) -> str:
     """The JSON text of one persistent route, as written in the state file."""
     key = route.key
+    group = _group_text.get(key.group)
+    if group is None:
+        group = _group_text[key.group] = format_group(key.group)
+        if len(_group_text) > 4096:
+            _group_text.clear()
     table = f', "table": {key.table}' if key.table else ""
-    outputs = ", ".join(json.dumps(name) for name in route.outputs)
+    outputs = ", ".join([_json_name(name) for name in route.outputs])
     return (
-        f'{{"source": "{format_source(key.source)}", "group": "{format_group(key.group)}"'
-        f'{table}, "input": {json.dumps(route.input)}, "outputs": [{outputs}]}}'
+        f'{{"source": "{_network_text(key.source)}", "group": "{group}"'
+        f'{table}, "input": {_json_name(route.input)}, "outputs": [{outputs}]}}'
     )
 
 

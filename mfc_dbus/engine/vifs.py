@@ -9,7 +9,8 @@ interface gets its old slot back).
 from __future__ import annotations
 
 from ..errors import LimitExceeded
-from ..model import MAX_VIFS, RouteKey, VifConfig
+from ..model import MAX_VIFS, VifConfig
+from .journal import NULL as _NO_JOURNAL
 from .journal import Journal
 
 
@@ -18,30 +19,21 @@ class VifAllocator:
         self.describe = describe  # e.g. "ipv4 table 0", for messages
         self.slots: dict[str, int] = {}
         self.names: dict[int, str] = {}
-        self.users: dict[str, set[RouteKey]] = {}
+        self.users: dict[str, int] = {}  # name -> how many configured routes use it
         self.explicit: dict[str, VifConfig] = {}
 
     # -- users (journaled) --------------------------------------------------------
-    def use(self, name: str, key: RouteKey, journal: Journal) -> None:
-        users = self.users.get(name)
-        if users is None:
-            users = self.users[name] = set()
-        users.add(key)
-        journal.push(self._unuse, name, key)
-
-    def unuse(self, name: str, key: RouteKey, journal: Journal) -> None:
-        self._unuse(name, key)
-        journal.push(self._use, name, key)
-
-    def _use(self, name: str, key: RouteKey) -> None:
-        self.users.setdefault(name, set()).add(key)
-
-    def _unuse(self, name: str, key: RouteKey) -> None:
-        users = self.users.get(name)
-        if users is not None:
-            users.discard(key)
-            if not users:
-                del self.users[name]
+    # A count per name, not the set of keys: batches touch it for every route, and the
+    # routes using a name are only needed on the rare hotplug (the engine scans then).
+    def add_users(self, name: str, change: int, journal: Journal) -> None:
+        count = self.users.get(name, 0) + change
+        if count < 0:
+            raise AssertionError(f"{self.describe}: {name} would have {count} users")
+        if count:
+            self.users[name] = count
+        else:
+            self.users.pop(name, None)
+        journal.push(self.add_users, name, -change, _NO_JOURNAL)
 
     def set_explicit(self, name: str, config: VifConfig | None, journal: Journal) -> None:
         old = self.explicit.get(name)
