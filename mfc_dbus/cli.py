@@ -60,6 +60,7 @@ usage: {PROG} [OPTIONS] OBJECT COMMAND [ARGUMENTS]
   vif show [IF] [family ipv4|ipv6] [table N]
   mfc add [--source S] --group G --iif IF --oifs IF [IF ...] [--table N]
   mfc del [--source S] --group G [--table N]
+  mfc show
   show                      the same as `route show`
   monitor [count N]         print the service's signals as they arrive
   reload                    re-read the configuration (state file)

@@ -1,0 +1,73 @@
+"""Man pages, README section and bash completion stay in step with the command."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mfc_dbus import cli
+from mfc_dbus.client import ACTION_BY_METHOD
+
+ROOT = Path(__file__).resolve().parents[2]
+MAN1 = ROOT / "man" / "mfc-dbus.1"
+MAN8 = ROOT / "man" / "mfc-dbusd.8"
+DOC = ROOT / "docs" / "client.md"
+COMPLETION = ROOT / "completion" / "mfc-dbus.bash"
+METHODS = sorted({*ACTION_BY_METHOD, "ListRoutes", "ListVifs"})
+
+
+def test_every_command_is_documented_in_the_man_page_and_readme():
+    man = MAN1.read_text().replace("\\-", "-").replace("\\fP", "").replace("\\fI", "")
+    doc = DOC.read_text()
+    for obj in cli.OBJECTS:
+        assert re.search(rf"^\.B(R)? {obj}\b", man, re.M) or f".B {obj} " in man, obj
+        assert re.search(rf"^(mfc-dbus )?{obj}\b", doc, re.M), obj
+    for obj, verbs in cli.VERBS.items():
+        for verb in verbs:
+            if verb not in cli.VERB_ALIASES:
+                assert f"{obj} {verb}" in man and f"{obj} {verb}" in doc, (obj, verb)
+    for flag in cli.GLOBAL_FLAGS:
+        assert flag in man and flag in doc, flag
+
+
+def test_readme_gives_a_busctl_call_for_every_method():
+    doc = DOC.read_text()
+    for method in METHODS:
+        assert re.search(rf"^\| {method}\b.*\| `{method}[ `]", doc, re.M), method
+
+
+@pytest.mark.skipif(shutil.which("groff") is None, reason="needs groff")
+@pytest.mark.parametrize("page", [MAN1, MAN8], ids=lambda p: p.name)
+def test_man_pages_render_without_warnings(page):
+    result = subprocess.run(
+        ["groff", "-man", "-ww", "-z", str(page)], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def complete(*words: str) -> list[str]:
+    script = (
+        f"source {COMPLETION}\n"
+        'COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _mfc_dbus\n'
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    result = subprocess.run(
+        ["bash", "-c", script, "bash", "mfc-dbus", *words],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return result.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_completion():
+    assert complete("") == list(cli.OBJECTS)
+    assert complete("r") == ["route", "reload"]
+    assert complete("route", "") == ["add", "del", "show", "flush", "list", "delete"]
+    assert complete("route", "add", "233.252.0.1", "iif", "l") == ["lo"]
+    assert "lo" in complete("route", "add", "233.252.0.1", "iif", "lo", "oif", "")
+    assert complete("vif", "show", "family", "") == ["ipv4", "ipv6"]
+    assert "--oifs" in complete("mfc", "add", "--")
