@@ -41,6 +41,8 @@ BINDIR   ?= $(PREFIX)/bin
 DATADIR  ?= $(PREFIX)/share
 DOCDIR   ?= $(DATADIR)/doc/mfc-dbus
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
+MANDIR   ?= $(DATADIR)/man
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
 
 install:
 	$(INSTALL_PYTHON) -m pip install --quiet --no-deps --ignore-installed \
@@ -54,3 +56,7 @@ install:
 	sed 's|/usr/bin/mfc-dbusd|$(BINDIR)/mfc-dbusd|' systemd/mfc-dbus.service > "$(DESTDIR)$(UNITDIR)/mfc-dbus.service"
 	chmod 644 "$(DESTDIR)$(UNITDIR)/mfc-dbus.service"
 	install -Dm644 docs/service.md "$(DESTDIR)$(DOCDIR)/service.md"
+	install -Dm644 man/mfc-dbus.1 "$(DESTDIR)$(MANDIR)/man1/mfc-dbus.1"
+	install -Dm644 man/mfc-dbusd.8 "$(DESTDIR)$(MANDIR)/man8/mfc-dbusd.8"
+	install -Dm644 completion/mfc-dbus.bash "$(DESTDIR)$(BASHCOMPDIR)/mfc-dbus"
+	install -Dm644 docs/client.md "$(DESTDIR)$(DOCDIR)/client.md"
