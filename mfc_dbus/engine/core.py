@@ -44,6 +44,13 @@ VifId = tuple[Family, int, str]
 _HOST_PREFIX = {Family.IPV4: 32, Family.IPV6: 128}
 
 
+def _if_nametoindex(name: str) -> int | None:
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
+
+
 def _sg_of(key: RouteKey) -> SG:
     return (key.source.network_address, key.group.network_address)
 
@@ -59,6 +66,7 @@ class Engine:
         kernel_factory: Callable[[Family, int], MrouteSocket] = open_mroute_socket,
         link_monitor_factory: Callable[[], LinkMonitor] = LinkMonitor,
         interface_lister: Callable[[], dict[str, int]] = interface_indexes,
+        interface_resolver: Callable[[str], int | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         expiry_interval: float | None = None,
         busy_retry: float = 5.0,
@@ -69,6 +77,7 @@ class Engine:
         self._kernel_factory = kernel_factory
         self._link_monitor_factory = link_monitor_factory
         self._interface_lister = interface_lister
+        self._resolve_interface = interface_resolver or _if_nametoindex
         self._clock = clock
         self._busy_retry = busy_retry
         self.families: tuple[Family, ...] = ()
@@ -184,11 +193,10 @@ class Engine:
     def _lookup_ifindex(self, name: str) -> int | None:
         index = self._ifindex.get(name)
         if index is None:
-            try:  # created a moment ago and its link event is not read yet?
-                index = socket.if_nametoindex(name)
-            except OSError:
-                return None
-            self._ifindex[name] = index
+            # Created a moment ago and its link event is not read yet?
+            index = self._resolve_interface(name)
+            if index is not None:
+                self._ifindex[name] = index
         return index
 
     # == the one path for changes ===================================================
@@ -222,7 +230,7 @@ class Engine:
             for tid, table in tables.items():
                 self._reconcile(
                     table,
-                    touched.get(tid, set()),
+                    touched.get(tid, {}),
                     exact.get(tid, ()),
                     tid in template_tables,
                     retuned.get(tid, set()),
@@ -243,7 +251,7 @@ class Engine:
 
     def _change_desired(self, routes, vifs, tables, journal):
         results: list[tuple[Route | None, Route | None]] = []
-        touched: dict[TableId, set[str]] = {}
+        touched: dict[TableId, dict[str, None]] = {}
         exact: dict[TableId, list[RouteKey]] = {}
         template_tables: set[TableId] = set()
         retuned: dict[TableId, set[str]] = {}
@@ -292,13 +300,13 @@ class Engine:
             for name, change in counts.items():
                 if change:
                     allocator.add_users(name, change, journal)
-            touched[tid] = set(counts)
+            touched[tid] = dict.fromkeys(counts)  # ordered: slots follow first use
         for (family, number, name), config in vifs.items():
             tid = (family, number)
             table = tables[tid]
             old_threshold = table.vifs.threshold(name)
             table.vifs.set_explicit(name, config, journal)
-            touched.setdefault(tid, set()).add(name)
+            touched.setdefault(tid, {})[name] = None
             if table.vifs.threshold(name) != old_threshold:
                 retuned.setdefault(tid, set()).add(name)
             self._events.append(("vif", (table, name)))
@@ -336,7 +344,7 @@ class Engine:
     def _reconcile(
         self,
         table: Table,
-        names: set[str],
+        names: dict[str, None],
         exact_keys: Iterable[RouteKey],
         templates_changed: bool,
         retuned: set[str],

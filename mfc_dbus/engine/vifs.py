@@ -8,6 +8,8 @@ interface gets its old slot back).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..errors import LimitExceeded
 from ..model import MAX_VIFS, VifConfig
 from .journal import NULL as _NO_JOURNAL
@@ -54,7 +56,7 @@ class VifAllocator:
         config = self.explicit.get(name)
         return config.ttl_threshold if config is not None else 1
 
-    def check_limit(self, names: set[str]) -> None:
+    def check_limit(self, names: Iterable[str]) -> None:
         """Raise LimitExceeded when the names needing a slot do not fit in MAX_VIFS."""
         count = sum(1 for name in self.slots if self.needed(name))
         new = sorted(name for name in names if name not in self.slots and self.needed(name))

@@ -1,0 +1,252 @@
+"""Engine logic against a fake kernel (no root): all-or-nothing batches, the VIF
+limit, validation messages, in-place replacement, leases, persistence, reload,
+hotplug bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from engine_helpers import route
+from fake_kernel import FakeKernel
+
+from mfc_dbus.engine.core import Engine
+from mfc_dbus.engine.state import StateFileError
+from mfc_dbus.errors import InvalidArgument, KernelBusy, KernelError, LimitExceeded, NotFound
+from mfc_dbus.model import Family, Route, RouteKey, VifConfig, make_route_key
+
+V4 = Family.IPV4
+
+
+class Harness:
+    def __init__(self, state_file=None, kernel: FakeKernel | None = None, **kwargs) -> None:
+        self.kernel = kernel or FakeKernel()
+        self.loop = asyncio.new_event_loop()
+        self.engine = Engine(state_file, **self.kernel.kwargs(), **kwargs)
+        self.loop.run_until_complete(self.engine.start())
+
+    def sock(self, family=V4, table=0):
+        return self.kernel.sockets[(family, table)]
+
+    def spin(self) -> None:
+        self.loop.run_until_complete(asyncio.sleep(0.01))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.engine.stop())
+        self.loop.close()
+
+
+@pytest.fixture
+def h(tmp_path):
+    harness = Harness(tmp_path / "state.json")
+    yield harness
+    harness.close()
+
+
+def many(count: int, outputs=("down0",)) -> list[Route]:
+    return [route(f"10.0.{n // 250}.{n % 250 + 1}", "233.252.0.1", "up0", *outputs)
+            for n in range(count)]  # fmt: skip
+
+
+def test_batch_rolls_back_everything_when_the_kernel_refuses_one(h, tmp_path):
+    h.engine.add_route(route("192.0.2.9", "233.252.0.9", "up0", "down0"))
+    before_file = (tmp_path / "state.json").read_text()
+    before_mfc = dict(h.sock().mfc)
+    h.sock().fail_add_mfc_after = 5
+    with pytest.raises(KernelError, match="Cannot allocate memory"):
+        h.engine.add_routes(many(10, outputs=("down0", "down1")))
+    assert h.sock().mfc == before_mfc
+    assert sorted(h.sock().vifs) == [0, 1]  # down1's VIF, added for the batch, is gone
+    assert [s.route.key for s in h.engine.list_routes()] == [
+        make_route_key("192.0.2.9", "233.252.0.9")
+    ]
+    assert [v.interface for v in h.engine.list_vifs()] == ["up0", "down0"]
+    assert (tmp_path / "state.json").read_text() == before_file
+    h.sock().fail_add_mfc_after = None
+    assert h.engine.add_routes(many(10, outputs=("down0", "down1"))) == 10
+    assert len(h.sock().mfc) == 11
+
+
+def test_33rd_interface_is_limit_exceeded_and_nothing_is_applied(h):
+    names = [f"if{n}" for n in range(33)]
+    routes = [route(f"10.1.0.{n + 1}", "233.252.0.1", names[0], names[n]) for n in range(1, 33)]
+    with pytest.raises(LimitExceeded, match=r"ipv4 table 0 would need 33 interfaces.*32"):
+        h.engine.add_routes(routes)
+    assert h.engine.list_routes() == [] and h.engine.list_vifs() == []
+    assert h.engine.add_routes(routes[:31]) == 31  # 32 interfaces fit
+    with pytest.raises(LimitExceeded, match="if32"):
+        h.engine.add_route(routes[31])
+    assert h.engine.route_count == 31
+    # Another table has its own 32.
+    other = route("10.1.0.99", "233.252.0.1", "if32", "if0", table=5)
+    assert h.engine.add_route(other).state == "pending"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (route("10.0.0.1", "233.252.0.1", "up0", "up0"), "'up0' is also an output"),
+        (Route(make_route_key("10.0.0.1", "233.252.0.1"), "up0", ()), "no output interface"),
+        (route("10.0.0.1", "233.252.0.1", "up0", "down0", "down0"), "down0 more than once"),
+        (route("10.0.0.1", "233.252.0.1", "up0", "a/b"), "'a/b' is not valid"),
+        (
+            Route(RouteKey(V4, 0, None, ipaddress.ip_network("224.0.0.5/32")), "up0", ("x",)),
+            "link-local",
+        ),
+        (
+            Route(RouteKey(V4, 0, None, ipaddress.ip_network("10.0.0.0/8")), "up0", ("x",)),
+            "not a multicast address",
+        ),
+        (
+            Route(
+                RouteKey(
+                    V4, 0, ipaddress.ip_network("2001:db8::1/128"),
+                    ipaddress.ip_network("233.252.0.1/32"),
+                ),
+                "up0", ("x",),
+            ),
+            "use one family for both",
+        ),
+    ],
+)  # fmt: skip
+def test_invalid_routes_name_the_value_and_change_nothing(h, bad, message):
+    with pytest.raises(InvalidArgument, match=message):
+        h.engine.add_routes([route("10.9.9.9", "233.252.0.1", "up0", "down0"), bad])
+    assert h.engine.route_count == 0 and h.sock().mfc == {}
+
+
+def test_replacing_outputs_rewrites_in_place_without_delete(h):
+    h.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0"))
+    h.kernel.log.clear()
+    h.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down1"))
+    calls = [c[0] for c in h.kernel.log]
+    assert "del_mfc" not in calls
+    assert calls.index("add_vif") < calls.index("add_mfc") < calls.index("del_vif")
+    (entry,) = h.sock().mfc.values()
+    assert entry == (0, {2: 1})  # down1 got slot 2; down0's slot 1 was freed afterwards
+    assert [v.interface for v in h.engine.list_vifs()] == ["up0", "down1"]
+
+
+def test_lease_routes_are_not_persisted_and_leave_with_their_owner(h, tmp_path):
+    h.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0"))
+    h.engine.add_route(route("10.0.0.2", "233.252.0.1", "up0", "down0", owner=":1.42",
+                             persistent=False))  # fmt: skip
+    h.engine.add_route(route("10.0.0.3", "233.252.0.1", "up0", "down0", persistent=False))
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert [r["source"] for r in saved["routes"]] == ["10.0.0.1"]
+    gone = h.engine.remove_routes_owned_by(":1.42")
+    assert [str(r.key.source.network_address) for r in gone] == ["10.0.0.2"]
+    assert len(h.sock().mfc) == 2
+
+
+def test_state_round_trip_and_reload_applies_only_the_difference(tmp_path):
+    state = tmp_path / "state.json"
+    first = Harness(state)
+    first.engine.add_routes(many(3))
+    first.engine.add_route(route("*", "ff3e::1", "up0", "down0", table=7))
+    first.engine.add_vif(VifConfig("down1", V4, 0, ttl_threshold=5))
+    first.close()
+    second = Harness(state)
+    assert second.engine.route_count == 4
+    assert (4, 5) in second.sock().vifs.values()  # down1 (ifindex 4) with its threshold
+    assert second.sock(Family.IPV6, 7).vifs  # the IPv6 table 7 was opened and filled
+    saved = json.loads(state.read_text())
+    saved["routes"] = [r for r in saved["routes"] if r["source"] != "10.0.0.1"]
+    saved["routes"][0]["outputs"] = ["down0", "down1"]
+    saved["routes"].append({"source": "10.5.5.5", "group": "233.252.0.2", "input": "up0",
+                            "outputs": ["down1"]})  # fmt: skip
+    state.write_text(json.dumps(saved))
+    result = second.engine.reload()
+    assert (result.added, result.removed, result.changed, result.unchanged) == (1, 1, 1, 2)
+    assert len(second.sock().mfc) == 3
+    state.write_text("{ not json")
+    with pytest.raises(StateFileError, match="is not valid"):
+        second.engine.reload()
+    assert second.engine.route_count == 4  # nothing changed
+    second.close()
+
+
+@pytest.mark.parametrize(
+    "text", ['{"schema": 1, "routes": [{"source": "*", "grou', '{"schema": 99}', "[]",
+             '{"schema": 1, "routes": [{"group": "10.0.0.1", "input": "a", "outputs": ["b"]}]}']
+)  # fmt: skip
+def test_bad_state_file_is_set_aside_reported_and_start_is_empty(tmp_path, caplog, text):
+    state = tmp_path / "state.json"
+    state.write_text(text)
+    with caplog.at_level(logging.ERROR):
+        harness = Harness(state)
+    try:
+        assert harness.engine.route_count == 0
+        assert str(state) in harness.engine.state_error
+        aside = list(tmp_path.glob("state.json.corrupt-*"))
+        assert [p.read_text() for p in aside] == [text]
+        assert "moved to" in caplog.text
+    finally:
+        harness.close()
+
+
+def test_a_failed_state_write_undoes_the_change():
+    harness = Harness(Path("/proc/mfc-dbus-no-such-dir/state.json"))  # mkdir fails
+    try:
+        with pytest.raises(StateFileError, match="the change was not applied"):
+            harness.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0"))
+        assert harness.engine.route_count == 0 and harness.sock().mfc == {}
+        assert harness.sock().vifs == {}
+        # Non-persistent routes need no file.
+        harness.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0",
+                                       persistent=False))  # fmt: skip
+        assert len(harness.sock().mfc) == 1
+    finally:
+        harness.close()
+
+
+def test_hotplug_bookkeeping_follows_link_events(h):
+    h.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0", "eth9"))
+    (status,) = h.engine.list_routes()
+    assert status.state == "pending" and status.missing_interfaces == ("eth9",)
+    assert h.sock().mfc[(ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("233.252.0.1"))] \
+        == (0, {1: 1})  # fmt: skip
+    h.kernel.link("new", "eth9", 40)
+    h.spin()
+    assert h.engine.list_routes()[0].state == "installed"
+    assert h.sock().vifs[2] == (40, 1)
+    assert list(h.sock().mfc.values()) == [(0, {1: 1, 2: 1})]
+    h.kernel.link("del", "up0", 2)
+    h.spin()
+    assert h.sock().mfc == {} and h.engine.list_routes()[0].missing_interfaces == ("up0",)
+    h.kernel.link("new", "up0", 41)
+    h.spin()
+    assert h.sock().vifs[0] == (41, 1)
+    assert list(h.sock().mfc.values()) == [(0, {1: 1, 2: 1})]
+
+
+def test_remove_vif_refuses_while_used_and_not_found_when_absent(h):
+    h.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0"))
+    with pytest.raises(InvalidArgument, match=r"still used by 1 route\(s\), such as \(10.0.0.1"):
+        h.engine.remove_vif("down0", V4)
+    with pytest.raises(NotFound, match="'down1' has no ipv4 VIF"):
+        h.engine.remove_vif("down1", V4)
+    h.engine.add_vif(VifConfig("down1", V4))
+    assert h.engine.remove_vif("down1", V4).interface == "down1"
+    with pytest.raises(NotFound):
+        h.engine.remove_route(make_route_key("10.0.0.2", "233.252.0.1"))
+
+
+def test_kernel_busy_table_refuses_writes_but_serves_reads(tmp_path):
+    kernel = FakeKernel()
+    kernel.busy.add((V4, 0))
+    harness = Harness(tmp_path / "state.json", kernel=kernel)
+    try:
+        assert harness.engine.families == (Family.IPV6,)
+        with pytest.raises(KernelBusy):
+            harness.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0"))
+        assert harness.engine.list_routes() == []
+        assert not (tmp_path / "state.json").exists()
+        harness.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0", table=3))
+        assert harness.engine.route_count == 1
+    finally:
+        harness.close()
