@@ -60,3 +60,6 @@ install:
 	install -Dm644 man/mfc-dbusd.8 "$(DESTDIR)$(MANDIR)/man8/mfc-dbusd.8"
 	install -Dm644 completion/mfc-dbus.bash "$(DESTDIR)$(BASHCOMPDIR)/mfc-dbus"
 	install -Dm644 docs/client.md "$(DESTDIR)$(DOCDIR)/client.md"
+
+demo: setup
+	$(PYTHON) -m mfc_dbus.lab.demo

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(iproute2 dbus-daemon polkitd libdbus-1-dev libglib2.0-dev pkg-config
+DEBS=(python3 iproute2 dbus-daemon polkitd libdbus-1-dev libglib2.0-dev pkg-config
       gcc linux-libc-dev smcroute systemd bash-completion)
 missing=()
 for pkg in "${DEBS[@]}"; do

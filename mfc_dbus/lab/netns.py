@@ -161,6 +161,15 @@ class Lab:
         self._address(self.src, "eth0", UPSTREAM_V6[0], UPSTREAM_V6[2])
         self._address(self.rtr, self.upstream, UPSTREAM_V6[1], UPSTREAM_V6[2])
 
+    def add_source(self, family: str, n: int) -> str:
+        """Give src:eth0 its n-th extra sender address (a new source) and return it."""
+        if family == "ipv4":
+            address, prefix = f"192.0.2.{10 + n}", 24
+        else:
+            address, prefix = f"2001:db8:1::{0x10 + n:x}", 64
+        self._address(self.src, "eth0", address, prefix)
+        return address
+
     def delete_link(self, ns: str, ifname: str) -> None:
         netns_run(ns, "ip", "link", "del", ifname)
 
