@@ -30,6 +30,7 @@ from . import context
 from .auth import Authorizer
 from .interface import Forwarding
 from .leases import Leases
+from .writer import tolerate_full_socket
 
 log = logging.getLogger("mfc_dbus.service")
 
@@ -101,6 +102,7 @@ class Service:
         self.bus = await MessageBus(
             bus_address=bus_address(self.options), bus_type=BusType.SYSTEM
         ).connect()
+        tolerate_full_socket(self.bus)
         context.install(self.bus)
         await self.engine.start()
         authorizer = Authorizer(self.bus, trust_root=self.options.trust_root)

@@ -1,0 +1,228 @@
+"""D-Bus service: AddRoute throughput through mfc-dbusd with the real polkitd, beside
+the D-Bus ping floor and smcroute's smcroutectl, measured in the same run.
+
+mfc-dbusd runs in the lab's router namespace on a private system bus built from the
+project's policy; the real polkitd has the project's actions and the example rule
+for a throwaway user's group. smcrouted then runs in the same namespace (after
+mfc-dbusd has stopped: one multicast router per table) and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import parse_args, rate, report
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+from dbus_fast.auth import AuthExternal
+
+from mfc_dbus.lab import Lab
+from mfc_dbus.lab.bus import PrivateBus, terminate_pid
+from mfc_dbus.lab.polkit import RealPolkit, ThrowawayUser
+from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH
+
+GROUP = Lab.group()
+TARGETS = {
+    "root sequential AddRoute": 3_000,
+    "authorized user sequential AddRoute": 600,
+    "root AddRoute, 100 in flight": 10_000,
+    "root AddRoutes batch": 50_000,
+}
+
+
+def sources(count: int, offset: int = 0) -> list[str]:
+    base = ipaddress.ip_address("10.0.0.0")
+    return [str(base + offset + n + 1) for n in range(count)]
+
+
+def add_route(source: str) -> Message:
+    return Message(
+        destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member="AddRoute",
+        signature="sssasa{sv}", body=[source, GROUP, "up0", ["down0", "down1"], {}],
+    )  # fmt: skip
+
+
+def call(member: str, signature: str = "", body: list | None = None, **kw) -> Message:
+    return Message(destination=BUS_NAME, path=OBJECT_PATH, member=member, signature=signature,
+                   body=body or [], **kw)  # fmt: skip
+
+
+async def checked(bus: MessageBus, message: Message) -> Message:
+    reply = await bus.call(message)
+    if reply.message_type is not MessageType.METHOD_RETURN:
+        raise RuntimeError(f"{message.member}: {reply.error_name} {reply.body}")
+    return reply
+
+
+async def flush(bus: MessageBus) -> None:
+    await checked(bus, call("Flush", "a{sv}", [{}], interface=INTERFACE))
+
+
+async def sequential(bus: MessageBus, count: int, offset: int) -> float:
+    start = time.perf_counter()
+    for source in sources(count, offset):
+        await checked(bus, add_route(source))
+    return time.perf_counter() - start
+
+
+async def in_flight(bus: MessageBus, count: int, window: int) -> float:
+    todo = iter(sources(count))
+
+    async def worker() -> None:
+        for source in todo:
+            await checked(bus, add_route(source))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(window)))
+    return time.perf_counter() - start
+
+
+async def batch(bus: MessageBus, count: int) -> float:
+    routes = [[s, GROUP, "up0", ["down0", "down1"], {}] for s in sources(count)]
+    start = time.perf_counter()
+    reply = await checked(
+        bus, call("AddRoutes", "a(sssasa{sv})a{sv}", [routes, {}], interface=INTERFACE)
+    )
+    elapsed = time.perf_counter() - start
+    assert reply.body[0] == count
+    return elapsed
+
+
+async def ping_floor(bus: MessageBus, count: int) -> float:
+    start = time.perf_counter()
+    for _ in range(count):
+        await checked(bus, call("Ping", interface="org.freedesktop.DBus.Peer"))
+    return time.perf_counter() - start
+
+
+async def connect_as(address: str, uid: int, gid: int) -> MessageBus:
+    """A bus connection whose credentials are `uid` (SO_PEERCRED is taken at connect)."""
+    os.setegid(gid)
+    os.seteuid(uid)
+    try:
+        return await MessageBus(bus_address=address, auth=AuthExternal(uid=uid)).connect()
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+async def measure_service(bus: PrivateBus, user: ThrowawayUser, args) -> dict[str, float]:
+    root = await MessageBus(bus_address=bus.address).connect()
+    unprivileged = await connect_as(bus.address, user.uid, user.gid)
+    figures: dict[str, float] = {}
+    try:
+        figures["D-Bus Peer.Ping floor (calls/s)"] = rate(
+            args.calls, await ping_floor(root, args.calls)
+        )
+        await flush(root)
+        figures["root sequential AddRoute"] = rate(
+            args.calls, await sequential(root, args.calls, 0)
+        )
+        await flush(root)
+        figures["authorized user sequential AddRoute"] = rate(
+            args.user_calls, await sequential(unprivileged, args.user_calls, 0)
+        )
+        await flush(root)
+        figures["root AddRoute, 100 in flight"] = rate(
+            args.batch, await in_flight(root, args.batch, 100)
+        )
+        await flush(root)
+        figures["root AddRoutes batch"] = rate(args.batch, await batch(root, args.batch))
+        await flush(root)
+    finally:
+        unprivileged.disconnect()
+        root.disconnect()
+    return figures
+
+
+def measure_smcroute(lab: Lab, workdir: Path, count: int, batch_size: int) -> dict[str, float]:
+    if shutil.which("smcrouted") is None or shutil.which("smcroutectl") is None:
+        return {}
+    conf, sock, pidfile = workdir / "smcroute.conf", workdir / "smcroute.sock", workdir / "pid"
+    conf.write_text("")
+    daemon = subprocess.Popen(
+        ["ip", "netns", "exec", lab.rtr, "smcrouted", "-n", "-l", "err", "-f", str(conf),
+         "-u", str(sock), "-P", str(pidfile), "-i", f"mfcbench{lab.suffix}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ctl = ["smcroutectl", "-u", str(sock)]
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # let it probe the interfaces
+        start = time.perf_counter()
+        for source in sources(count):
+            subprocess.run([*ctl, "add", "up0", source, GROUP, "down0", "down1"], check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+        per_process = rate(count, time.perf_counter() - start)
+        for source in sources(count):
+            subprocess.run([*ctl, "remove", "up0", source, GROUP], stdout=subprocess.DEVNULL)
+        lines = "".join(
+            f"add up0 {source} {GROUP} down0 down1\n" for source in sources(batch_size, count)
+        )
+        start = time.perf_counter()
+        subprocess.run([*ctl, "-b"], input=lines, text=True, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        batched = rate(batch_size, time.perf_counter() - start)
+    finally:
+        terminate_pid(daemon.pid)
+        daemon.wait()
+    return {
+        "smcroutectl, one process per route": per_process,
+        f"smcroutectl -b batch of {batch_size}": batched,
+    }
+
+
+def main() -> None:
+    args = parse_args(
+        __doc__.splitlines()[0],
+        calls={"type": int, "default": 3000, "help": "sequential root calls (default 3000)"},
+        user_calls={"type": int, "default": 1000, "help": "sequential user calls (1000)"},
+        batch={"type": int, "default": 10_000, "help": "routes in flight/batch (10000)"},
+        smcroute_calls={"type": int, "default": 1000, "help": "smcroutectl runs (1000)"},
+    )
+    mfc_dbusd = str(Path(sys.executable).with_name("mfc-dbusd"))
+    with Lab(downstreams=2) as lab, tempfile.TemporaryDirectory() as tmp, PrivateBus() as bus, \
+            RealPolkit(bus) as polkit, ThrowawayUser() as user:  # fmt: skip
+        polkit.install_example_rule(user.group)
+        time.sleep(0.5)  # polkitd notices the new rule (inotify)
+        service = subprocess.Popen(
+            ["ip", "netns", "exec", lab.rtr, mfc_dbusd, "--state-file", "none",
+             "--log-level", "error", "--address", bus.address],
+            env=bus.env(),
+        )  # fmt: skip
+        try:
+            bus.wait_for_name(BUS_NAME)
+            figures = asyncio.run(measure_service(bus, user, args))
+        finally:
+            terminate_pid(service.pid)
+            service.wait()
+        figures.update(measure_smcroute(lab, Path(tmp), args.smcroute_calls, args.batch))
+    rows = [
+        {
+            "what": what,
+            "per_s": value,
+            "target_per_s": TARGETS.get(what),
+            "meets_target": value >= TARGETS[what] if what in TARGETS else None,
+        }
+        for what, value in figures.items()
+    ]
+    report(
+        "D-Bus service: routes (or calls) per second",
+        rows,
+        ["what", "per_s", "target_per_s", "meets_target"],
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()
