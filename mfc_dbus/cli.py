@@ -36,6 +36,8 @@ from .errors import AccessDenied, InteractiveAuthorizationRequired, InvalidArgum
 from .model import (
     MAX_TABLE_ID,
     Family,
+    format_group,
+    format_source,
     make_route_key,
     parse_source,
     validate_interface_name,
@@ -489,14 +491,14 @@ def prepare(command: Command, opts: argparse.Namespace) -> dict[str, Any]:
     if command.obj == "route" and command.verb == "add":
         ready["spec"] = route_spec(values)
     elif command.obj in ("route", "diagnose") and "group" in values:
-        source = values.get("source", "")
-        key = make_route_key(source, values["group"], ready["table"] or 0)
-        ready["group"] = values["group"]
-        ready["source"] = None if key.source is None else source
+        key = make_route_key(values.get("source", ""), values["group"], ready["table"] or 0)
+        ready["group"] = format_group(key.group)
+        ready["source"] = None if key.source is None else format_source(key.source)
         ready["group_family"] = str(key.family)
     elif command.obj == "route" and "source" in values:
-        parse_source(values["source"])
-        ready["source"] = None if values["source"] in ("", "*") else values["source"]
+        source = parse_source(values["source"])
+        ready["source"] = None if source is None else format_source(source)
+    ready["source_given"] = "source" in values
     if command.obj == "vif" and command.verb == "add":
         ready["threshold"] = parse_uint(values.get("threshold"), "threshold", 255)
         ready["persistent"] = False if values.get("temporary") else None
@@ -574,7 +576,7 @@ async def cmd_route(ctx: Context, client: MfcClient, verb: str, ready: dict[str,
         routes = await client.list_routes(family=ready["family"], table=ready["table"])
         if "group" in ready:
             routes = [r for r in routes if r.group == ready["group"]]
-        if "source" in ready:
+        if ready["source_given"]:
             routes = [r for r in routes if r.source == (ready["source"] or "*")]
         if ctx.json:
             ctx.emit_json([fmt.route_json(r) for r in routes])

@@ -147,6 +147,18 @@ def test_global_flags_anywhere_and_family_options():
     assert prepared("route", "flush")["family"] is None
 
 
+def test_show_filters_are_normalised_and_source_only_when_given():
+    ready = prepared("route", "show", "233.252.0.1/32")
+    assert (ready["group"], ready["source"], ready["source_given"]) == ("233.252.0.1", None, False)
+    ready = prepared("route", "show", "ff3e:0::1", "from", "2001:db8:0::1")
+    assert (ready["group"], ready["source"], ready["source_given"]) == (
+        "ff3e::1",
+        "2001:db8::1",
+        True,
+    )
+    assert prepared("route", "show", "from", "*")["source"] is None
+
+
 def test_diagnose_prepares_group_family_and_any_source():
     ready = prepared("diagnose", "ff3e::db8:1", "*", "interval", "0")
     assert ready["group_family"] == "ipv6"
@@ -217,3 +229,33 @@ def test_bus_absent_is_one_line_and_exit_1(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err == f"mfc-dbus: cannot connect to the system bus at unix:path={tmp_path}/no-bus: " \
         "No such file or directory\n"  # fmt: skip
+
+
+def test_polkit_agent_is_started_like_systemctl_and_stopped_by_pid(tmp_path, monkeypatch):
+    record = tmp_path / "argv"
+    fake = tmp_path / "pkttyagent"
+    # Registers (closes the notify fd), then lives until terminated, as the real one.
+    fake.write_text(
+        "#!/bin/bash\n" f'echo "$@" > {record}\n' 'eval "exec $2>&-"\n' "exec sleep 30\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    agent = cli.PolkitAgent(wanted=True)
+    agent.start()
+    assert agent.process is not None and agent.process.poll() is None
+    argv = record.read_text().split()
+    assert argv[0] == "--notify-fd" and argv[2] == "--fallback"
+    process = agent.process
+    agent.stop()
+    assert process.poll() is not None and agent.process is None
+
+
+def test_polkit_agent_not_wanted_or_root(monkeypatch):
+    agent = cli.PolkitAgent(wanted=False)
+    agent.start()
+    assert agent.process is None
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+    agent = cli.PolkitAgent(wanted=True)
+    agent.start()  # root needs no agent: polkit is not asked for uid 0
+    assert agent.process is None
