@@ -21,15 +21,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import dbus_fast
 import pytest
 
 import mfc_dbus
 from mfc_dbus.client import MfcClient
 from mfc_dbus.errors import InvalidArgument
 from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import MOCK_POLKIT_POLICY, REPO_ROOT, PrivateBus
+from mfc_dbus.lab.bus import MOCK_POLKIT_POLICY, PrivateBus
 from mfc_dbus.lab.polkit import MockPolkit, ThrowawayUser, wait_until
+from mfc_dbus.lab.users import client_argv, client_env
 from mfc_dbus.names import ACTION_MANAGE_ROUTES, BUS_NAME
 
 pytestmark = pytest.mark.root
@@ -265,20 +265,9 @@ def test_service_side_invalid_argument_reaches_programs_typed(w: World):
     asyncio.run(call())
 
 
-def user_python() -> str:
-    """A python the throwaway user may execute (the venv's may live under /root)."""
-    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
-    return str(system) if system.exists() else sys.executable
-
-
 def test_not_authorized_then_allowed_by_polkit(w: World):
-    site = str(Path(dbus_fast.__file__).resolve().parents[1])
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{REPO_ROOT}:{site}",
-        "DBUS_SYSTEM_BUS_ADDRESS": w.bus.address,
-    }
-    argv = [user_python(), "-m", "mfc_dbus.cli"]
+    env = client_env(w.bus)
+    argv = client_argv()
     with ThrowawayUser() as user:
         add = [*argv, "route", "add", G4, "iif", "up0", "oif", "down0"]
         result = user.run(add, env=env, cwd="/", stdin=subprocess.DEVNULL)
