@@ -43,10 +43,13 @@ def route_from_args(
             f"{where}: options lease=true and persistent=true conflict: a lease route "
             "ends with its caller and is never saved; drop one of them"
         )
-    key = make_route_key(source, group, merged.get("table", 0))
-    validate_interface_name(input)
-    for name in outputs:
-        validate_interface_name(name)
+    try:
+        key = make_route_key(source, group, merged.get("table", 0))
+        validate_interface_name(input)
+        for name in outputs:
+            validate_interface_name(name)
+    except InvalidArgument as exc:  # name the call (and a batch's position), as parse() does
+        raise InvalidArgument(f"{where}: {exc.message}") from None
     return Route(
         key=key,
         input=input,
