@@ -17,7 +17,8 @@ from ..model import Family, Route, RouteKey, RouteStatus, VifConfig, VifStatus
 
 class EngineListener(Protocol):
     """Told of every change, whatever caused it (a call, an upcall, expiry, hotplug,
-    a lease ending, Reload). The service turns these into D-Bus signals."""
+    a lease ending, Reload). The service turns these into D-Bus signals. The
+    RouteStatus of route_added carries zero counters (no kernel read per signal)."""
 
     def route_added(self, route: RouteStatus) -> None: ...
 
@@ -48,8 +49,9 @@ class EngineAPI(Protocol):
     async def stop(self, flush: bool = True) -> None:
         """Save the state file, then close the kernel sockets (which flushes the kernel)."""
 
-    def add_route(self, route: Route) -> RouteStatus:
-        """Add, or replace in place (no forwarding gap), a route. Validates first."""
+    def add_route(self, route: Route, *, counters: bool = True) -> RouteStatus:
+        """Add, or replace in place (no forwarding gap), a route. Validates first.
+        counters=False: the returned status has zero counters (no kernel read)."""
 
     def add_routes(self, routes: Sequence[Route]) -> int:
         """All-or-nothing batch: validate all, apply, roll back everything on failure."""

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 TableId = tuple[Family, int]
 VifId = tuple[Family, int, str]
 _HOST_PREFIX = {Family.IPV4: 32, Family.IPV6: 128}
+_NO_COUNTERS = Counters()
 
 
 def _if_nametoindex(name: str) -> int | None:
@@ -546,10 +547,12 @@ class Engine:
         self._apply(routes, vifs, strict=False)  # records the state file's entries too
 
     # == public mutations =================================================================
-    def add_route(self, route: Route) -> RouteStatus:
+    def add_route(self, route: Route, *, counters: bool = True) -> RouteStatus:
+        """counters=False skips the kernel counter read for the returned status (the
+        service replies nothing, so it does not need them)."""
         check_route(route)
         self._apply({route.key: route})
-        return self._status(route)
+        return self._status(route, counters)
 
     def add_routes(self, routes: Sequence[Route]) -> int:
         batch: dict[RouteKey, Route | None] = {}
@@ -702,12 +705,16 @@ class Engine:
             return Counters()
         return Counters(c.packets, c.bytes, c.wrong_if)
 
-    def _status(self, route: Route) -> RouteStatus:
+    def _status(self, route: Route, counters: bool = True) -> RouteStatus:
+        """The route's state; with counters=False (listener notifications) no kernel
+        counter is read and the counters are zero."""
         key = route.key
         table = self._tables[(key.family, key.table)]
         live = table.live
         missing = tuple(name for name in route.interfaces if name not in live)
         state = "pending" if missing or table.sock is None else "installed"
+        if not counters:
+            return RouteStatus(route, state, _NO_COUNTERS, missing)
         if not key.is_template:
             counters = self._counters(table, _sg_of(key))
         else:
@@ -734,10 +741,13 @@ class Engine:
             route = learned.route = Route(key, learned.input, learned.outputs, persistent=False)
         return route
 
-    def _learned_status(self, table: Table, sg: SG, learned: Learned) -> RouteStatus:
+    def _learned_status(
+        self, table: Table, sg: SG, learned: Learned, counters: bool = True
+    ) -> RouteStatus:
         route = self._learned_route(table, sg, learned)
         missing = tuple(name for name in route.interfaces if name not in table.live)
-        return RouteStatus(route, "learned", self._counters(table, sg), missing)
+        found = self._counters(table, sg) if counters else _NO_COUNTERS
+        return RouteStatus(route, "learned", found, missing)
 
     def _vif_status(self, table: Table, name: str) -> VifStatus:
         slot = table.live.get(name)
@@ -780,11 +790,12 @@ class Engine:
                 elif kind == "learned":
                     table, sg, learned = payload
                     if table.learned.get(sg) is learned:
-                        self._notify("route_added", self._learned_status(table, sg, learned))
+                        status = self._learned_status(table, sg, learned, counters=False)
+                        self._notify("route_added", status)
                 elif kind == "removed":
                     self._notify("route_removed", payload)
                 elif kind == "route":
-                    self._notify("route_added", self._status(payload))
+                    self._notify("route_added", self._status(payload, counters=False))
             except Exception:
                 log.exception("cannot report %s", kind)
 
@@ -800,7 +811,7 @@ class Engine:
             return
         for old, new in changes:
             if new is not None:
-                self._notify("route_added", self._status(new))
+                self._notify("route_added", self._status(new, counters=False))
             elif old is not None:
                 self._notify("route_removed", old)
 

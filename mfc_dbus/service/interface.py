@@ -80,7 +80,7 @@ class Forwarding(AuthorizedInterface):
             source, group, input, outputs, options, sender=sender, where="AddRoute"
         )
         call = await authorize(self._authorizer)
-        self._engine.add_route(route)
+        self._engine.add_route(route, counters=False)
         _audit(call, f"AddRoute {_describe(route)}")
         if route.owner:
             await self._leases.confirm(route.owner)

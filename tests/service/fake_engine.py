@@ -44,7 +44,7 @@ class FakeEngine:
         if route.input in route.outputs:
             raise InvalidArgument(f"input {route.input!r} is also an output")
 
-    def add_route(self, route: Route) -> RouteStatus:
+    def add_route(self, route: Route, *, counters: bool = True) -> RouteStatus:
         self._check(route)
         self.routes[route.key] = route
         status = RouteStatus(route, "installed")

@@ -151,7 +151,7 @@ def test_every_engine_error_keeps_its_name(bus, polkit, error) -> None:
     async def scenario() -> tuple[str, str]:
         async with running_service(bus.address, trust_root=True) as (_s, engine, client):
 
-            def fail(route):
+            def fail(route, **_):
                 raise error("the offending value is 42; use 1 to 32")
 
             engine.add_route = fail
