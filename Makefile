@@ -55,11 +55,10 @@ install:
 	install -d "$(DESTDIR)$(UNITDIR)"
 	sed 's|/usr/bin/mfc-dbusd|$(BINDIR)/mfc-dbusd|' systemd/mfc-dbus.service > "$(DESTDIR)$(UNITDIR)/mfc-dbus.service"
 	chmod 644 "$(DESTDIR)$(UNITDIR)/mfc-dbus.service"
-	install -Dm644 docs/service.md "$(DESTDIR)$(DOCDIR)/service.md"
+	install -Dm644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
 	install -Dm644 man/mfc-dbus.1 "$(DESTDIR)$(MANDIR)/man1/mfc-dbus.1"
 	install -Dm644 man/mfc-dbusd.8 "$(DESTDIR)$(MANDIR)/man8/mfc-dbusd.8"
 	install -Dm644 completion/mfc-dbus.bash "$(DESTDIR)$(BASHCOMPDIR)/mfc-dbus"
-	install -Dm644 docs/client.md "$(DESTDIR)$(DOCDIR)/client.md"
 
 demo: setup
 	$(PYTHON) -m mfc_dbus.lab.demo

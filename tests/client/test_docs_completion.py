@@ -15,7 +15,7 @@ from mfc_dbus.client import ACTION_BY_METHOD
 ROOT = Path(__file__).resolve().parents[2]
 MAN1 = ROOT / "man" / "mfc-dbus.1"
 MAN8 = ROOT / "man" / "mfc-dbusd.8"
-DOC = ROOT / "docs" / "client.md"
+DOC = ROOT / "README.md"
 COMPLETION = ROOT / "completion" / "mfc-dbus.bash"
 METHODS = sorted({*ACTION_BY_METHOD, "ListRoutes", "ListVifs"})
 
