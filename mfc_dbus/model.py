@@ -7,6 +7,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from socket import AF_INET, inet_pton
 
 from .errors import InvalidArgument
 
@@ -60,8 +61,25 @@ def validate_interface_name(name: str) -> str:
     return name
 
 
+# Parsed groups by text (a few groups carry many routes); bounded, never errors.
+_group_cache: dict[str, IPNetwork] = {}
+_CACHE_LIMIT = 4096
+
+
 def parse_group(text: str) -> IPNetwork:
     """A multicast group address or prefix, routable by the kernel."""
+    if type(text) is str:
+        group = _group_cache.get(text)
+        if group is not None:
+            return group
+    group = _parse_group(text)
+    if len(_group_cache) >= _CACHE_LIMIT:
+        _group_cache.clear()
+    _group_cache[text] = group
+    return group
+
+
+def _parse_group(text: str) -> IPNetwork:
     if not isinstance(text, str) or not text.strip():
         raise InvalidArgument(
             "group is empty; give a multicast address such as 232.1.1.1 or ff3e::1"
@@ -101,6 +119,13 @@ def parse_source(text: str) -> IPNetwork | None:
     text = text.strip()
     if text in ("", "*"):
         return None
+    if "/" not in text:  # fast path for the common case, an IPv4 unicast host
+        try:
+            packed = inet_pton(AF_INET, text)
+        except OSError:
+            packed = b""
+        if packed and not 224 <= packed[0] < 240:
+            return ipaddress.IPv4Network((int.from_bytes(packed, "big"), 32))
     try:
         source = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:

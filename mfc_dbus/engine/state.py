@@ -55,7 +55,7 @@ class SavedState:
     vifs: tuple[VifConfig, ...] = ()
 
 
-_group_text: dict[object, str] = {}
+_group_text: dict[int, tuple[object, str]] = {}
 _name_text: dict[str, str] = {}
 
 
@@ -75,11 +75,16 @@ def _json_name(name: str) -> str:
 def route_record(route: Route) -> str:
     """The JSON text of one persistent route, as written in the state file."""
     key = route.key
-    group = _group_text.get(key.group)
-    if group is None:
-        group = _group_text[key.group] = format_group(key.group)
+    # By identity (parsed groups are shared objects; hashing a network is slow): the
+    # entry keeps its network alive, so the id cannot be reused while it is a key.
+    cached = _group_text.get(id(key.group))
+    if cached is not None and cached[0] is key.group:
+        group = cached[1]
+    else:
         if len(_group_text) > 4096:
             _group_text.clear()
+        group = format_group(key.group)
+        _group_text[id(key.group)] = (key.group, group)
     table = f', "table": {key.table}' if key.table else ""
     outputs = ", ".join([_json_name(name) for name in route.outputs])
     return (

@@ -23,6 +23,7 @@ from ..model import (
 
 _NETWORK_CLASS = {Family.IPV4: ipaddress.IPv4Network, Family.IPV6: ipaddress.IPv6Network}
 _good_groups: set[object] = set()
+_good_group_ids: dict[int, object] = {}
 _good_names: set[str] = set()
 
 
@@ -41,7 +42,13 @@ def check_table(table: object) -> None:
 
 def _check_group(key: RouteKey) -> None:
     group = key.group
+    # By identity first: parsed groups are shared objects (model's cache), and hashing an
+    # ipaddress network is slow Python. The dict keeps each object alive, so an id is
+    # never reused while it is a key.
+    if _good_group_ids.get(id(group)) is group and type(group) is _NETWORK_CLASS[key.family]:
+        return
     if (key.family, group) in _good_groups:
+        _remember_group(group)
         return
     if not isinstance(group, _NETWORK_CLASS[key.family]):
         raise InvalidArgument(
@@ -65,6 +72,13 @@ def _check_group(key: RouteKey) -> None:
                 "which the kernel never forwards; use scope 3 or wider, such as ff3e::1"
             )
     _good_groups.add((key.family, group))
+    _remember_group(group)
+
+
+def _remember_group(group: object) -> None:
+    if len(_good_group_ids) >= 4096:
+        _good_group_ids.clear()
+    _good_group_ids[id(group)] = group
 
 
 def check_key(key: RouteKey) -> None:

@@ -250,3 +250,25 @@ def test_kernel_busy_table_refuses_writes_but_serves_reads(tmp_path):
         assert harness.engine.route_count == 1
     finally:
         harness.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["192.0.2.1", " 10.0.0.1 ", "0.0.0.0", "255.255.255.255", "240.0.0.1", "239.1.1.1",
+     "224.0.0.1", "01.2.3.4", "1.2.3", "256.1.1.1", "1.2.3.4 5", "2001:db8::1", "ff3e::1",
+     "10.0.0.0/8", "10.0.0.1/8", "0x1.2.3.4", "host"],
+)  # fmt: skip
+def test_fast_source_parsing_equals_ipaddress(text):
+    """model.parse_source's IPv4 host fast path gives what ipaddress gives, errors too."""
+    from mfc_dbus.model import parse_source
+
+    try:
+        expected = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError:
+        expected = None
+    if expected is None or expected.network_address.is_multicast:
+        with pytest.raises(InvalidArgument, match=f"source {text.strip()!r} is"):
+            parse_source(text)
+    else:
+        got = parse_source(text)
+        assert got == expected and type(got) is type(expected)
