@@ -55,6 +55,7 @@ CONST_PROPERTIES = ("Version", "Families")
 TTL_RANGE = range(1, 256)
 
 audit = logging.getLogger("mfc_dbus.audit")
+log = logging.getLogger("mfc_dbus.service")
 
 
 class Forwarding(AuthorizedInterface):
@@ -67,6 +68,7 @@ class Forwarding(AuthorizedInterface):
         self._leases = leases
         self._emitted = {"RouteCount": engine.route_count, "VifCount": engine.vif_count}
         self._properties_scheduled = False
+        self._signals: list[tuple[Any, tuple]] = []
         engine.add_listener(self)
 
     # -- routes -----------------------------------------------------------------------
@@ -215,33 +217,40 @@ class Forwarding(AuthorizedInterface):
         return [family.value for family in self._raw_engine.families]
 
     # -- EngineListener ------------------------------------------------------------
+    # Signals are queued and sent at the next loop turn, together with one
+    # PropertiesChanged: by then the call that caused them has finished, so its reply
+    # and its signals leave in the same socket write (service/writer.py).
     def route_added(self, route: RouteStatus) -> None:
-        source, group = key_strings(route.route.key)
-        self.RouteAdded(source, group, route.route.input, list(route.route.outputs))
-        if route.route.owner:
-            self._leases.watch(route.route.owner)
-        self._schedule_properties()
+        r = route.route
+        source, group = key_strings(r.key)
+        self._queue(self.RouteAdded, source, group, r.input, list(r.outputs))
+        if r.owner:
+            self._leases.watch(r.owner)
 
     def route_removed(self, route: Route) -> None:
-        self.RouteRemoved(*key_strings(route.key))
-        self._schedule_properties()
+        self._queue(self.RouteRemoved, *key_strings(route.key))
 
     def vif_added(self, vif: VifStatus) -> None:
-        self.VifAdded(vif.interface, vif_index(vif), vif.family.value)
-        self._schedule_properties()
+        self._queue(self.VifAdded, vif.interface, vif_index(vif), vif.family.value)
 
     def vif_removed(self, vif: VifStatus) -> None:
-        self.VifRemoved(vif.interface, vif_index(vif), vif.family.value)
-        self._schedule_properties()
+        self._queue(self.VifRemoved, vif.interface, vif_index(vif), vif.family.value)
 
-    def _schedule_properties(self) -> None:
-        """One PropertiesChanged per loop turn, however many changes (AddRoutes)."""
+    def _queue(self, signal: Any, *args: Any) -> None:
+        self._signals.append((signal, args))
         if not self._properties_scheduled:
             self._properties_scheduled = True
-            asyncio.get_running_loop().call_soon(self._emit_properties)
+            asyncio.get_running_loop().call_soon(self._emit_queued)
 
-    def _emit_properties(self) -> None:
+    def _emit_queued(self) -> None:
+        """The queued signals in order, then one PropertiesChanged if the counts moved."""
         self._properties_scheduled = False
+        signals, self._signals = self._signals, []
+        for signal, args in signals:
+            try:
+                signal(*args)
+            except Exception:
+                log.exception("cannot emit %s%r", getattr(signal, "__name__", signal), args)
         now = {"RouteCount": self._raw_engine.route_count, "VifCount": self._raw_engine.vif_count}
         changed = {name: value for name, value in now.items() if self._emitted[name] != value}
         if changed:
