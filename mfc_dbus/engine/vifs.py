@@ -61,9 +61,11 @@ class VifAllocator:
         count = sum(1 for name in self.slots if self.needed(name))
         new = sorted(name for name in names if name not in self.slots and self.needed(name))
         if count + len(new) > MAX_VIFS:
+            shown = ", ".join(new[:MAX_VIFS])  # bounded: a caller may send 100,000 names
+            more = f" and {len(new) - MAX_VIFS} more" if len(new) > MAX_VIFS else ""
             raise LimitExceeded(
                 f"{self.describe} would need {count + len(new)} interfaces "
-                f"(new: {', '.join(new)}); the kernel allows {MAX_VIFS} per family and "
+                f"(new: {shown}{more}); the kernel allows {MAX_VIFS} per family and "
                 "table: remove routes or VIFs of unused interfaces, or use another table"
             )
 
