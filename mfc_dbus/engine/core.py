@@ -33,7 +33,18 @@ from ..model import (
 )
 from . import ReloadResult
 from .journal import NULL, Journal
-from .state import SavedState, StateFile, StateFileError, render, route_record, vif_record
+from .state import (
+    SavedState,
+    StateFile,
+    StateFileError,
+    journal_route,
+    journal_unroute,
+    journal_unvif,
+    journal_vif,
+    render,
+    route_record,
+    vif_record,
+)
 from .table import SG, Learned, Table
 from .validate import check_interface_name, check_route, check_table, check_vif
 
@@ -112,6 +123,11 @@ class Engine:
         self._update_families()
         saved = self._load_at_start()
         self._restore(saved)
+        if self._state is not None and self._state.journal_entries and not self._persist_blocked:
+            try:
+                self._write_state()  # compact what the journal replayed into a snapshot
+            except StateFileError as exc:
+                log.error("%s", exc)
         self._tasks.append(self._loop.create_task(self._housekeeping()))
 
     async def stop(self, flush: bool = True) -> None:
@@ -132,9 +148,10 @@ class Engine:
             self._monitor = None
         if self._state is not None and self._persist_blocked is None:
             try:
-                self._write_state()
+                self._write_state()  # compacts the journal into the snapshot
             except StateFileError as exc:
                 log.error("%s", exc)
+            self._state.close()
         for table in self._tables.values():
             if table.sock is not None:
                 if self._loop is not None:
@@ -476,29 +493,42 @@ class Engine:
     def _persist(self, changes, vifs, journal: Journal) -> None:
         if self._state is None:
             return
-        dirty = False
+        entries: list[str] = []
         records = self._route_records
         for old, new in changes:
             if new is not None and new.persistent and new.owner is None:
                 key = new.key
                 journal.push(self._restore_record, records, key, records.get(key))
-                records[key] = route_record(new)
-                dirty = True
+                record = records[key] = route_record(new)
+                entries.append(journal_route(record))
             elif old is not None and old.key in records:
                 key = old.key
                 journal.push(self._restore_record, records, key, records.pop(key))
-                dirty = True
+                entries.append(journal_unroute(key))
         for vid, config in vifs.items():
             old_record = self._vif_records.get(vid)
             if config is not None and config.persistent:
                 self._vif_records[vid] = vif_record(config)
             else:
                 self._vif_records.pop(vid, None)
-            if self._vif_records.get(vid) != old_record:
+            record = self._vif_records.get(vid)
+            if record != old_record:
                 journal.push(self._restore_record, self._vif_records, vid, old_record)
-                dirty = True
-        if dirty and journal is not NULL:
+                entries.append(journal_vif(record) if record is not None else journal_unvif(*vid))
+        if entries and journal is not NULL:
+            self._save(entries)
+
+    def _save(self, entries: list[str]) -> None:
+        """Make a change durable: append it to the journal, or write a new snapshot when
+        the journal would outgrow twice the snapshot (a big batch goes straight there)."""
+        assert self._state is not None
+        if self._persist_blocked is not None:
+            raise StateFileError(self._persist_blocked)
+        size = len(self._route_records) + len(self._vif_records)
+        if self._state.journal_entries + len(entries) > 2 * size + 64:
             self._write_state()
+        else:
+            self._state.append(entries)
 
     @staticmethod
     def _restore_record(records: dict, key: object, record: str | None) -> None:

@@ -9,9 +9,12 @@ Format (JSON, one route per line so that a person can read and edit it)::
     {"source": "10.1.0.0/16", "group": "ff3e::1", "table": 10, "input": "eth0", ...}
      ]}
 
-Writes are atomic (temporary file in the same directory, fsync, rename, fsync of the
-directory): a crash leaves either the old or the new file, never a mix. Each route's
-JSON text is produced once and cached by the engine, so a write is a string join.
+Snapshot writes are atomic (temporary file in the same directory, fsync, rename, fsync
+of the directory): a crash leaves either the old or the new file, never a mix. Each
+route's JSON text is produced once and cached by the engine, so a write is a string
+join. Between snapshots each change is appended to `state.json.journal` (JSON lines,
+fdatasync'ed before the call returns): a call costs one small append instead of a
+rewrite of every route. Start-up reads the snapshot and replays the journal.
 """
 
 from __future__ import annotations
@@ -121,8 +124,10 @@ def _field(entry: dict, name: str, kind: type, where: str, default: object = Non
     return value
 
 
-def parse(text: str) -> SavedState:
-    """Parse and validate a state file's text; raises ValueError or MfcError."""
+def parse(text: str, journal: str = "", journal_name: str = "journal") -> SavedState:
+    """Parse and validate a state file's text, then replay its journal's complete lines
+    on top; raises ValueError or MfcError. A torn last journal line (no newline: the
+    write never completed, so the change was never acknowledged) is ignored."""
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("the top level is not a JSON object")
@@ -132,36 +137,16 @@ def parse(text: str) -> SavedState:
     routes: dict = {}
     groups: dict[str, object] = {}
     for n, entry in enumerate(_field(data, "routes", list, "state", [])):
-        where = f"route #{n + 1}"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where} is not a JSON object")
-        key = _route_key(
-            _field(entry, "source", str, where, "*"),
-            _field(entry, "group", str, where),
-            _field(entry, "table", int, where, 0),
-            groups,
-        )
-        outputs = _field(entry, "outputs", list, where)
-        if not all(isinstance(name, str) for name in outputs):
-            raise ValueError(f"{where}: outputs must be interface names")
-        route = Route(key, _field(entry, "input", str, where), tuple(outputs))
-        check_route(route)
-        if key in routes:
-            raise ValueError(f"{where}: route {key} appears twice")
-        routes[key] = route
+        route = _parse_route(entry, f"route #{n + 1}", groups)
+        if route.key in routes:
+            raise ValueError(f"route #{n + 1}: route {route.key} appears twice")
+        routes[route.key] = route
     vifs: dict = {}
     for n, entry in enumerate(_field(data, "vifs", list, "state", [])):
-        where = f"VIF #{n + 1}"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where} is not a JSON object")
-        config = VifConfig(
-            _field(entry, "interface", str, where),
-            Family.parse(_field(entry, "family", str, where)),
-            _field(entry, "table", int, where, 0),
-            _field(entry, "ttl_threshold", int, where, 1),
-        )
-        check_vif(config)
+        config = _parse_vif(entry, f"VIF #{n + 1}")
         vifs[(config.family, config.table, config.interface)] = config
+    if journal:
+        _replay(journal, journal_name, routes, vifs, groups)
     names: dict[tuple[Family, int], set[str]] = {}
     for route in routes.values():
         names.setdefault((route.key.family, route.key.table), set()).update(route.interfaces)
@@ -174,6 +159,111 @@ def parse(text: str) -> SavedState:
                 f"{MAX_VIFS}"
             )
     return SavedState(tuple(routes.values()), tuple(vifs.values()))
+
+
+def _parse_route(entry: object, where: str, groups: dict) -> Route:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is not a JSON object")
+    key = _route_key(
+        _field(entry, "source", str, where, "*"),
+        _field(entry, "group", str, where),
+        _field(entry, "table", int, where, 0),
+        groups,
+    )
+    outputs = _field(entry, "outputs", list, where)
+    if not all(isinstance(name, str) for name in outputs):
+        raise ValueError(f"{where}: outputs must be interface names")
+    route = Route(key, _field(entry, "input", str, where), tuple(outputs))
+    check_route(route)
+    return route
+
+
+def _parse_vif(entry: object, where: str) -> VifConfig:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} is not a JSON object")
+    config = VifConfig(
+        _field(entry, "interface", str, where),
+        Family.parse(_field(entry, "family", str, where)),
+        _field(entry, "table", int, where, 0),
+        _field(entry, "ttl_threshold", int, where, 1),
+    )
+    check_vif(config)
+    return config
+
+
+def _replay(journal: str, name: str, routes: dict, vifs: dict, groups: dict) -> None:
+    """Apply the journal's lines (each one change, idempotent) to routes and vifs."""
+    lines = journal.split("\n")
+    torn = lines.pop()  # "" when the journal ends with a complete line
+    if torn:
+        log.warning(
+            "%s: ignoring a torn last line (%d bytes): its change was never acknowledged",
+            name,
+            len(torn),
+        )
+    for n, line in enumerate(lines):
+        where = f"{name} line {n + 1}"
+        try:
+            group = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{where} is not valid JSON ({exc})") from None
+        if not isinstance(group, list):
+            raise ValueError(f"{where} is not a list of changes")
+        for entry in group:
+            _replay_entry(entry, where, routes, vifs, groups)
+
+
+def _replay_entry(entry: object, where: str, routes: dict, vifs: dict, groups: dict) -> None:
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise ValueError(f"{where} holds something that is not a journal entry")
+    ((op, value),) = entry.items()
+    if op == "route":
+        route = _parse_route(value, where, groups)
+        routes[route.key] = route
+    elif op == "unroute":
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} is not a JSON object")
+        key = _route_key(
+            _field(value, "source", str, where, "*"),
+            _field(value, "group", str, where),
+            _field(value, "table", int, where, 0),
+            groups,
+        )
+        routes.pop(key, None)
+    elif op == "vif":
+        config = _parse_vif(value, where)
+        vifs[(config.family, config.table, config.interface)] = config
+    elif op == "unvif":
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} is not a JSON object")
+        family = Family.parse(_field(value, "family", str, where))
+        table = _field(value, "table", int, where)
+        vifs.pop((family, table, _field(value, "interface", str, where)), None)
+    else:
+        raise ValueError(f"{where}: unknown journal operation {op!r}")
+
+
+def journal_route(record: str) -> str:
+    return f'{{"route": {record}}}'
+
+
+def journal_unroute(key: RouteKey) -> str:
+    group = format_group(key.group)
+    return (
+        f'{{"unroute": {{"source": "{_network_text(key.source)}", "group": "{group}", '
+        f'"table": {key.table}}}}}'
+    )
+
+
+def journal_vif(record: str) -> str:
+    return f'{{"vif": {record}}}'
+
+
+def journal_unvif(family: Family, table: int, interface: str) -> str:
+    return (
+        f'{{"unvif": {{"interface": {_json_name(interface)}, "family": "{family}", '
+        f'"table": {table}}}}}'
+    )
 
 
 def _route_key(source: str, group: str, table: int, groups: dict) -> RouteKey:
@@ -212,37 +302,97 @@ def _host(text: str) -> tuple[Family, type, bytes] | None:
 
 
 class StateFile:
+    """The snapshot (`state.json`) and its append-only journal (`state.json.journal`,
+    one JSON line per change, fdatasync'ed before the change is acknowledged). A
+    snapshot write (compaction) empties the journal; replaying a journal line twice
+    is harmless, so a crash between the two loses nothing."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.journal_path = self.path.with_name(f"{self.path.name}.journal")
+        self.journal_entries = 0  # lines in the journal since the last snapshot
+        self._fd: int | None = None
+        self._size = 0
 
     def load(self) -> SavedState:
-        """The saved state; an absent file is an empty state. Raises StateFileError."""
+        """The saved state (snapshot + journal); absent files are an empty state.
+        Raises StateFileError."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return SavedState()
+            text = None
         except (OSError, UnicodeDecodeError) as exc:
             raise StateFileError(f"state file {self.path} cannot be read: {exc}") from None
         try:
-            return parse(text)
+            journal = self.journal_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            journal = ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StateFileError(f"state file journal {self.journal_path} cannot be read: "
+                                 f"{exc}") from None  # fmt: skip
+        self.journal_entries = journal.count("\n")  # lines; the engine compacts at start
+        if text is None and not journal:
+            return SavedState()
+        try:
+            return parse(text if text is not None else _EMPTY, journal, str(self.journal_path))
         except (ValueError, MfcError) as exc:
             detail = exc.message if isinstance(exc, MfcError) else str(exc)
             raise StateFileError(f"state file {self.path} is not valid: {detail}") from None
 
     def set_aside(self) -> Path:
-        """Rename a bad state file out of the way (never overwrite or delete it)."""
+        """Rename a bad state file (and its journal) out of the way (never overwrite or
+        delete them); returns the new name of the state file."""
+        self.close()
         stamp = time.strftime("%Y%m%dT%H%M%S")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         n = 1
-        while aside.exists():
+        while aside.exists() or aside.with_name(f"{aside.name}.journal").exists():
             n += 1
             aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
-        os.rename(self.path, aside)
+        if self.path.exists() or not self.journal_path.exists():
+            os.rename(self.path, aside)
+        if self.journal_path.exists():
+            os.rename(self.journal_path, aside.with_name(f"{aside.name}.journal"))
         _fsync_dir(self.path.parent)
         return aside
 
+    def append(self, entries: list[str]) -> None:
+        """Append one change (its entries on one line: a torn line is dropped whole, so
+        a batch stays all-or-nothing) durably (write + fdatasync); raises
+        StateFileError and leaves the journal as it was."""
+        data = ("[" + ", ".join(entries) + "]\n").encode()
+        try:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(
+                    self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644
+                )
+                self._size = os.lseek(self._fd, 0, os.SEEK_END)
+                _fsync_dir(self.path.parent)  # the journal's name must survive a crash
+            fd = self._fd
+            view = memoryview(data)
+            offset = self._size
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view = view[written:]
+                offset += written
+            os.fdatasync(fd)
+        except OSError as exc:
+            if self._fd is not None:
+                try:
+                    os.ftruncate(self._fd, self._size)  # no half line before the next
+                except OSError:
+                    pass
+            raise StateFileError(
+                f"cannot write state file {self.path}: {exc.strerror or exc}; "
+                "the change was not applied"
+            ) from None
+        self._size = offset
+        self.journal_entries += len(entries)
+
     def write(self, text: str) -> None:
-        """Replace the file atomically and durably; raises StateFileError."""
+        """Replace the snapshot atomically and durably, then empty the journal; raises
+        StateFileError."""
         directory = self.path.parent
         tmp = directory / f".{self.path.name}.tmp-{os.getpid()}"
         try:
@@ -267,6 +417,30 @@ class StateFile:
                 f"cannot write state file {self.path}: {exc.strerror or exc}; "
                 "the change was not applied"
             ) from None
+        self._truncate_journal()
+
+    def _truncate_journal(self) -> None:
+        """After a snapshot: the journal's changes are in it (a failure here is harmless:
+        replaying them again changes nothing)."""
+        try:
+            if self._fd is not None:
+                os.ftruncate(self._fd, 0)
+                os.fsync(self._fd)
+            elif self.journal_path.exists():
+                os.truncate(self.journal_path, 0)
+        except OSError as exc:
+            log.warning("cannot empty the journal %s: %s", self.journal_path, exc)
+            return
+        self._size = 0
+        self.journal_entries = 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+_EMPTY = f'{{"schema": {SCHEMA_VERSION}}}'
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -15,7 +15,7 @@ from engine_helpers import route
 from fake_kernel import FakeKernel
 
 from mfc_dbus.engine.core import Engine
-from mfc_dbus.engine.state import StateFileError
+from mfc_dbus.engine.state import StateFile, StateFileError
 from mfc_dbus.errors import InvalidArgument, KernelBusy, KernelError, LimitExceeded, NotFound
 from mfc_dbus.model import Family, Route, RouteKey, VifConfig, make_route_key
 
@@ -47,6 +47,12 @@ def h(tmp_path):
     harness.close()
 
 
+def on_disk(state: Path) -> tuple[str | None, str | None]:
+    """The snapshot's and the journal's text (None when absent)."""
+    journal = state.with_name(state.name + ".journal")
+    return tuple(p.read_text() if p.exists() else None for p in (state, journal))
+
+
 def many(count: int, outputs=("down0",)) -> list[Route]:
     return [route(f"10.0.{n // 250}.{n % 250 + 1}", "233.252.0.1", "up0", *outputs)
             for n in range(count)]  # fmt: skip
@@ -54,7 +60,7 @@ def many(count: int, outputs=("down0",)) -> list[Route]:
 
 def test_batch_rolls_back_everything_when_the_kernel_refuses_one(h, tmp_path):
     h.engine.add_route(route("192.0.2.9", "233.252.0.9", "up0", "down0"))
-    before_file = (tmp_path / "state.json").read_text()
+    before_file = on_disk(tmp_path / "state.json")
     before_mfc = dict(h.sock().mfc)
     h.sock().fail_add_mfc_after = 5
     with pytest.raises(KernelError, match="Cannot allocate memory"):
@@ -65,7 +71,7 @@ def test_batch_rolls_back_everything_when_the_kernel_refuses_one(h, tmp_path):
         make_route_key("192.0.2.9", "233.252.0.9")
     ]
     assert [v.interface for v in h.engine.list_vifs()] == ["up0", "down0"]
-    assert (tmp_path / "state.json").read_text() == before_file
+    assert on_disk(tmp_path / "state.json") == before_file
     h.sock().fail_add_mfc_after = None
     assert h.engine.add_routes(many(10, outputs=("down0", "down1"))) == 10
     assert len(h.sock().mfc) == 11
@@ -136,8 +142,8 @@ def test_lease_routes_are_not_persisted_and_leave_with_their_owner(h, tmp_path):
     h.engine.add_route(route("10.0.0.2", "233.252.0.1", "up0", "down0", owner=":1.42",
                              persistent=False))  # fmt: skip
     h.engine.add_route(route("10.0.0.3", "233.252.0.1", "up0", "down0", persistent=False))
-    saved = json.loads((tmp_path / "state.json").read_text())
-    assert [r["source"] for r in saved["routes"]] == ["10.0.0.1"]
+    saved = StateFile(tmp_path / "state.json").load()  # snapshot + journal
+    assert [str(r.key.source.network_address) for r in saved.routes] == ["10.0.0.1"]
     gone = h.engine.remove_routes_owned_by(":1.42")
     assert [str(r.key.source.network_address) for r in gone] == ["10.0.0.2"]
     assert len(h.sock().mfc) == 2
@@ -272,3 +278,86 @@ def test_fast_source_parsing_equals_ipaddress(text):
     else:
         got = parse_source(text)
         assert got == expected and type(got) is type(expected)
+
+
+def _journal(state: Path) -> Path:
+    return state.with_name(state.name + ".journal")
+
+
+def test_changes_are_journalled_and_replayed_after_a_crash(tmp_path):
+    """Every acknowledged change is in the journal before the call returns: an engine
+    that is never stopped (a crash) loses nothing, and start-up compacts."""
+    state = tmp_path / "state.json"
+    first = Harness(state)
+    first.engine.add_routes(many(3))
+    first.engine.add_route(route("*", "233.252.0.7", "up0", "down1", table=4))
+    first.engine.remove_route(make_route_key("10.0.0.2", "233.252.0.1"))
+    first.engine.add_route(route("10.0.0.3", "233.252.0.1", "up0", "down1"))  # replaced
+    first.engine.add_vif(VifConfig("down2", V4, 0, ttl_threshold=3))
+    first.engine.add_vif(VifConfig("down3", V4, 0))
+    first.engine.remove_vif("down3", V4)
+    assert len(_journal(state).read_text().splitlines()) == 7  # one line per change
+    expected = {(s.route.key, s.route.outputs) for s in first.engine.list_routes()}
+    first.loop.close()  # no stop(): as if killed
+    second = Harness(state)
+    try:
+        assert {(s.route.key, s.route.outputs) for s in second.engine.list_routes()} == expected
+        assert [v.interface for v in second.engine.list_vifs() if v.explicit] == ["down2"]
+        assert _journal(state).read_text() == ""  # compacted into the snapshot at start
+        saved = json.loads(state.read_text())
+        assert len(saved["routes"]) == 3 and len(saved["vifs"]) == 1
+    finally:
+        second.close()
+
+
+def test_a_torn_journal_tail_is_ignored_with_a_log_line(tmp_path, caplog):
+    state = tmp_path / "state.json"
+    first = Harness(state)
+    first.engine.add_routes(many(2))
+    first.loop.close()
+    with _journal(state).open("a") as journal:  # a batch whose write never completed
+        journal.write('[{"route": {"source": "10.7.7.7", "group": "233.252.0.1", "inp')
+    with caplog.at_level(logging.WARNING):
+        second = Harness(state)
+    try:
+        assert second.engine.route_count == 2 and second.engine.state_error is None
+        assert "torn last line" in caplog.text
+    finally:
+        second.close()
+
+
+def test_a_corrupt_journal_line_sets_both_files_aside(tmp_path):
+    state = tmp_path / "state.json"
+    first = Harness(state)
+    first.engine.add_routes(many(2))
+    first.loop.close()
+    with _journal(state).open("a") as journal:
+        journal.write('[{"bogus": 1}]\n')
+    second = Harness(state)
+    try:
+        assert second.engine.route_count == 0 and "unknown journal operation" in (
+            second.engine.state_error or ""
+        )
+        assert second.engine.state_file_aside is not None
+        assert not _journal(state).exists()
+        assert list(tmp_path.glob("state.json.corrupt-*.journal"))
+    finally:
+        second.close()
+
+
+def test_the_journal_is_compacted_when_it_outgrows_the_snapshot(h, tmp_path):
+    state = tmp_path / "state.json"
+    for n in range(200):
+        h.engine.add_route(route(f"10.1.0.{n + 1}", "233.252.0.1", "up0", "down0"))
+        h.engine.remove_route(make_route_key(f"10.1.0.{n + 1}", "233.252.0.1"))
+    h.engine.add_route(route("10.2.0.1", "233.252.0.1", "up0", "down0"))
+    assert len(_journal(state).read_text().splitlines()) <= 2 * 1 + 64
+    assert [str(r.key.source.network_address) for r in StateFile(state).load().routes] == [
+        "10.2.0.1"
+    ]
+    # A batch is one journal line; stop() compacts.
+    h.engine.add_routes(many(500))
+    assert len(StateFile(state).load().routes) == 501
+    h.loop.run_until_complete(h.engine.stop())
+    assert len(json.loads(state.read_text())["routes"]) == 501
+    assert _journal(state).read_text() == ""

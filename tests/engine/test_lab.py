@@ -10,6 +10,7 @@ import time
 import pytest
 from engine_helpers import engine_in, kernel_view, route, spin, spin_until
 
+from mfc_dbus.engine.state import StateFile
 from mfc_dbus.errors import KernelBusy
 from mfc_dbus.kernel import open_mroute_socket
 from mfc_dbus.lab import Lab, Sender, in_netns, netns_run
@@ -190,7 +191,7 @@ def test_truncated_state_file_is_kept_aside_and_engine_starts_empty(lab: Lab, tm
         assert any("moved to" in r.getMessage() for r in caplog.records)
         # New changes are written to a fresh file; the bad copy stays untouched.
         engine.add_route(route(lab.source_address(), lab.group(), "up0", "down0"))
-        assert len(json.loads(state.read_text())["routes"]) == 1
+        assert len(StateFile(state).load().routes) == 1  # snapshot + journal
         assert engine.state_file_aside.read_text() == text[: len(text) // 2]
 
 
