@@ -85,12 +85,18 @@ def _listed(bus: PrivateBus) -> list:
     return asyncio.run(call())
 
 
+def _on_disk(state: Path) -> tuple[str | None, ...]:
+    """The state snapshot and its journal, byte for byte (either may not exist yet)."""
+    files = (state, state.with_name(state.name + ".journal"))
+    return tuple(path.read_text() if path.exists() else None for path in files)
+
+
 def _scenario(lab: Lab, bus: PrivateBus, service, polkit: MockPolkit, user: ThrowawayUser,
               state: Path) -> None:  # fmt: skip
     # Root (trusted without polkit) sets up what the user will try to change.
     root = asyncio.run(_root_setup(bus.address))
     assert root == "ok"
-    before = (kernel_entries(lab), _listed(bus), state.read_text())
+    before = (kernel_entries(lab), _listed(bus), _on_disk(state))
 
     for member, args in MUTATIONS.items():
         for interactive in (False, True):
@@ -99,7 +105,7 @@ def _scenario(lab: Lab, bus: PrivateBus, service, polkit: MockPolkit, user: Thro
             assert "Access denied" in result.stderr, (member, result.stderr)
         refusal = f"{member} refused: {DBUS_ACCESS_DENIED}: uid {user.uid} is not authorized"
         assert refusal in service.log_text(), member
-    assert (kernel_entries(lab), _listed(bus), state.read_text()) == before
+    assert (kernel_entries(lab), _listed(bus), _on_disk(state)) == before
 
     # The user cannot take the service's name, nor write a property.
     owned = user.run(["busctl", f"--address={bus.address}", "call", "org.freedesktop.DBus",
