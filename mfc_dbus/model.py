@@ -79,6 +79,28 @@ def parse_group(text: str) -> IPNetwork:
     return group
 
 
+def check_multicast_group(group: IPNetwork, shown: str) -> None:
+    """Refuse a group the kernel would not forward; `shown` is how the message names it."""
+    if not group.is_multicast:
+        raise InvalidArgument(
+            f"group {shown} is not a multicast address; "
+            "valid groups are in 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6)"
+        )
+    if group.version == 4 and group.overlaps(IPV4_LINK_LOCAL_GROUPS):
+        raise InvalidArgument(
+            f"group {shown} is link-local (224.0.0.0/24), which the kernel never forwards; "
+            "use a routable group such as 232.1.1.1 or 239.1.1.1"
+        )
+    if group.version == 6:
+        scope = group.network_address.packed[1] & 0x0F
+        if group.prefixlen < 16 or scope <= 2:
+            raise InvalidArgument(
+                f"group {shown} has interface- or link-local scope (ff01::/16, ff02::/16), "
+                "which the kernel never forwards; use scope 3 or wider, such as ff05::1:3 "
+                "or ff3e::1"
+            )
+
+
 def _parse_group(text: str) -> IPNetwork:
     if not isinstance(text, str) or not text.strip():
         raise InvalidArgument(
@@ -91,24 +113,7 @@ def _parse_group(text: str) -> IPNetwork:
             f"group {text!r} is not a valid address or prefix ({exc}); "
             "give a multicast address such as 232.1.1.1, 239.0.0.0/8 or ff3e::1"
         ) from None
-    if not group.is_multicast:
-        raise InvalidArgument(
-            f"group {text!r} is not a multicast address; "
-            "valid groups are in 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6)"
-        )
-    if group.version == 4 and group.overlaps(IPV4_LINK_LOCAL_GROUPS):
-        raise InvalidArgument(
-            f"group {text!r} is link-local (224.0.0.0/24), which the kernel never forwards; "
-            "use a routable group such as 232.1.1.1 or 239.1.1.1"
-        )
-    if group.version == 6:
-        scope = group.network_address.packed[1] & 0x0F
-        if group.prefixlen < 16 or scope <= 2:
-            raise InvalidArgument(
-                f"group {text!r} has interface- or link-local scope (ff01::/16, ff02::/16), "
-                "which the kernel never forwards; use scope 3 or wider, such as ff05::1:3 "
-                "or ff3e::1"
-            )
+    check_multicast_group(group, repr(text))
     return group
 
 

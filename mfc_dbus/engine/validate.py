@@ -12,12 +12,12 @@ import ipaddress
 
 from ..errors import InvalidArgument
 from ..model import (
-    IPV4_LINK_LOCAL_GROUPS,
     MAX_TABLE_ID,
     Family,
     Route,
     RouteKey,
     VifConfig,
+    check_multicast_group,
     validate_interface_name,
 )
 
@@ -54,23 +54,7 @@ def _check_group(key: RouteKey) -> None:
         raise InvalidArgument(
             f"group {group!r} is not an {key.family} prefix; the route's family is {key.family}"
         )
-    if not group.is_multicast:
-        raise InvalidArgument(
-            f"group {group} is not a multicast address; "
-            "valid groups are in 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6)"
-        )
-    if group.version == 4 and group.overlaps(IPV4_LINK_LOCAL_GROUPS):
-        raise InvalidArgument(
-            f"group {group} is link-local (224.0.0.0/24), which the kernel never forwards; "
-            "use a routable group such as 232.1.1.1 or 239.1.1.1"
-        )
-    if group.version == 6:
-        scope = group.network_address.packed[1] & 0x0F
-        if group.prefixlen < 16 or scope <= 2:
-            raise InvalidArgument(
-                f"group {group} has interface- or link-local scope (ff01::/16, ff02::/16), "
-                "which the kernel never forwards; use scope 3 or wider, such as ff3e::1"
-            )
+    check_multicast_group(group, str(group))
     _good_groups.add((key.family, group))
     _remember_group(group)
 
