@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(python3 iproute2 dbus-daemon polkitd libdbus-1-dev libglib2.0-dev pkg-config
-      gcc linux-libc-dev smcroute systemd bash-completion)
+      gcc linux-libc-dev smcroute systemd bash-completion groff-base passwd)
 missing=()
 for pkg in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
