@@ -161,15 +161,19 @@ def parse(text: str, journal: str = "", journal_name: str = "journal") -> SavedS
     return SavedState(tuple(routes.values()), tuple(vifs.values()))
 
 
-def _parse_route(entry: object, where: str, groups: dict) -> Route:
+def _parse_key(entry: object, where: str, groups: dict) -> RouteKey:
     if not isinstance(entry, dict):
         raise ValueError(f"{where} is not a JSON object")
-    key = _route_key(
+    return _route_key(
         _field(entry, "source", str, where, "*"),
         _field(entry, "group", str, where),
         _field(entry, "table", int, where, 0),
         groups,
     )
+
+
+def _parse_route(entry: object, where: str, groups: dict) -> Route:
+    key = _parse_key(entry, where, groups)
     outputs = _field(entry, "outputs", list, where)
     if not all(isinstance(name, str) for name in outputs):
         raise ValueError(f"{where}: outputs must be interface names")
@@ -221,15 +225,7 @@ def _replay_entry(entry: object, where: str, routes: dict, vifs: dict, groups: d
         route = _parse_route(value, where, groups)
         routes[route.key] = route
     elif op == "unroute":
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} is not a JSON object")
-        key = _route_key(
-            _field(value, "source", str, where, "*"),
-            _field(value, "group", str, where),
-            _field(value, "table", int, where, 0),
-            groups,
-        )
-        routes.pop(key, None)
+        routes.pop(_parse_key(value, where, groups), None)
     elif op == "vif":
         config = _parse_vif(value, where)
         vifs[(config.family, config.table, config.interface)] = config
