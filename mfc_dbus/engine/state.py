@@ -379,12 +379,15 @@ class StateFile:
                     os.ftruncate(self._fd, self._size)  # no half line before the next
                 except OSError:
                     pass
-            raise StateFileError(
-                f"cannot write state file {self.path}: {exc.strerror or exc}; "
-                "the change was not applied"
-            ) from None
+            raise self._write_failed(exc) from None
         self._size = offset
         self.journal_entries += len(entries)
+
+    def _write_failed(self, exc: OSError) -> StateFileError:
+        return StateFileError(
+            f"cannot write state file {self.path}: {exc.strerror or exc}; "
+            "the change was not applied"
+        )
 
     def write(self, text: str) -> None:
         """Replace the snapshot atomically and durably, then empty the journal; raises
@@ -409,10 +412,7 @@ class StateFile:
                 tmp.unlink()
             except OSError:
                 pass
-            raise StateFileError(
-                f"cannot write state file {self.path}: {exc.strerror or exc}; "
-                "the change was not applied"
-            ) from None
+            raise self._write_failed(exc) from None
         self._truncate_journal()
 
     def _truncate_journal(self) -> None:
