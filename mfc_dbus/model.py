@@ -180,6 +180,12 @@ class RouteKey:
         """True for (*,G) and prefix routes, realised as exact (S,G) on upcalls."""
         return not (is_exact(self.source) and is_exact(self.group))
 
+    @functools.cached_property
+    def sg(self) -> tuple[bytes, bytes]:
+        """The packed (source, group) addresses of an exact route: how the engine and the
+        kernel know its entry. Bytes hash in C; ipaddress objects hash in slow Python."""
+        return (self.source.network_address.packed, self.group.network_address.packed)
+
     def __str__(self) -> str:
         table = f" table {self.table}" if self.table else ""
         return f"({format_source(self.source)}, {format_group(self.group)}){table}"

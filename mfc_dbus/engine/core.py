@@ -25,6 +25,7 @@ from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes
 from ..model import (
     Counters,
     Family,
+    IPAddress,
     Route,
     RouteKey,
     RouteStatus,
@@ -63,8 +64,9 @@ def _if_nametoindex(name: str) -> int | None:
         return None
 
 
-def _sg_of(key: RouteKey) -> SG:
-    return (key.source.network_address, key.group.network_address)
+def _addresses(sg: SG) -> tuple[IPAddress, IPAddress]:
+    """The ipaddress objects of a packed (S, G): for templates, messages and read-back."""
+    return ipaddress.ip_address(sg[0]), ipaddress.ip_address(sg[1])
 
 
 class Engine:
@@ -303,7 +305,7 @@ class Engine:
                     table.templates.remove(key)
                 template_tables.add(tid)
             else:
-                sg = (key.source.network_address, key.group.network_address)
+                sg = key.sg
                 if new is None:
                     del table.exact[sg]
                 else:
@@ -337,7 +339,7 @@ class Engine:
             if key.is_template:
                 self._restore_template(table, key, old)
             else:
-                self._restore_exact(table, _sg_of(key), key if old is not None else None)
+                self._restore_exact(table, key.sg, key if old is not None else None)
 
     def _restore_route(self, key: RouteKey, old: Route | None) -> None:
         if old is None:
@@ -420,7 +422,7 @@ class Engine:
 
     def _sync_exact(self, table: Table, key: RouteKey, journal: Journal, strict: bool) -> None:
         route = self._routes.get(key)
-        sg = _sg_of(key)
+        sg = key.sg
         if route is None:
             table.set_entry(sg, None, journal, strict)
             return
@@ -454,7 +456,7 @@ class Engine:
     def _rematch(self, table: Table, journal: Journal, strict: bool) -> None:
         """Templates changed: give every learned flow its (new) template."""
         for sg, learned in list(table.learned.items()):
-            best = table.templates.best(sg[0], sg[1], learned.arrival)
+            best = table.templates.best(*_addresses(sg), learned.arrival)
             if best is learned.template:
                 continue
             if best is None and learned.template is not None:
@@ -720,7 +722,7 @@ class Engine:
             for name in sorted(found.vifs.slots, key=found.vifs.slots.__getitem__)
         ]
 
-    def kernel_view(self, family: Family, table: int = 0) -> dict[SG, tuple[int, dict]]:
+    def kernel_view(self, family: Family, table: int = 0) -> dict[tuple, tuple[int, dict]]:
         """What the engine has installed, as {(S, G): (input ifindex, {ifindex: ttl})}:
         tests compare it with the kernel's own read-back."""
         found = self._tables.get((family, table))
@@ -746,7 +748,7 @@ class Engine:
         if not counters:
             return RouteStatus(route, state, _NO_COUNTERS, missing)
         if not key.is_template:
-            counters = self._counters(table, _sg_of(key))
+            counters = self._counters(table, key.sg)
         else:
             packets = octets = wrong = 0
             for sg, learned in table.learned.items():
@@ -765,8 +767,8 @@ class Engine:
             key = RouteKey(
                 table.family,
                 table.table,
-                ipaddress.ip_network((sg[0], prefix)),
-                ipaddress.ip_network((sg[1], prefix)),
+                ipaddress.ip_network((ipaddress.ip_address(sg[0]), prefix)),
+                ipaddress.ip_network((ipaddress.ip_address(sg[1]), prefix)),
             )
             route = learned.route = Route(key, learned.input, learned.outputs, persistent=False)
         return route
@@ -867,13 +869,13 @@ class Engine:
         if slot_owner is None:
             return
         arrival = slot_owner[0]
-        sg = (upcall.source, upcall.group)
+        sg = (upcall.source.packed, upcall.group.packed)
         if upcall.kind == UpcallKind.NOCACHE:
             key = table.exact.get(sg)
             if key is not None:  # configured: (re)install exactly that
                 self._sync_exact(table, key, NULL, False)
                 return
-            template = table.templates.best(sg[0], sg[1], arrival)
+            template = table.templates.best(upcall.source, upcall.group, arrival)
             learned = Learned(template, arrival, self._clock())
             self._set_learned(table, sg, learned, NULL)
             # Install at once: the kernel then forwards the packets it queued.
@@ -882,12 +884,12 @@ class Engine:
             learned = table.learned.get(sg)
             if learned is None or learned.input == arrival:
                 return
-            template = table.templates.accepting(sg[0], sg[1], arrival)
+            template = table.templates.accepting(upcall.source, upcall.group, arrival)
             if template is None:
                 return
             log.info(
                 "%s: flow (%s, %s) moved from %s to %s (template %s)",
-                table.describe, sg[0], sg[1], learned.input, arrival, template.key,
+                table.describe, upcall.source, upcall.group, learned.input, arrival, template.key,
             )  # fmt: skip
             self._set_learned(table, sg, Learned(template, arrival, self._clock()), NULL)
             table.set_entry(sg, table.want(template.input, template.outputs), NULL, False)

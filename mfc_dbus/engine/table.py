@@ -7,6 +7,7 @@ kernel, through the methods below, each recording its inverse in a Journal.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from .vifs import VifAllocator
 
 log = logging.getLogger(__name__)
 
-SG = tuple[IPAddress, IPAddress]
+SG = tuple[bytes, bytes]  # packed (source, group): RouteKey.sg
 Entry = tuple[int, dict[int, int]]  # (input VIF, {output VIF: TTL threshold})
 
 
@@ -154,7 +155,8 @@ class Table:
         except MfcError as exc:
             if strict:
                 raise
-            log.error("%s: cannot install (%s, %s): %s", self.describe, sg[0], sg[1], exc)
+            source, group = (ipaddress.ip_address(address) for address in sg)
+            log.error("%s: cannot install (%s, %s): %s", self.describe, source, group, exc)
             self.mfc.pop(sg, None)
             return
         journal.push(self._write_entry, sg, have)
@@ -172,10 +174,13 @@ class Table:
             self.mfc[sg] = want
 
     # -- read-back ----------------------------------------------------------------------
-    def kernel_view(self) -> dict[SG, tuple[int, dict[int, int]]]:
+    def kernel_view(self) -> dict[tuple[IPAddress, IPAddress], tuple[int, dict[int, int]]]:
         """What the kernel should hold, as ifindexes: {(S, G): (input, {output: ttl})}."""
         index = {slot: ifindex for slot, (_, ifindex, _) in self.live_vifs.items()}
         return {
-            sg: (index[parent], {index[slot]: ttl for slot, ttl in outs.items()})
+            (ipaddress.ip_address(sg[0]), ipaddress.ip_address(sg[1])): (
+                index[parent],
+                {index[slot]: ttl for slot, ttl in outs.items()},
+            )
             for sg, (parent, outs) in self.mfc.items()
         }

@@ -104,10 +104,13 @@ class MrouteSocket:
             f"the kernel offers no {self.family} multicast routing socket: {exc.strerror}"
         )
 
-    def _packed(self, address: IPAddress, role: str) -> bytes:
+    def _packed(self, address: IPAddress | bytes, role: str) -> bytes:
+        if type(address) is bytes and len(address) == self._address_size:
+            return address
         if not isinstance(address, self._address_class):
             raise InvalidArgument(
-                f"{role} {address!s} is not an {self.family} address; this socket is {self.family}"
+                f"{role} {_shown(address)} is not an {self.family} address; "
+                f"this socket is {self.family}"
             )
         return address.packed
 
@@ -131,14 +134,15 @@ class MrouteSocket:
 
     def add_mfc(
         self,
-        source: IPAddress,
-        group: IPAddress,
+        source: IPAddress | bytes,
+        group: IPAddress | bytes,
         parent: int,
         outputs: dict[int, int] | Iterable[int],
     ) -> None:
         """Add or replace (in place, without a gap) the MFC entry (source, group).
 
-        `outputs` maps output VIF -> TTL threshold, or is an iterable of VIFs (threshold 1).
+        Addresses are ipaddress objects or their packed bytes. `outputs` maps output
+        VIF -> TTL threshold, or is an iterable of VIFs (threshold 1).
         """
         # The hot path of every batch: one cached bytes slice for (parent, outputs), two
         # address slices, one setsockopt. Wrong-family addresses fail the slice length.
@@ -146,30 +150,20 @@ class MrouteSocket:
         route_bytes = self._route_cache.get(key) or self._encode_route(key, parent, outputs)
         buf = self._mfc_buf
         try:
-            buf[self._origin_slice] = source.packed
-            buf[self._group_slice] = group.packed
+            buf[self._origin_slice] = source if type(source) is bytes else source.packed
+            buf[self._group_slice] = group if type(group) is bytes else group.packed
         except (AttributeError, ValueError):
             self._set_addresses(buf, source, group)
         buf[self._route_slice] = route_bytes
         try:
             self._sock.setsockopt(self._level, abi.MRT_ADD_MFC, buf)
         except OSError as exc:
-            raise from_errno(
-                exc.errno, self._describe(f"add MFC ({source}, {group}) input VIF {parent}")
-            ) from None
+            what = f"add MFC ({_shown(source)}, {_shown(group)}) input VIF {parent}"
+            raise from_errno(exc.errno, self._describe(what)) from None
 
-    def _set_addresses(self, buf, source: IPAddress, group: IPAddress) -> None:
-        try:
-            buf[self._origin_slice] = source.packed
-            buf[self._group_slice] = group.packed
-        except (AttributeError, ValueError):
-            for role, address in (("source", source), ("group", group)):
-                if not isinstance(address, self._address_class):
-                    raise InvalidArgument(
-                        f"{role} {address!s} is not an {self.family} address; "
-                        f"this socket is {self.family}"
-                    ) from None
-            raise
+    def _set_addresses(self, buf, source: IPAddress | bytes, group: IPAddress | bytes) -> None:
+        buf[self._origin_slice] = self._packed(source, "source")
+        buf[self._group_slice] = self._packed(group, "group")
 
     def _encode_route(
         self, key: tuple, parent: int, outputs: dict[int, int] | Iterable[int]
@@ -185,19 +179,14 @@ class MrouteSocket:
         self._route_cache[key] = route_bytes
         return route_bytes
 
-    def del_mfc(self, source: IPAddress, group: IPAddress) -> None:
+    def del_mfc(self, source: IPAddress | bytes, group: IPAddress | bytes) -> None:
         buf = self._mfc_buf
-        try:
-            buf[self._origin_slice] = source.packed
-            buf[self._group_slice] = group.packed
-        except (AttributeError, ValueError):
-            self._set_addresses(buf, source, group)
+        self._set_addresses(buf, source, group)
         try:
             self._sock.setsockopt(self._level, abi.MRT_DEL_MFC, buf)
         except OSError as exc:
-            raise from_errno(
-                exc.errno, self._describe(f"delete MFC ({source}, {group})")
-            ) from None
+            what = f"delete MFC ({_shown(source)}, {_shown(group)})"
+            raise from_errno(exc.errno, self._describe(what)) from None
 
     def flush(self, mfc: bool = True, vifs: bool = True) -> None:
         """Remove every MFC entry and/or VIF of this table (static ones included)."""
@@ -250,11 +239,18 @@ class MrouteSocket:
     def del_vif(self, vif: int) -> None:
         raise NotImplementedError
 
-    def sg_counters(self, source: IPAddress, group: IPAddress) -> SgCounters:
+    def sg_counters(self, source: IPAddress | bytes, group: IPAddress | bytes) -> SgCounters:
         raise NotImplementedError
 
     def vif_counters(self, vif: int) -> VifCounters:
         raise NotImplementedError
+
+
+def _shown(address: IPAddress | bytes) -> str:
+    """An address for a message; packed bytes of either family are shown as addresses."""
+    if type(address) is bytes and len(address) in (4, 16):
+        return str(ipaddress.ip_address(address))
+    return str(address)
 
 
 def _check_vif(vif: int) -> None:
@@ -284,6 +280,7 @@ class Ipv4MrouteSocket(MrouteSocket):
     _protocol = socket.IPPROTO_IGMP
     _level = socket.IPPROTO_IP
     _address_class = ipaddress.IPv4Address
+    _address_size = 4
     _mfc_type = "struct mfcctl"
     _origin_slice = _field_slice("struct mfcctl", "mfcc_origin", 4)
     _group_slice = _field_slice("struct mfcctl", "mfcc_mcastgrp", 4)
@@ -314,7 +311,7 @@ class Ipv4MrouteSocket(MrouteSocket):
         ctl.vifc_vifi = vif
         self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete VIF {vif}")
 
-    def sg_counters(self, source: IPAddress, group: IPAddress) -> SgCounters:
+    def sg_counters(self, source: IPAddress | bytes, group: IPAddress | bytes) -> SgCounters:
         raw = bytearray(ffi.sizeof("struct sioc_sg_req"))
         req = ffi.from_buffer("struct sioc_sg_req *", raw)
         ffi.memmove(ffi.addressof(req, "src"), self._packed(source, "source"), 4)
@@ -323,7 +320,7 @@ class Ipv4MrouteSocket(MrouteSocket):
             fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
         except OSError as exc:
             raise from_errno(
-                exc.errno, self._describe(f"read counters of ({source}, {group})")
+                exc.errno, self._describe(f"read counters of ({_shown(source)}, {_shown(group)})")
             ) from None
         return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
 
@@ -362,6 +359,7 @@ class Ipv6MrouteSocket(MrouteSocket):
     _protocol = socket.IPPROTO_ICMPV6
     _level = socket.IPPROTO_IPV6
     _address_class = ipaddress.IPv6Address
+    _address_size = 16
     _mfc_type = "struct mf6cctl"
     _origin_slice = _field_slice("struct mf6cctl", "mf6cc_origin.sin6_addr", 16)
     _group_slice = _field_slice("struct mf6cctl", "mf6cc_mcastgrp.sin6_addr", 16)
@@ -400,7 +398,7 @@ class Ipv6MrouteSocket(MrouteSocket):
         ctl.mif6c_mifi = vif
         self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete MIF {vif}")
 
-    def sg_counters(self, source: IPAddress, group: IPAddress) -> SgCounters:
+    def sg_counters(self, source: IPAddress | bytes, group: IPAddress | bytes) -> SgCounters:
         raw = bytearray(ffi.sizeof("struct sioc_sg_req6"))
         req = ffi.from_buffer("struct sioc_sg_req6 *", raw)
         req.src.sin6_family = socket.AF_INET6
@@ -411,7 +409,7 @@ class Ipv6MrouteSocket(MrouteSocket):
             fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
         except OSError as exc:
             raise from_errno(
-                exc.errno, self._describe(f"read counters of ({source}, {group})")
+                exc.errno, self._describe(f"read counters of ({_shown(source)}, {_shown(group)})")
             ) from None
         return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
 

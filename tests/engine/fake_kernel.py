@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 from mfc_dbus.errors import KernelError, LimitExceeded, NoSuchInterface, NotFound
 from mfc_dbus.kernel import SgCounters, VifCounters
 from mfc_dbus.kernel.netlink import LinkEvent
+
+
+def _address(value):
+    """The kernel layer takes ipaddress objects or their packed bytes: keep objects."""
+    return ipaddress.ip_address(value) if isinstance(value, bytes) else value
 
 
 class FakeSocket:
@@ -42,6 +48,7 @@ class FakeSocket:
         del self.vifs[vif]
 
     def add_mfc(self, source, group, parent, outputs) -> None:
+        source, group = _address(source), _address(group)
         self.log.append(("add_mfc", self.table, source, group, parent, dict(outputs)))
         if self.fail_add_mfc_after is not None:
             if self.fail_add_mfc_after == 0:
@@ -50,12 +57,14 @@ class FakeSocket:
         self.mfc[(source, group)] = (parent, dict(outputs))
 
     def del_mfc(self, source, group) -> None:
+        source, group = _address(source), _address(group)
         self.log.append(("del_mfc", self.table, source, group))
         if (source, group) not in self.mfc:
             raise NotFound("no such route in the kernel")
         del self.mfc[(source, group)]
 
     def sg_counters(self, source, group) -> SgCounters:
+        source, group = _address(source), _address(group)
         if (source, group) not in self.mfc:
             raise NotFound("no such route")
         return SgCounters(0, 0, 0)
