@@ -272,10 +272,12 @@ class Engine:
     def _change_desired(self, routes, vifs, tables, journal):
         results: list[tuple[Route | None, Route | None]] = []
         touched: dict[TableId, dict[str, None]] = {}
-        exact: dict[TableId, list[RouteKey]] = {}
+        exact: dict[TableId, list[tuple[RouteKey, Route | None]]] = {}
         template_tables: set[TableId] = set()
         retuned: dict[TableId, set[str]] = {}
-        delta: dict[TableId, dict[str, int]] = {}  # change of each name's user count
+        # The change of each (input, outputs) combination's user count: routes share a
+        # few, so counting them is cheaper than counting every interface name per route.
+        delta: dict[TableId, dict[tuple[str, tuple[str, ...]], int]] = {}
         undo: list[tuple[RouteKey, Route | None]] = []
         journal.push(self._undo_routes, undo)
         all_routes = self._routes
@@ -289,12 +291,12 @@ class Engine:
             if counts is None:
                 counts = delta[tid] = {}
             if old is not None:
-                for name in old.interfaces:
-                    counts[name] = counts.get(name, 0) - 1
+                shape = (old.input, old.outputs)
+                counts[shape] = counts.get(shape, 0) - 1
             undo.append((key, old))
             if new is not None:
-                for name in new.interfaces:
-                    counts[name] = counts.get(name, 0) + 1
+                shape = (new.input, new.outputs)
+                counts[shape] = counts.get(shape, 0) + 1
                 all_routes[key] = new
             else:
                 del all_routes[key]
@@ -313,14 +315,19 @@ class Engine:
                 keys = exact.get(tid)
                 if keys is None:
                     keys = exact[tid] = []
-                keys.append(key)
+                keys.append((key, new))
             results.append((old, new))
-        for tid, counts in delta.items():
+        for tid, shapes in delta.items():
+            counts: dict[str, int] = {}  # ordered: slots follow first use
+            for (input, outputs), change in shapes.items():
+                counts[input] = counts.get(input, 0) + change
+                for name in outputs:
+                    counts[name] = counts.get(name, 0) + change
             allocator = tables[tid].vifs
             for name, change in counts.items():
                 if change:
                     allocator.add_users(name, change, journal)
-            touched[tid] = dict.fromkeys(counts)  # ordered: slots follow first use
+            touched[tid] = dict.fromkeys(counts)
         for (family, number, name), config in vifs.items():
             tid = (family, number)
             table = tables[tid]
@@ -365,14 +372,14 @@ class Engine:
         self,
         table: Table,
         names: dict[str, None],
-        exact_keys: Iterable[RouteKey],
+        exact_routes: Iterable[tuple[RouteKey, Route | None]],
         templates_changed: bool,
         retuned: set[str],
         journal: Journal,
         strict: bool,
     ) -> None:
         """Bring the kernel in line with the desired state after a change of `names`'
-        users, of the exact routes `exact_keys` and (maybe) of the templates."""
+        users, of the exact routes `exact_routes` (key, now) and (maybe) of the templates."""
         allocator = table.vifs
         freed = [n for n in names if n in allocator.slots and not allocator.needed(n)]
         new = [n for n in names if n not in allocator.slots and allocator.needed(n)]
@@ -391,8 +398,8 @@ class Engine:
                 table.remove_vif(name, journal)
                 self._install_vif(table, name, journal, strict)
         # 2. Entries: changed exact routes in place (add replaces: no forwarding gap).
-        for key in exact_keys:
-            self._sync_exact(table, key, journal, strict)
+        for key, route in exact_routes:
+            self._install_exact(table, key.sg, route, journal, strict)
         for name in retuned:
             self._sync_users_of(table, name, journal, strict)
         if templates_changed or retuned:
@@ -421,8 +428,12 @@ class Engine:
             table.install_vif(name, index, journal, strict)
 
     def _sync_exact(self, table: Table, key: RouteKey, journal: Journal, strict: bool) -> None:
-        route = self._routes.get(key)
-        sg = key.sg
+        self._install_exact(table, key.sg, self._routes.get(key), journal, strict)
+
+    def _install_exact(
+        self, table: Table, sg: SG, route: Route | None, journal: Journal, strict: bool
+    ) -> None:
+        """Make the kernel entry `sg` match its configured exact route (None: removed)."""
         if route is None:
             table.set_entry(sg, None, journal, strict)
             return
@@ -495,18 +506,21 @@ class Engine:
     def _persist(self, changes, vifs, journal: Journal) -> None:
         if self._state is None:
             return
-        entries: list[str] = []
         records = self._route_records
+        undo: list[tuple[RouteKey, str | None]] = []  # one undo step for the whole batch
+        journal.push(self._restore_records, records, undo)
+        lines: list[tuple[str | None, RouteKey]] = []  # (record, key); None: removed
         for old, new in changes:
             if new is not None and new.persistent and new.owner is None:
                 key = new.key
-                journal.push(self._restore_record, records, key, records.get(key))
+                undo.append((key, records.get(key) if old is not None else None))
                 record = records[key] = route_record(new)
-                entries.append(journal_route(record))
+                lines.append((record, key))
             elif old is not None and old.key in records:
                 key = old.key
-                journal.push(self._restore_record, records, key, records.pop(key))
-                entries.append(journal_unroute(key))
+                undo.append((key, records.pop(key)))
+                lines.append((None, key))
+        vif_lines: list[str] = []
         for vid, config in vifs.items():
             old_record = self._vif_records.get(vid)
             if config is not None and config.persistent:
@@ -516,21 +530,33 @@ class Engine:
             record = self._vif_records.get(vid)
             if record != old_record:
                 journal.push(self._restore_record, self._vif_records, vid, old_record)
-                entries.append(journal_vif(record) if record is not None else journal_unvif(*vid))
-        if entries and journal is not NULL:
-            self._save(entries)
+                vif_lines.append(journal_vif(record) if record is not None else journal_unvif(*vid))
+        if (lines or vif_lines) and journal is not NULL:
+            self._save(lines, vif_lines)
 
-    def _save(self, entries: list[str]) -> None:
+    def _save(self, lines: list[tuple[str | None, RouteKey]], vif_lines: list[str]) -> None:
         """Make a change durable: append it to the journal, or write a new snapshot when
         the journal would outgrow twice the snapshot (a big batch goes straight there)."""
         assert self._state is not None
         if self._persist_blocked is not None:
             raise StateFileError(self._persist_blocked)
         size = len(self._route_records) + len(self._vif_records)
-        if self._state.journal_entries + len(entries) > 2 * size + 64:
+        if self._state.journal_entries + len(lines) + len(vif_lines) > 2 * size + 64:
             self._write_state()
         else:
-            self._state.append(entries)
+            entries = [
+                journal_route(record) if record is not None else journal_unroute(key)
+                for record, key in lines
+            ]
+            self._state.append(entries + vif_lines)
+
+    @staticmethod
+    def _restore_records(records: dict, undo: list[tuple[RouteKey, str | None]]) -> None:
+        for key, record in reversed(undo):
+            if record is None:
+                records.pop(key, None)
+            else:
+                records[key] = record
 
     @staticmethod
     def _restore_record(records: dict, key: object, record: str | None) -> None:
@@ -590,11 +616,11 @@ class Engine:
         batch: dict[RouteKey, Route | None] = {}
         for route in routes:
             check_route(route)
-            if route.key in batch:
-                raise InvalidArgument(
-                    f"route {route.key} appears twice in the batch; give each (S,G) once"
-                )
             batch[route.key] = route
+        if len(batch) < len(routes):
+            seen: set[RouteKey] = set()
+            twice = next(r.key for r in routes if r.key in seen or seen.add(r.key))
+            raise InvalidArgument(f"route {twice} appears twice in the batch; give each (S,G) once")
         self._apply(batch)
         return len(batch)
 

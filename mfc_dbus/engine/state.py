@@ -60,6 +60,7 @@ class SavedState:
 
 _group_text: dict[int, tuple[object, str]] = {}
 _name_text: dict[str, str] = {}
+_outputs_text: dict[tuple[str, ...], str] = {}
 
 
 def _network_text(network: IPNetwork | None) -> str:
@@ -88,10 +89,18 @@ def route_record(route: Route) -> str:
             _group_text.clear()
         group = format_group(key.group)
         _group_text[id(key.group)] = (key.group, group)
+    if key.family is Family.IPV4 and not key.is_template:
+        source = inet_ntoa(key.sg[0])  # str() of an ipaddress object is slow
+    else:
+        source = format_source(key.source)
     table = f', "table": {key.table}' if key.table else ""
-    outputs = ", ".join([_json_name(name) for name in route.outputs])
+    outputs = _outputs_text.get(route.outputs)
+    if outputs is None:
+        if len(_outputs_text) > 4096:
+            _outputs_text.clear()
+        outputs = _outputs_text[route.outputs] = ", ".join(map(_json_name, route.outputs))
     return (
-        f'{{"source": "{_network_text(key.source)}", "group": "{group}"'
+        f'{{"source": "{source}", "group": "{group}"'
         f'{table}, "input": {_json_name(route.input)}, "outputs": [{outputs}]}}'
     )
 

@@ -63,21 +63,32 @@ class Table:
         self.live_vifs: dict[int, tuple[str, int, int]] = {}  # slot -> (name, ifindex, ttl)
         self.mfc: dict[SG, Entry] = {}
         self._v6 = family is Family.IPV6
+        self._wants: dict[tuple[str, tuple[str, ...]], Entry | None] = {}  # see want()
 
     # -- desired -> installed ---------------------------------------------------------
     def want(self, input: str, outputs: tuple[str, ...]) -> Entry | None:
         """The MFC entry for a flow with these interfaces, given the live VIFs: None when
-        the input has no VIF; outputs without a VIF are left out."""
+        the input has no VIF; outputs without a VIF are left out. Entries are shared
+        (cached until the live VIFs change): never modify one."""
+        try:
+            return self._wants[(input, outputs)]
+        except KeyError:
+            pass
         live = self.live
         parent = live.get(input)
         if parent is None:
-            return None
-        outs: dict[int, int] = {}
-        for name in outputs:
-            slot = live.get(name)
-            if slot is not None:
-                outs[slot] = 1 if self._v6 else self.live_vifs[slot][2]
-        return parent, outs
+            entry = None
+        else:
+            outs: dict[int, int] = {}
+            for name in outputs:
+                slot = live.get(name)
+                if slot is not None:
+                    outs[slot] = 1 if self._v6 else self.live_vifs[slot][2]
+            entry = (parent, outs)
+        if len(self._wants) >= 4096:
+            self._wants.clear()
+        self._wants[(input, outputs)] = entry
+        return entry
 
     # -- VIFs ------------------------------------------------------------------------------
     def install_vif(self, name: str, ifindex: int, journal: Journal, strict: bool) -> bool:
@@ -127,10 +138,12 @@ class Table:
     def _bind_live(self, name: str, slot: int, ifindex: int, threshold: int) -> None:
         self.live[name] = slot
         self.live_vifs[slot] = (name, ifindex, threshold)
+        self._wants.clear()
 
     def _unbind_live(self, name: str, slot: int) -> None:
         del self.live[name]
         del self.live_vifs[slot]
+        self._wants.clear()
 
     def _undo_install(self, name: str, slot: int) -> None:
         if self.live.get(name) == slot:

@@ -25,6 +25,7 @@ _NETWORK_CLASS = {Family.IPV4: ipaddress.IPv4Network, Family.IPV6: ipaddress.IPv
 _good_groups: set[object] = set()
 _good_group_ids: dict[int, object] = {}
 _good_names: set[str] = set()
+_good_interfaces: set[tuple[str, tuple[str, ...]]] = set()  # checked (input, outputs)
 
 
 def check_interface_name(name: str) -> None:
@@ -65,6 +66,13 @@ def _remember_group(group: object) -> None:
     _good_group_ids[id(group)] = group
 
 
+def _is_multicast_source(key: RouteKey) -> bool:
+    if key.is_template:
+        return key.source.network_address.is_multicast
+    first = key.sg[0][0]  # the packed source, cached on the key: no ipaddress property
+    return first == 0xFF if key.family is Family.IPV6 else 224 <= first < 240
+
+
 def check_key(key: RouteKey) -> None:
     if not isinstance(key, RouteKey):
         raise InvalidArgument(f"route key {key!r} is not a RouteKey")
@@ -79,7 +87,7 @@ def check_key(key: RouteKey) -> None:
                 f"source {source!r} is not an {key.family} address or prefix, "
                 f"but group {key.group} is: use one family for both"
             )
-        if source.network_address.is_multicast:
+        if _is_multicast_source(key):
             raise InvalidArgument(
                 f"source {source} is a multicast address; a source must be a unicast sender "
                 "address or prefix"
@@ -91,6 +99,21 @@ def check_route(route: Route) -> None:
     if not isinstance(route, Route):
         raise InvalidArgument(f"route {route!r} is not a Route")
     check_key(route.key)
+    interfaces = (route.input, route.outputs)
+    try:
+        known = interfaces in _good_interfaces
+    except TypeError:  # an unhashable outputs value: checked (and refused) below
+        known = False
+    if not known:
+        _check_interfaces(route)
+        if len(_good_interfaces) >= 4096:
+            _good_interfaces.clear()
+        _good_interfaces.add(interfaces)
+    if route.owner is not None and not isinstance(route.owner, str):
+        raise InvalidArgument(f"owner {route.owner!r} is not valid; give a bus name")
+
+
+def _check_interfaces(route: Route) -> None:
     check_interface_name(route.input)
     outputs = route.outputs
     if not isinstance(outputs, tuple) or not outputs:
@@ -110,8 +133,6 @@ def check_route(route: Route) -> None:
             f"route {route.key}: input interface {route.input!r} is also an output; "
             "the kernel never forwards a packet back out of the interface it came in on"
         )
-    if route.owner is not None and not isinstance(route.owner, str):
-        raise InvalidArgument(f"owner {route.owner!r} is not valid; give a bus name")
 
 
 def check_vif(config: VifConfig) -> None:
