@@ -530,7 +530,9 @@ class Engine:
             record = self._vif_records.get(vid)
             if record != old_record:
                 journal.push(self._restore_record, self._vif_records, vid, old_record)
-                vif_lines.append(journal_vif(record) if record is not None else journal_unvif(*vid))
+                vif_lines.append(
+                    journal_vif(record) if record is not None else journal_unvif(*vid)
+                )
         if (lines or vif_lines) and journal is not NULL:
             self._save(lines, vif_lines)
 
@@ -620,7 +622,9 @@ class Engine:
         if len(batch) < len(routes):
             seen: set[RouteKey] = set()
             twice = next(r.key for r in routes if r.key in seen or seen.add(r.key))
-            raise InvalidArgument(f"route {twice} appears twice in the batch; give each (S,G) once")
+            raise InvalidArgument(
+                f"route {twice} appears twice in the batch; give each (S,G) once"
+            )
         self._apply(batch)
         return len(batch)
 
