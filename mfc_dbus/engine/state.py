@@ -58,9 +58,8 @@ class SavedState:
     vifs: tuple[VifConfig, ...] = ()
 
 
-_group_text: dict[int, tuple[object, str]] = {}
+_tail_text: dict[tuple, tuple[object, str]] = {}
 _name_text: dict[str, str] = {}
-_outputs_text: dict[tuple[str, ...], str] = {}
 
 
 def _network_text(network: IPNetwork | None) -> str:
@@ -79,29 +78,29 @@ def _json_name(name: str) -> str:
 def route_record(route: Route) -> str:
     """The JSON text of one persistent route, as written in the state file."""
     key = route.key
-    # By identity (parsed groups are shared objects; hashing a network is slow): the
-    # entry keeps its network alive, so the id cannot be reused while it is a key.
-    cached = _group_text.get(id(key.group))
-    if cached is not None and cached[0] is key.group:
-        group = cached[1]
-    else:
-        if len(_group_text) > 4096:
-            _group_text.clear()
-        group = format_group(key.group)
-        _group_text[id(key.group)] = (key.group, group)
     if key.family is Family.IPV4 and not key.is_template:
         source = inet_ntoa(key.sg[0])  # str() of an ipaddress object is slow
     else:
         source = format_source(key.source)
+    # Everything after the source, by (group, table, input, outputs): routes share a few.
+    # The group by identity (parsed groups are shared objects; hashing a network is
+    # slow): the entry keeps its group alive, so the id cannot be reused meanwhile.
+    shape = (id(key.group), key.table, route.input, route.outputs)
+    cached = _tail_text.get(shape)
+    if cached is None or cached[0] is not key.group:
+        cached = _tail_text[shape] = (key.group, _tail(route))
+        if len(_tail_text) > 4096:
+            _tail_text.clear()
+    return f'{{"source": "{source}"{cached[1]}'
+
+
+def _tail(route: Route) -> str:
+    key = route.key
     table = f', "table": {key.table}' if key.table else ""
-    outputs = _outputs_text.get(route.outputs)
-    if outputs is None:
-        if len(_outputs_text) > 4096:
-            _outputs_text.clear()
-        outputs = _outputs_text[route.outputs] = ", ".join(map(_json_name, route.outputs))
+    outputs = ", ".join(map(_json_name, route.outputs))
     return (
-        f'{{"source": "{source}", "group": "{group}"'
-        f'{table}, "input": {_json_name(route.input)}, "outputs": [{outputs}]}}'
+        f', "group": "{format_group(key.group)}"{table}, '
+        f'"input": {_json_name(route.input)}, "outputs": [{outputs}]}}'
     )
 
 
