@@ -61,22 +61,28 @@ def validate_interface_name(name: str) -> str:
     return name
 
 
-# Parsed groups by text (a few groups carry many routes); bounded, never errors.
-_group_cache: dict[str, IPNetwork] = {}
+# Parsed groups by text (a few groups carry many routes): the network and, for a host
+# group, its packed address. Bounded, never errors.
+_group_cache: dict[str, tuple[IPNetwork, bytes | None]] = {}
 _CACHE_LIMIT = 4096
 
 
 def parse_group(text: str) -> IPNetwork:
     """A multicast group address or prefix, routable by the kernel."""
+    return _parse_group_cached(text)[0]
+
+
+def _parse_group_cached(text: str) -> tuple[IPNetwork, bytes | None]:
     if type(text) is str:
-        group = _group_cache.get(text)
-        if group is not None:
-            return group
+        found = _group_cache.get(text)
+        if found is not None:
+            return found
     group = _parse_group(text)
+    packed = group.network_address.packed if is_exact(group) else None
     if len(_group_cache) >= _CACHE_LIMIT:
         _group_cache.clear()
-    _group_cache[text] = group
-    return group
+    found = _group_cache[text] = (group, packed)
+    return found
 
 
 def check_multicast_group(group: IPNetwork, shown: str) -> None:
@@ -119,18 +125,23 @@ def _parse_group(text: str) -> IPNetwork:
 
 def parse_source(text: str) -> IPNetwork | None:
     """A source host or prefix; empty or '*' means any source (None)."""
+    return _parse_source_packed(text)[0]
+
+
+def _parse_source_packed(text: str) -> tuple[IPNetwork | None, bytes | None]:
+    """The source and, when the fast path for an IPv4 host knows it, its packed address."""
     if not isinstance(text, str):
         raise InvalidArgument("source must be a string")
     text = text.strip()
     if text in ("", "*"):
-        return None
+        return None, None
     if "/" not in text:  # fast path for the common case, an IPv4 unicast host
         try:
             packed = inet_pton(AF_INET, text)
         except OSError:
             packed = b""
         if packed and not 224 <= packed[0] < 240:
-            return ipaddress.IPv4Network((int.from_bytes(packed, "big"), 32))
+            return ipaddress.IPv4Network((int.from_bytes(packed, "big"), 32)), packed
     try:
         source = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
@@ -144,8 +155,8 @@ def parse_source(text: str) -> IPNetwork | None:
             "address or prefix"
         )
     if source.prefixlen == 0:
-        return None
-    return source
+        return None, None
+    return source, None
 
 
 def format_source(source: IPNetwork | None) -> str:
@@ -192,13 +203,21 @@ class RouteKey:
 
     def __hash__(self) -> int:
         # Keys index the engine's tables and are hashed many times per route; the hash of
-        # an ipaddress network is slow Python, so compute it once per key.
+        # an ipaddress network is slow Python, so compute it once per key, and for an
+        # exact (S,G) from the packed addresses (equal keys: equal table and packed pair).
         try:
             return self.__dict__["_hash"]
         except KeyError:
+            pass
+        try:
+            exact = not self.is_template
+            value = hash((self.table, self.sg)) if exact else None
+        except (AttributeError, TypeError):  # not a valid key: the engine refuses it
+            value = None
+        if value is None:
             value = hash((self.family, self.table, self.source, self.group))
-            object.__setattr__(self, "_hash", value)
-            return value
+        object.__setattr__(self, "_hash", value)
+        return value
 
     def __getstate__(self) -> dict:
         # A cached hash must not travel to another process (str hashes are salted).
@@ -262,17 +281,26 @@ class VifStatus:
     out_bytes: int = 0
 
 
+PARSED_MARK = "_parsed"  # set on keys made by make_route_key, which checked them
+
+
 def make_route_key(source: str, group: str, table: int = 0) -> RouteKey:
     """Parse and cross-check a (source, group) pair into a RouteKey."""
-    group_net = parse_group(group)
-    source_net = parse_source(source)
+    group_net, group_packed = _parse_group_cached(group)
+    source_net, source_packed = _parse_source_packed(source)
     if source_net is not None and source_net.version != group_net.version:
         raise InvalidArgument(
             f"source {source!r} and group {group!r} are of different families; "
             "use two IPv4 or two IPv6 addresses"
         )
-    family = Family.of(group_net)
-    return RouteKey(family, normalize_table(table, family), source_net, group_net)
+    family = Family.IPV4 if group_net.version == 4 else Family.IPV6
+    key = RouteKey(family, normalize_table(table, family), source_net, group_net)
+    if source_packed is not None and group_packed is not None:
+        # Known already: spare the ipaddress properties behind these cached values.
+        key.__dict__["is_template"] = False
+        key.__dict__["sg"] = (source_packed, group_packed)
+    key.__dict__[PARSED_MARK] = True  # every check of engine/validate.check_key passed
+    return key
 
 
 # What the kernel calls the table used without MRT_TABLE: RT_TABLE_DEFAULT for IPMR,

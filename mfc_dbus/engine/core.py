@@ -278,28 +278,30 @@ class Engine:
         # The change of each (input, outputs) combination's user count: routes share a
         # few, so counting them is cheaper than counting every interface name per route.
         delta: dict[TableId, dict[tuple[str, tuple[str, ...]], int]] = {}
-        undo: list[tuple[RouteKey, Route | None]] = []
-        journal.push(self._undo_routes, undo)
+        journal.push(self._undo_routes, results)  # filled below: one undo step
         all_routes = self._routes
+        add_result = results.append
+        family = number = table = counts = keys = None
         for key, new in routes.items():
             old = all_routes.get(key)
-            if old == new:
+            if old is new or (old is not None and old == new):
                 continue
-            tid = (key.family, key.table)
-            table = tables[tid]
-            counts = delta.get(tid)
-            if counts is None:
-                counts = delta[tid] = {}
+            if key.family is not family or key.table != number:  # batches share a table
+                family, number = key.family, key.table
+                tid = (family, number)
+                table = tables[tid]
+                counts = delta.setdefault(tid, {})
+                keys = exact.setdefault(tid, [])
             if old is not None:
                 shape = (old.input, old.outputs)
                 counts[shape] = counts.get(shape, 0) - 1
-            undo.append((key, old))
             if new is not None:
                 shape = (new.input, new.outputs)
                 counts[shape] = counts.get(shape, 0) + 1
                 all_routes[key] = new
             else:
                 del all_routes[key]
+            add_result((old, new))
             if key.is_template:
                 if new is not None:
                     table.templates.put(new)
@@ -307,16 +309,11 @@ class Engine:
                     table.templates.remove(key)
                 template_tables.add(tid)
             else:
-                sg = key.sg
                 if new is None:
-                    del table.exact[sg]
+                    del table.exact[key.sg]
                 else:
-                    table.exact[sg] = key
-                keys = exact.get(tid)
-                if keys is None:
-                    keys = exact[tid] = []
+                    table.exact[key.sg] = key
                 keys.append((key, new))
-            results.append((old, new))
         for tid, shapes in delta.items():
             counts: dict[str, int] = {}  # ordered: slots follow first use
             for (input, outputs), change in shapes.items():
@@ -339,8 +336,9 @@ class Engine:
             self._events.append(("vif", (table, name)))
         return results, touched, exact, template_tables, retuned
 
-    def _undo_routes(self, undo: list[tuple[RouteKey, Route | None]]) -> None:
-        for key, old in reversed(undo):
+    def _undo_routes(self, changes: list[tuple[Route | None, Route | None]]) -> None:
+        for old, new in reversed(changes):
+            key = (new if new is not None else old).key
             self._restore_route(key, old)
             table = self._tables[(key.family, key.table)]
             if key.is_template:
@@ -398,8 +396,11 @@ class Engine:
                 table.remove_vif(name, journal)
                 self._install_vif(table, name, journal, strict)
         # 2. Entries: changed exact routes in place (add replaces: no forwarding gap).
-        for key, route in exact_routes:
-            self._install_exact(table, key.sg, route, journal, strict)
+        if table.learned:  # a configured route may take over a learned flow
+            for key, route in exact_routes:
+                self._install_exact(table, key.sg, route, journal, strict)
+        else:
+            table.set_entries(((key.sg, route) for key, route in exact_routes), journal, strict)
         for name in retuned:
             self._sync_users_of(table, name, journal, strict)
         if templates_changed or retuned:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import MfcError, NoSuchInterface, NotFound
@@ -168,11 +169,47 @@ class Table:
         except MfcError as exc:
             if strict:
                 raise
-            source, group = (ipaddress.ip_address(address) for address in sg)
-            log.error("%s: cannot install (%s, %s): %s", self.describe, source, group, exc)
+            self._log_failure(sg, exc)
             self.mfc.pop(sg, None)
             return
         journal.push(self._write_entry, sg, have)
+
+    def set_entries(
+        self, routes: Iterable[tuple[SG, Route | None]], journal: Journal, strict: bool
+    ) -> None:
+        """set_entry for many exact routes (None: removed) with one undo step: the hot
+        loop of a batch. Only while no learned flow could be taken over (see core)."""
+        if self.sock is None:
+            return
+        mfc, want_of, add_mfc = self.mfc, self.want, self.sock.add_mfc
+        undo: list[tuple[SG, Entry | None]] = []
+        journal.push(self._restore_entries, undo)
+        for sg, route in routes:
+            want = want_of(route.input, route.outputs) if route is not None else None
+            have = mfc.get(sg)
+            if want == have:
+                continue
+            try:
+                if want is None:
+                    self._write_entry(sg, None)
+                else:
+                    add_mfc(sg[0], sg[1], want[0], want[1])
+                    mfc[sg] = want
+            except MfcError as exc:
+                if strict:
+                    raise
+                self._log_failure(sg, exc)
+                mfc.pop(sg, None)
+                continue
+            undo.append((sg, have))
+
+    def _restore_entries(self, undo: list[tuple[SG, Entry | None]]) -> None:
+        for sg, have in reversed(undo):
+            self._write_entry(sg, have)
+
+    def _log_failure(self, sg: SG, exc: MfcError) -> None:
+        source, group = (ipaddress.ip_address(address) for address in sg)
+        log.error("%s: cannot install (%s, %s): %s", self.describe, source, group, exc)
 
     def _write_entry(self, sg: SG, want: Entry | None) -> None:
         if want is None:

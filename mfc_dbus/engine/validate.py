@@ -13,6 +13,7 @@ import ipaddress
 from ..errors import InvalidArgument
 from ..model import (
     MAX_TABLE_ID,
+    PARSED_MARK,
     Family,
     Route,
     RouteKey,
@@ -76,6 +77,8 @@ def _is_multicast_source(key: RouteKey) -> bool:
 def check_key(key: RouteKey) -> None:
     if not isinstance(key, RouteKey):
         raise InvalidArgument(f"route key {key!r} is not a RouteKey")
+    if PARSED_MARK in key.__dict__:  # made by make_route_key, which ran these checks
+        return
     if not isinstance(key.family, Family):
         raise InvalidArgument(f"family {key.family!r} is not valid; use 'ipv4' or 'ipv6'")
     check_table(key.table)
