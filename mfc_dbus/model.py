@@ -7,7 +7,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from socket import AF_INET, inet_pton
+from socket import AF_INET, inet_ntoa, inet_pton
 
 from .errors import InvalidArgument
 
@@ -40,8 +40,21 @@ class Family(StrEnum):
         return cls.IPV4 if value.version == 4 else cls.IPV6
 
 
+_valid_names: set[str] = set()  # names that passed, bounded: a host has few interfaces
+
+
 def validate_interface_name(name: str) -> str:
     """Check a Linux interface name as the kernel would (dev_valid_name)."""
+    if type(name) is str and name in _valid_names:
+        return name
+    _check_interface_name(name)
+    if len(_valid_names) >= 4096:
+        _valid_names.clear()
+    _valid_names.add(name)
+    return name
+
+
+def _check_interface_name(name: str) -> None:
     if not isinstance(name, str) or not name:
         raise InvalidArgument("interface name is empty; give a name such as 'eth0'")
     if name in (".", ".."):
@@ -58,7 +71,6 @@ def validate_interface_name(name: str) -> str:
         raise InvalidArgument(
             f"interface name {name!r} is not valid: no spaces, '/' or ':' allowed"
         )
-    return name
 
 
 # Parsed groups by text (a few groups carry many routes): the network and, for a host
@@ -173,6 +185,22 @@ def format_group(group: IPNetwork) -> str:
     return str(group)
 
 
+_group_texts: dict[int, tuple[IPNetwork, str]] = {}
+
+
+def _group_text(group: IPNetwork) -> str:
+    # By identity: parsed groups are shared objects and hashing a network is slow. The
+    # entry keeps its group alive, so the id cannot be reused while it is a key.
+    found = _group_texts.get(id(group))
+    if found is not None and found[0] is group:
+        return found[1]
+    if len(_group_texts) >= _CACHE_LIMIT:
+        _group_texts.clear()
+    text = format_group(group)
+    _group_texts[id(group)] = (group, text)
+    return text
+
+
 def is_exact(network: IPNetwork | None) -> bool:
     return network is not None and network.prefixlen == network.max_prefixlen
 
@@ -197,9 +225,20 @@ class RouteKey:
         kernel know its entry. Bytes hash in C; ipaddress objects hash in slow Python."""
         return (self.source.network_address.packed, self.group.network_address.packed)
 
+    @functools.cached_property
+    def texts(self) -> tuple[str, str]:
+        """(source, group) as format_source and format_group write them, computed once:
+        signals, the state file and logs show every key."""
+        if self.family is Family.IPV4 and not self.is_template:
+            source = inet_ntoa(self.sg[0])  # str() of an ipaddress object is slow Python
+        else:
+            source = format_source(self.source)
+        return source, _group_text(self.group)
+
     def __str__(self) -> str:
         table = f" table {self.table}" if self.table else ""
-        return f"({format_source(self.source)}, {format_group(self.group)}){table}"
+        source, group = self.texts
+        return f"({source}, {group}){table}"
 
     def __hash__(self) -> int:
         # Keys index the engine's tables and are hashed many times per route; the hash of

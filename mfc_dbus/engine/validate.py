@@ -25,14 +25,11 @@ from ..model import (
 _NETWORK_CLASS = {Family.IPV4: ipaddress.IPv4Network, Family.IPV6: ipaddress.IPv6Network}
 _good_groups: set[object] = set()
 _good_group_ids: dict[int, object] = {}
-_good_names: set[str] = set()
 _good_interfaces: set[tuple[str, tuple[str, ...]]] = set()  # checked (input, outputs)
 
 
 def check_interface_name(name: str) -> None:
-    if name not in _good_names:
-        validate_interface_name(name)
-        _good_names.add(name)
+    validate_interface_name(name)  # remembers the good names
 
 
 def check_table(table: object) -> None:

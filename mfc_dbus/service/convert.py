@@ -12,14 +12,13 @@ from ..model import (
     RouteKey,
     RouteStatus,
     VifStatus,
-    format_group,
-    format_source,
     make_route_key,
     validate_interface_name,
 )
 from ..names import PENDING_VIF_INDEX
 from . import options as opts
 
+_NO_OPTIONS: dict[str, Any] = {}  # never modified
 RouteTuple = tuple[str, str, str, list[str], dict[str, Variant]]
 VifTuple = tuple[str, int, dict[str, Variant]]
 
@@ -35,8 +34,8 @@ def route_from_args(
     where: str,
     defaults: dict[str, Any] | None = None,
 ) -> Route:
-    given = opts.parse(options, opts.ROUTE_OPTIONS, where)
-    merged = {**(defaults or {}), **given}
+    given = opts.parse(options, opts.ROUTE_OPTIONS, where) if options else _NO_OPTIONS
+    merged = {**defaults, **given} if defaults else given
     lease = bool(merged.get("lease", False))
     if lease and given.get("persistent") is True:
         raise InvalidArgument(
@@ -60,7 +59,7 @@ def route_from_args(
 
 
 def key_strings(key: RouteKey) -> tuple[str, str]:
-    return format_source(key.source), format_group(key.group)
+    return key.texts
 
 
 def route_tuple(status: RouteStatus) -> RouteTuple:

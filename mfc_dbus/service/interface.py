@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
+from dbus_fast import Message, MessageType
 from dbus_fast.annotations import DBusDict, DBusSignature, DBusStr, DBusUInt32
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property, dbus_signal
+from dbus_fast.signature import get_signature_tree
 
 from .. import __version__
 from ..errors import InvalidArgument
@@ -22,7 +25,7 @@ from ..model import Family, Route, RouteStatus, VifConfig, VifStatus, make_route
 from ..model import validate_interface_name as check_ifname
 from ..names import ACTION_MANAGE_INTERFACES as ACTION_INTERFACES
 from ..names import ACTION_MANAGE_ROUTES as ACTION_ROUTES
-from ..names import INTERFACE
+from ..names import INTERFACE, OBJECT_PATH
 from . import options as opts
 from .auth import (
     ACTION_MARK,
@@ -68,7 +71,11 @@ class Forwarding(AuthorizedInterface):
         self._leases = leases
         self._emitted = {"RouteCount": engine.route_count, "VifCount": engine.vif_count}
         self._properties_scheduled = False
-        self._signals: list[tuple[Any, tuple]] = []
+        self._signals: list[tuple[str, list[Any]]] = []
+        self._signal_signatures = {
+            signal.name: get_signature_tree(signal.signature)
+            for signal in ServiceInterface._get_signals(self)
+        }
         engine.add_listener(self)
 
     # -- routes -----------------------------------------------------------------------
@@ -83,7 +90,7 @@ class Forwarding(AuthorizedInterface):
         )
         call = await authorize(self._authorizer)
         self._engine.add_route(route, counters=False)
-        _audit(call, f"AddRoute {_describe(route)}")
+        _audit(call, lambda: f"AddRoute {_describe(route)}")
         if route.owner:
             await self._leases.confirm(route.owner)
 
@@ -110,7 +117,7 @@ class Forwarding(AuthorizedInterface):
         key = make_route_key(source, group, given.get("table", 0))
         call = await authorize(self._authorizer)
         self._engine.remove_route(key)
-        _audit(call, f"RemoveRoute {key}")
+        _audit(call, lambda: f"RemoveRoute {key}")
 
     @dbus_method()
     @requires(ACTION_ROUTES)
@@ -223,21 +230,21 @@ class Forwarding(AuthorizedInterface):
     def route_added(self, route: RouteStatus) -> None:
         r = route.route
         source, group = key_strings(r.key)
-        self._queue(self.RouteAdded, source, group, r.input, list(r.outputs))
+        self._queue("RouteAdded", [source, group, r.input, list(r.outputs)])
         if r.owner:
             self._leases.watch(r.owner)
 
     def route_removed(self, route: Route) -> None:
-        self._queue(self.RouteRemoved, *key_strings(route.key))
+        self._queue("RouteRemoved", list(key_strings(route.key)))
 
     def vif_added(self, vif: VifStatus) -> None:
-        self._queue(self.VifAdded, vif.interface, vif_index(vif), vif.family.value)
+        self._queue("VifAdded", [vif.interface, vif_index(vif), vif.family.value])
 
     def vif_removed(self, vif: VifStatus) -> None:
-        self._queue(self.VifRemoved, vif.interface, vif_index(vif), vif.family.value)
+        self._queue("VifRemoved", [vif.interface, vif_index(vif), vif.family.value])
 
-    def _queue(self, signal: Any, *args: Any) -> None:
-        self._signals.append((signal, args))
+    def _queue(self, member: str, body: list[Any]) -> None:
+        self._signals.append((member, body))
         if not self._properties_scheduled:
             self._properties_scheduled = True
             asyncio.get_running_loop().call_soon(self._emit_queued)
@@ -246,11 +253,19 @@ class Forwarding(AuthorizedInterface):
         """The queued signals in order, then one PropertiesChanged if the counts moved."""
         self._properties_scheduled = False
         signals, self._signals = self._signals, []
-        for signal, args in signals:
-            try:
-                signal(*args)
-            except Exception:
-                log.exception("cannot emit %s%r", getattr(signal, "__name__", signal), args)
+        buses = ServiceInterface._get_buses(self)
+        for member, body in signals:
+            # The message dbus-fast's @dbus_signal wrapper would send, built directly
+            # (a batch sends one per route): the signature is the declared one, and
+            # the names and path are constants, so they need no validation each time.
+            signature = self._signal_signatures[member]
+            for bus in buses:
+                try:
+                    bus.send(Message(message_type=MessageType.SIGNAL, path=OBJECT_PATH,
+                                     interface=INTERFACE, member=member, signature=signature,
+                                     body=body, validate=False))  # fmt: skip
+                except Exception:
+                    log.exception("cannot emit %s%r", member, body)
         now = {"RouteCount": self._raw_engine.route_count, "VifCount": self._raw_engine.vif_count}
         changed = {name: value for name, value in now.items() if self._emitted[name] != value}
         if changed:
@@ -262,8 +277,11 @@ def _sender() -> str:
     return current_message().sender
 
 
-def _audit(call: Call, what: str) -> None:
-    audit.info("uid=%s sender=%s %s: %s", call.uid, call.message.sender, call.member, what)
+def _audit(call: Call, what: str | Callable[[], str]) -> None:
+    """One audit line; `what` may be a function, called only when the line is written."""
+    if audit.isEnabledFor(logging.INFO):
+        text = what() if callable(what) else what
+        audit.info("uid=%s sender=%s %s: %s", call.uid, call.message.sender, call.member, text)
 
 
 def _describe(route: Route) -> str:
