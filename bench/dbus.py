@@ -63,7 +63,10 @@ async def checked(bus: MessageBus, message: Message) -> Message:
 
 
 async def flush(bus: MessageBus) -> None:
+    """Remove every route, then wait until the service has sent the RouteRemoved signals
+    (it answers the Ping after them), so the next phase starts on a quiet service."""
     await checked(bus, call("Flush", "a{sv}", [{}], interface=INTERFACE))
+    await checked(bus, call("Ping", interface="org.freedesktop.DBus.Peer"))
 
 
 async def sequential(bus: MessageBus, count: int, offset: int) -> float:

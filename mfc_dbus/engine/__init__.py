@@ -17,10 +17,10 @@ from ..model import Family, Route, RouteKey, RouteStatus, VifConfig, VifStatus
 
 class EngineListener(Protocol):
     """Told of every change, whatever caused it (a call, an upcall, expiry, hotplug,
-    a lease ending, Reload). The service turns these into D-Bus signals. The
-    RouteStatus of route_added carries zero counters (no kernel read per signal)."""
+    a lease ending, Reload). The service turns these into D-Bus signals.
+    route_added is called for each route of a batch: keep it cheap."""
 
-    def route_added(self, route: RouteStatus) -> None: ...
+    def route_added(self, route: Route) -> None: ...
 
     def route_removed(self, route: Route) -> None: ...
 

@@ -11,7 +11,6 @@ listeners; any failure undoes everything (journal.py).
 from __future__ import annotations
 
 import asyncio
-import gc
 import ipaddress
 import logging
 import socket
@@ -20,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import FamilyUnavailable, InvalidArgument, KernelBusy, MfcError, NotFound
+from ..gcpause import gc_paused
 from ..kernel import MrouteSocket, Upcall, UpcallKind, open_mroute_socket
 from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes
 from ..model import (
@@ -238,35 +238,29 @@ class Engine:
                 self._open(table)
         journal = Journal() if strict else NULL
         self._events.clear()
-        # A batch allocates many small objects and no cycles: the cyclic collector would
-        # only rescan every route ever configured, several times per batch.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            changes = self._change_desired(routes, vifs, tables, journal)
-            touched, exact, template_tables, retuned = changes[1:]
-            for tid, names in touched.items():
-                tables[tid].vifs.check_limit(names)
-            for tid, table in tables.items():
-                self._reconcile(
-                    table,
-                    touched.get(tid, {}),
-                    exact.get(tid, ()),
-                    tid in template_tables,
-                    retuned.get(tid, set()),
-                    journal,
-                    strict,
-                )
-            self._persist(changes[0], vifs, journal)
-        except BaseException:
-            journal.undo()
-            self._events.clear()
-            raise
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        self._emit_events()
-        self._emit_route_changes(changes[0])
+        with gc_paused():  # a batch allocates many objects and no cycles (gcpause.py)
+            try:
+                changes = self._change_desired(routes, vifs, tables, journal)
+                touched, exact, template_tables, retuned = changes[1:]
+                for tid, names in touched.items():
+                    tables[tid].vifs.check_limit(names)
+                for tid, table in tables.items():
+                    self._reconcile(
+                        table,
+                        touched.get(tid, {}),
+                        exact.get(tid, ()),
+                        tid in template_tables,
+                        retuned.get(tid, set()),
+                        journal,
+                        strict,
+                    )
+                self._persist(changes[0], vifs, journal)
+            except BaseException:
+                journal.undo()
+                self._events.clear()
+                raise
+            self._emit_events()
+            self._emit_route_changes(changes[0])
         return changes[0]
 
     def _change_desired(self, routes, vifs, tables, journal):
@@ -769,12 +763,11 @@ class Engine:
         return Counters(c.packets, c.bytes, c.wrong_if)
 
     def _status(self, route: Route, counters: bool = True) -> RouteStatus:
-        """The route's state; with counters=False (listener notifications) no kernel
-        counter is read and the counters are zero."""
+        """The route's state; with counters=False no kernel counter is read and the
+        counters are zero."""
         key = route.key
         table = self._tables[(key.family, key.table)]
-        live = table.live
-        missing = tuple(name for name in route.interfaces if name not in live)
+        missing = table.missing(route.input, route.outputs)
         state = "pending" if missing or table.sock is None else "installed"
         if not counters:
             return RouteStatus(route, state, _NO_COUNTERS, missing)
@@ -804,13 +797,10 @@ class Engine:
             route = learned.route = Route(key, learned.input, learned.outputs, persistent=False)
         return route
 
-    def _learned_status(
-        self, table: Table, sg: SG, learned: Learned, counters: bool = True
-    ) -> RouteStatus:
+    def _learned_status(self, table: Table, sg: SG, learned: Learned) -> RouteStatus:
         route = self._learned_route(table, sg, learned)
-        missing = tuple(name for name in route.interfaces if name not in table.live)
-        found = self._counters(table, sg) if counters else _NO_COUNTERS
-        return RouteStatus(route, "learned", found, missing)
+        missing = table.missing(route.input, route.outputs)
+        return RouteStatus(route, "learned", self._counters(table, sg), missing)
 
     def _vif_status(self, table: Table, name: str) -> VifStatus:
         slot = table.live.get(name)
@@ -853,12 +843,11 @@ class Engine:
                 elif kind == "learned":
                     table, sg, learned = payload
                     if table.learned.get(sg) is learned:
-                        status = self._learned_status(table, sg, learned, counters=False)
-                        self._notify("route_added", status)
+                        self._notify("route_added", self._learned_route(table, sg, learned))
                 elif kind == "removed":
                     self._notify("route_removed", payload)
                 elif kind == "route":
-                    self._notify("route_added", self._status(payload, counters=False))
+                    self._notify("route_added", payload)
             except Exception:
                 log.exception("cannot report %s", kind)
 
@@ -870,13 +859,16 @@ class Engine:
                 log.exception("listener %r failed in %s", listener, method)
 
     def _emit_route_changes(self, changes) -> None:
-        if not self._listeners:
-            return
-        for old, new in changes:
-            if new is not None:
-                self._notify("route_added", self._status(new, counters=False))
-            elif old is not None:
-                self._notify("route_removed", old)
+        for listener in list(self._listeners):
+            added, removed = listener.route_added, listener.route_removed
+            for old, new in changes:
+                try:
+                    if new is not None:
+                        added(new)
+                    elif old is not None:
+                        removed(old)
+                except Exception:
+                    log.exception("listener %r failed on a route change", listener)
 
     # == asyncio: upcalls, link events, expiry =============================================
     def _on_upcalls(self, table: Table) -> None:

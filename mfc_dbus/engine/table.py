@@ -65,6 +65,7 @@ class Table:
         self.mfc: dict[SG, Entry] = {}
         self._v6 = family is Family.IPV6
         self._wants: dict[tuple[str, tuple[str, ...]], Entry | None] = {}  # see want()
+        self._missing: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
     # -- desired -> installed ---------------------------------------------------------
     def want(self, input: str, outputs: tuple[str, ...]) -> Entry | None:
@@ -90,6 +91,19 @@ class Table:
             self._wants.clear()
         self._wants[(input, outputs)] = entry
         return entry
+
+    def missing(self, input: str, outputs: tuple[str, ...]) -> tuple[str, ...]:
+        """The interfaces of a route that have no live VIF (cached like want())."""
+        try:
+            return self._missing[(input, outputs)]
+        except KeyError:
+            pass
+        live = self.live
+        found = tuple(name for name in (input, *outputs) if name not in live)
+        if len(self._missing) >= 4096:
+            self._missing.clear()
+        self._missing[(input, outputs)] = found
+        return found
 
     # -- VIFs ------------------------------------------------------------------------------
     def install_vif(self, name: str, ifindex: int, journal: Journal, strict: bool) -> bool:
@@ -139,12 +153,16 @@ class Table:
     def _bind_live(self, name: str, slot: int, ifindex: int, threshold: int) -> None:
         self.live[name] = slot
         self.live_vifs[slot] = (name, ifindex, threshold)
-        self._wants.clear()
+        self._live_changed()
 
     def _unbind_live(self, name: str, slot: int) -> None:
         del self.live[name]
         del self.live_vifs[slot]
+        self._live_changed()
+
+    def _live_changed(self) -> None:
         self._wants.clear()
+        self._missing.clear()
 
     def _undo_install(self, name: str, slot: int) -> None:
         if self.live.get(name) == slot:

@@ -21,7 +21,8 @@ from dbus_fast.signature import get_signature_tree
 
 from .. import __version__
 from ..errors import InvalidArgument
-from ..model import Family, Route, RouteStatus, VifConfig, VifStatus, make_route_key
+from ..gcpause import gc_paused
+from ..model import Family, Route, VifConfig, VifStatus, make_route_key
 from ..model import validate_interface_name as check_ifname
 from ..names import ACTION_MANAGE_INTERFACES as ACTION_INTERFACES
 from ..names import ACTION_MANAGE_ROUTES as ACTION_ROUTES
@@ -39,8 +40,9 @@ from .auth import (
     requires,
 )
 from .context import current_message
-from .convert import key_strings, route_from_args, route_tuple, vif_index, vif_tuple
+from .convert import route_from_args, route_tuple, vif_index, vif_tuple
 from .leases import Leases
+from .writer import send_queued_now
 
 StrList = Annotated[list[str], DBusSignature("as")]
 RouteIn = Annotated[list[Any], DBusSignature("a(sssasa{sv})")]
@@ -71,7 +73,7 @@ class Forwarding(AuthorizedInterface):
         self._leases = leases
         self._emitted = {"RouteCount": engine.route_count, "VifCount": engine.vif_count}
         self._properties_scheduled = False
-        self._signals: list[tuple[str, list[Any]]] = []
+        self._signals: list[tuple[str, Route | VifStatus]] = []
         self._signal_signatures = {
             signal.name: get_signature_tree(signal.signature)
             for signal in ServiceInterface._get_signals(self)
@@ -99,10 +101,13 @@ class Forwarding(AuthorizedInterface):
     async def AddRoutes(self, routes: RouteIn, options: DBusDict) -> DBusUInt32:
         sender = _sender()
         defaults = opts.parse(options, opts.ROUTE_OPTIONS, "AddRoutes")
-        parsed = [
-            route_from_args(*item, sender=sender, where=f"AddRoutes route #{n}", defaults=defaults)
-            for n, item in enumerate(routes)
-        ]
+        with gc_paused():  # 10,000 routes: many objects, no cycles (gcpause.py)
+            parsed = [
+                route_from_args(
+                    *item, sender=sender, where=f"AddRoutes route #{n}", defaults=defaults
+                )
+                for n, item in enumerate(routes)
+            ]
         call = await authorize(self._authorizer)
         count = self._engine.add_routes(parsed)
         _audit(call, f"AddRoutes {len(parsed)} routes: " + _summary(parsed))
@@ -224,53 +229,72 @@ class Forwarding(AuthorizedInterface):
         return [family.value for family in self._raw_engine.families]
 
     # -- EngineListener ------------------------------------------------------------
-    # Signals are queued and sent at the next loop turn, together with one
-    # PropertiesChanged: by then the call that caused them has finished, so its reply
-    # and its signals leave in the same socket write (service/writer.py).
-    def route_added(self, route: RouteStatus) -> None:
-        r = route.route
-        source, group = key_strings(r.key)
-        self._queue("RouteAdded", [source, group, r.input, list(r.outputs)])
-        if r.owner:
-            self._leases.watch(r.owner)
+    # Signals are queued and sent two loop turns later, with one PropertiesChanged: by
+    # then the call that caused them has returned and dbus-fast has queued its reply, so
+    # the reply leaves first (the caller is not held up while the bus delivers a
+    # batch's 10,000 RouteAdded) and in the same socket write (service/writer.py).
+    def route_added(self, route: Route) -> None:
+        self._queue("RouteAdded", route)
+        if route.owner:
+            self._leases.watch(route.owner)
 
     def route_removed(self, route: Route) -> None:
-        self._queue("RouteRemoved", list(key_strings(route.key)))
+        self._queue("RouteRemoved", route)
 
     def vif_added(self, vif: VifStatus) -> None:
-        self._queue("VifAdded", [vif.interface, vif_index(vif), vif.family.value])
+        self._queue("VifAdded", vif)
 
     def vif_removed(self, vif: VifStatus) -> None:
-        self._queue("VifRemoved", [vif.interface, vif_index(vif), vif.family.value])
+        self._queue("VifRemoved", vif)
 
-    def _queue(self, member: str, body: list[Any]) -> None:
-        self._signals.append((member, body))
+    def _queue(self, member: str, value: Route | VifStatus) -> None:
+        self._signals.append((member, value))  # the body is built when it is sent
         if not self._properties_scheduled:
             self._properties_scheduled = True
-            asyncio.get_running_loop().call_soon(self._emit_queued)
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._emit_queued)
 
     def _emit_queued(self) -> None:
         """The queued signals in order, then one PropertiesChanged if the counts moved."""
         self._properties_scheduled = False
         signals, self._signals = self._signals, []
         buses = ServiceInterface._get_buses(self)
-        for member, body in signals:
-            # The message dbus-fast's @dbus_signal wrapper would send, built directly
-            # (a batch sends one per route): the signature is the declared one, and
-            # the names and path are constants, so they need no validation each time.
-            signature = self._signal_signatures[member]
-            for bus in buses:
-                try:
-                    bus.send(Message(message_type=MessageType.SIGNAL, path=OBJECT_PATH,
-                                     interface=INTERFACE, member=member, signature=signature,
-                                     body=body, validate=False))  # fmt: skip
-                except Exception:
-                    log.exception("cannot emit %s%r", member, body)
+        for bus in buses:
+            send_queued_now(bus)  # the reply of the call that caused these goes first
+        with gc_paused():
+            self._send_signals(buses, signals)
         now = {"RouteCount": self._raw_engine.route_count, "VifCount": self._raw_engine.vif_count}
         changed = {name: value for name, value in now.items() if self._emitted[name] != value}
         if changed:
             self._emitted.update(changed)
             self.emit_properties_changed(changed)
+
+    def _send_signals(self, buses: Any, signals: list[tuple[str, Route | VifStatus]]) -> None:
+        for member, value in signals:
+            # The message dbus-fast's @dbus_signal wrapper would send, built directly
+            # (a batch sends one per route): the signature is the declared one, and
+            # the names and path are constants, so they need no validation each time.
+            signature = self._signal_signatures[member]
+            try:
+                body = _SIGNAL_BODIES[member](value)
+                for bus in buses:
+                    bus.send(Message(message_type=MessageType.SIGNAL, path=OBJECT_PATH,
+                                     interface=INTERFACE, member=member, signature=signature,
+                                     body=body, validate=False))  # fmt: skip
+            except Exception:
+                log.exception("cannot emit %s for %r", member, value)
+
+
+def _vif_body(vif: VifStatus) -> list[Any]:
+    return [vif.interface, vif_index(vif), vif.family.value]
+
+
+_SIGNAL_BODIES: dict[str, Callable[[Any], list[Any]]] = {
+    "RouteAdded": lambda route: [*route.key.texts, route.input, list(route.outputs)],
+    "RouteRemoved": lambda route: list(route.key.texts),
+    "VifAdded": _vif_body,
+    "VifRemoved": _vif_body,
+}
 
 
 def _sender() -> str:

@@ -100,6 +100,14 @@ def _flush(self: Any) -> None:
         self.write_callback()
 
 
+def send_queued_now(bus: MessageBus) -> None:
+    """Write what is queued now rather than at the next loop turn (a patched writer),
+    so that what is queued next (a batch's signals) does not hold it up."""
+    writer = getattr(bus, "_writer", None)
+    if getattr(writer, "_mfc_scheduled", False) and writer.buf is None and writer.messages:
+        writer.write_callback()
+
+
 def tolerate_full_socket(bus: MessageBus) -> None:
     """Patch this connection's writer (call right after connect())."""
     writer = getattr(bus, "_writer", None)

@@ -49,7 +49,7 @@ class FakeEngine:
         self.routes[route.key] = route
         status = RouteStatus(route, "installed")
         for listener in self.listeners:
-            listener.route_added(status)
+            listener.route_added(route)
         return status
 
     def add_routes(self, routes: Sequence[Route]) -> int:

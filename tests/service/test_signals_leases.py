@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from dbus_fast import Variant
+from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from mfc_dbus.model import Route, make_route_key
-from mfc_dbus.names import INTERFACE
+from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH
 from mfc_dbus.service.daemon import Options, bus_address, parse_args
 
 from .harness import Client, running_service
@@ -34,6 +34,37 @@ def test_signals_and_properties_for_every_change(bus, polkit) -> None:
                 # A change the engine makes on its own (expiry, hotplug) is signalled too.
                 engine.remove_route(make_route_key("", GROUP))
                 await sub.wait_for("RouteRemoved", "*", GROUP)
+            finally:
+                sub.close()
+
+    asyncio.run(scenario())
+
+
+def test_reply_leaves_before_the_calls_signals(bus, polkit) -> None:
+    """The caller is released first; its signals follow on the same connection."""
+    routes = [["", f"233.252.2.{n}", "up0", ["down0"], {}] for n in range(1, 201)]
+
+    async def scenario() -> None:
+        async with running_service(bus.address, trust_root=True) as (_s, _engine, _client):
+            sub = await Subscriber.connect(bus.address)  # the caller subscribes itself
+            order: list[str] = []
+            sub.bus.add_message_handler(
+                lambda m: order.append(
+                    m.member if m.message_type is MessageType.SIGNAL else m.message_type.name
+                )
+            )
+            try:
+                reply = await sub.bus.call(
+                    Message(destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE,
+                            member="AddRoutes", signature="a(sssasa{sv})a{sv}",
+                            body=[routes, {}])
+                )  # fmt: skip
+                assert reply.message_type is MessageType.METHOD_RETURN, reply.body
+                await sub.wait_for("RouteAdded", "*", "233.252.2.200")
+                await sub.wait_for("PropertiesChanged", INTERFACE)
+                first_signal = order.index("RouteAdded")
+                assert order.index("METHOD_RETURN") < first_signal
+                assert order.count("RouteAdded") == 200
             finally:
                 sub.close()
 
