@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..errors import FamilyUnavailable, InvalidArgument, KernelBusy, MfcError, NotFound
@@ -55,6 +56,7 @@ TableId = tuple[Family, int]
 VifId = tuple[Family, int, str]
 _HOST_PREFIX = {Family.IPV4: 32, Family.IPV6: 128}
 _NO_COUNTERS = Counters()
+GC_PAUSE_ROUTES = 64  # changes of more routes than this run with the cyclic GC paused
 
 
 def _if_nametoindex(name: str) -> int | None:
@@ -204,11 +206,12 @@ class Engine:
 
     def _ready(self, table: Table) -> None:
         """Raise the table's error (KernelBusy, FamilyUnavailable) if it cannot be used."""
-        if not self._open(table):
-            assert table.error is not None
-            raise table.error
-        if table.table == 0:
-            self._update_families()
+        if table.sock is None:
+            if not self._open(table):
+                assert table.error is not None
+                raise table.error
+            if table.table == 0:
+                self._update_families()
 
     def _lookup_ifindex(self, name: str) -> int | None:
         index = self._ifindex.get(name)
@@ -238,7 +241,8 @@ class Engine:
                 self._open(table)
         journal = Journal() if strict else NULL
         self._events.clear()
-        with gc_paused():  # a batch allocates many objects and no cycles (gcpause.py)
+        # A batch allocates many objects and no cycles (gcpause.py); one route, few.
+        with gc_paused() if len(routes) > GC_PAUSE_ROUTES else nullcontext():
             try:
                 changes = self._change_desired(routes, vifs, tables, journal)
                 touched, exact, template_tables, retuned = changes[1:]

@@ -58,6 +58,9 @@ class VifAllocator:
 
     def check_limit(self, names: Iterable[str]) -> None:
         """Raise LimitExceeded when the names needing a slot do not fit in MAX_VIFS."""
+        slots = self.slots
+        if all(name in slots for name in names):  # the common case: no new interface
+            return
         count = sum(1 for name in self.slots if self.needed(name))
         new = sorted(name for name in names if name not in self.slots and self.needed(name))
         if count + len(new) > MAX_VIFS:

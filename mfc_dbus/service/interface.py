@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 from dbus_fast import Message, MessageType
@@ -58,6 +59,13 @@ POLKIT_ANNOTATION = "org.mfc.Forwarding1.PolkitAction"
 CHANGED_ANNOTATION = "org.freedesktop.DBus.Property.EmitsChangedSignal"
 CONST_PROPERTIES = ("Version", "Families")
 TTL_RANGE = range(1, 256)
+# PropertiesChanged for the counts at most this often (s), always with the latest values:
+# a stream of single-route calls would otherwise send one per call.
+PROPERTIES_INTERVAL = 0.1
+# More signals than this at once (a batch): write out the queued reply before building
+# them, in a write of its own, and pause the cyclic GC while building them. Fewer: the
+# reply and its signals share one write.
+EARLY_REPLY_SIGNALS = 32
 
 audit = logging.getLogger("mfc_dbus.audit")
 log = logging.getLogger("mfc_dbus.service")
@@ -73,6 +81,8 @@ class Forwarding(AuthorizedInterface):
         self._leases = leases
         self._emitted = {"RouteCount": engine.route_count, "VifCount": engine.vif_count}
         self._properties_scheduled = False
+        self._properties_sent = -PROPERTIES_INTERVAL  # loop time of the last one
+        self._properties_timer: asyncio.TimerHandle | None = None
         self._signals: list[tuple[str, Route | VifStatus]] = []
         self._signal_signatures = {
             signal.name: get_signature_tree(signal.signature)
@@ -229,7 +239,7 @@ class Forwarding(AuthorizedInterface):
         return [family.value for family in self._raw_engine.families]
 
     # -- EngineListener ------------------------------------------------------------
-    # Signals are queued and sent two loop turns later, with one PropertiesChanged: by
+    # Signals are queued and sent two loop turns later, then PropertiesChanged: by
     # then the call that caused them has returned and dbus-fast has queued its reply, so
     # the reply leaves first (the caller is not held up while the bus delivers a
     # batch's 10,000 RouteAdded) and in the same socket write (service/writer.py).
@@ -255,18 +265,31 @@ class Forwarding(AuthorizedInterface):
             loop.call_soon(loop.call_soon, self._emit_queued)
 
     def _emit_queued(self) -> None:
-        """The queued signals in order, then one PropertiesChanged if the counts moved."""
+        """The queued signals in order, then PropertiesChanged if the counts moved (at
+        once, or at the end of the PROPERTIES_INTERVAL since the last one)."""
         self._properties_scheduled = False
         signals, self._signals = self._signals, []
         buses = ServiceInterface._get_buses(self)
-        for bus in buses:
-            send_queued_now(bus)  # the reply of the call that caused these goes first
-        with gc_paused():
+        if len(signals) > EARLY_REPLY_SIGNALS:
+            for bus in buses:
+                send_queued_now(bus)  # the reply of the call that caused these goes first
+        with gc_paused() if len(signals) > EARLY_REPLY_SIGNALS else nullcontext():
             self._send_signals(buses, signals)
+        loop = asyncio.get_running_loop()
+        wait = self._properties_sent + PROPERTIES_INTERVAL - loop.time()
+        if wait <= 0:
+            self._send_properties()
+        elif self._properties_timer is None:
+            self._properties_timer = loop.call_later(wait, self._send_properties)
+
+    def _send_properties(self) -> None:
+        """PropertiesChanged with the counts that moved since the last one."""
+        self._properties_timer = None
         now = {"RouteCount": self._raw_engine.route_count, "VifCount": self._raw_engine.vif_count}
         changed = {name: value for name, value in now.items() if self._emitted[name] != value}
         if changed:
             self._emitted.update(changed)
+            self._properties_sent = asyncio.get_running_loop().time()
             self.emit_properties_changed(changed)
 
     def _send_signals(self, buses: Any, signals: list[tuple[str, Route | VifStatus]]) -> None:
