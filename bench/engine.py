@@ -179,7 +179,7 @@ def main() -> None:
         __doc__.splitlines()[0],
         count={"type": int, "default": 10_000, "help": "routes (default 10000)"},
         sources={"type": int, "default": 100, "help": "new sources (default 100)"},
-        repeats={"type": int, "default": 3, "help": "rounds; the best is reported (default 3)"},
+        repeats={"type": int, "default": 5, "help": "rounds; the best is reported (default 5)"},
     )
     with Lab(downstreams=2) as lab:
         rows = run_batch_and_restore(lab, args.count, args.repeats)

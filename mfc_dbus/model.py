@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from socket import AF_INET, inet_ntoa, inet_pton
+from typing import Any
 
 from .errors import InvalidArgument
 
@@ -205,6 +206,23 @@ def is_exact(network: IPNetwork | None) -> bool:
     return network is not None and network.prefixlen == network.max_prefixlen
 
 
+class _computed_once:  # noqa: N801 (used like functools.cached_property)
+    """functools.cached_property without its lock: Python 3.11 takes an RLock for every
+    first computation, which costs more than these values (a batch makes 10,000 keys).
+    A non-data descriptor: once stored in the instance dict, that is found first."""
+
+    def __init__(self, function: Callable[[Any], Any]) -> None:
+        self.function = function
+        self.name = function.__name__
+        self.__doc__ = function.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.function(instance)
+        return value
+
+
 @dataclass(frozen=True)
 class RouteKey:
     """What identifies a route: (S,G) per family and table."""
@@ -214,18 +232,18 @@ class RouteKey:
     source: IPNetwork | None  # None: any source, (*,G)
     group: IPNetwork
 
-    @functools.cached_property
+    @_computed_once
     def is_template(self) -> bool:
         """True for (*,G) and prefix routes, realised as exact (S,G) on upcalls."""
         return not (is_exact(self.source) and is_exact(self.group))
 
-    @functools.cached_property
+    @_computed_once
     def sg(self) -> tuple[bytes, bytes]:
         """The packed (source, group) addresses of an exact route: how the engine and the
         kernel know its entry. Bytes hash in C; ipaddress objects hash in slow Python."""
         return (self.source.network_address.packed, self.group.network_address.packed)
 
-    @functools.cached_property
+    @_computed_once
     def texts(self) -> tuple[str, str]:
         """(source, group) as format_source and format_group write them, computed once:
         signals, the state file and logs show every key."""

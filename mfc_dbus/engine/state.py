@@ -78,7 +78,13 @@ def _json_name(name: str) -> str:
 def route_record(route: Route) -> str:
     """The JSON text of one persistent route, as written in the state file."""
     key = route.key
-    source = key.texts[0]
+    texts = key.__dict__.get("texts")
+    if texts is not None:
+        source = texts[0]
+    elif key.family is Family.IPV4 and not key.is_template:
+        source = inet_ntoa(key.sg[0])  # what key.texts would say, without storing it
+    else:
+        source = key.texts[0]
     # Everything after the source, by (group, table, input, outputs): routes share a few.
     # The group by identity (parsed groups are shared objects; hashing a network is
     # slow): the entry keeps its group alive, so the id cannot be reused meanwhile.
