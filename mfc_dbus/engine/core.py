@@ -398,7 +398,13 @@ class Engine:
             for key, route in exact_routes:
                 self._install_exact(table, key.sg, route, journal, strict)
         else:
-            table.set_entries(((key.sg, route) for key, route in exact_routes), journal, strict)
+            want = table.want
+            table.set_entries(
+                ((key.sg, want(r.input, r.outputs) if r is not None else None)
+                 for key, r in exact_routes),
+                journal,
+                strict,
+            )  # fmt: skip
         for name in retuned:
             self._sync_users_of(table, name, journal, strict)
         if templates_changed or retuned:

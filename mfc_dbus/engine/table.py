@@ -177,35 +177,26 @@ class Table:
     def set_entry(
         self, sg: SG, want: Entry | None, journal: Journal, strict: bool, force: bool = False
     ) -> None:
-        if self.sock is None:  # the table is not ours (KernelBusy): nothing installed
-            return
-        have = self.mfc.get(sg)
-        if want == have and not force:
-            return
-        try:
-            self._write_entry(sg, want)
-        except MfcError as exc:
-            if strict:
-                raise
-            self._log_failure(sg, exc)
-            self.mfc.pop(sg, None)
-            return
-        journal.push(self._write_entry, sg, have)
+        self.set_entries(((sg, want),), journal, strict, force)
 
     def set_entries(
-        self, routes: Iterable[tuple[SG, Route | None]], journal: Journal, strict: bool
+        self,
+        entries: Iterable[tuple[SG, Entry | None]],
+        journal: Journal,
+        strict: bool,
+        force: bool = False,
     ) -> None:
-        """set_entry for many exact routes (None: removed) with one undo step: the hot
-        loop of a batch. Only while no learned flow could be taken over (see core)."""
-        if self.sock is None:
+        """Install (or, for None, remove) MFC entries, with one undo step for all: the
+        hot loop of a batch. An entry already installed is rewritten only when forced.
+        Kernel errors raise when strict, else are logged and the entry left out."""
+        if self.sock is None:  # the table is not ours (KernelBusy): nothing installed
             return
-        mfc, want_of, add_mfc = self.mfc, self.want, self.sock.add_mfc
+        mfc, add_mfc = self.mfc, self.sock.add_mfc
         undo: list[tuple[SG, Entry | None]] = []
         journal.push(self._restore_entries, undo)
-        for sg, route in routes:
-            want = want_of(route.input, route.outputs) if route is not None else None
+        for sg, want in entries:
             have = mfc.get(sg)
-            if want == have:
+            if want == have and not force:
                 continue
             try:
                 if want is None:
