@@ -32,12 +32,10 @@ from ..errors import MfcError
 from ..model import (
     MAX_VIFS,
     Family,
-    IPNetwork,
     Route,
     RouteKey,
     VifConfig,
     format_group,
-    format_source,
     make_route_key,
     normalize_table,
     parse_group,
@@ -60,12 +58,6 @@ class SavedState:
 
 _tail_text: dict[tuple, tuple[object, str]] = {}
 _name_text: dict[str, str] = {}
-
-
-def _network_text(network: IPNetwork | None) -> str:
-    if network is not None and network.version == 4 and network.prefixlen == 32:
-        return inet_ntoa(int(network.network_address).to_bytes(4, "big"))  # str() is slow
-    return format_source(network)
 
 
 def _json_name(name: str) -> str:
@@ -255,9 +247,9 @@ def journal_route(record: str) -> str:
 
 
 def journal_unroute(key: RouteKey) -> str:
-    group = format_group(key.group)
+    source, group = key.texts
     return (
-        f'{{"unroute": {{"source": "{_network_text(key.source)}", "group": "{group}", '
+        f'{{"unroute": {{"source": "{source}", "group": "{group}", '
         f'"table": {key.table}}}}}'
     )
 
