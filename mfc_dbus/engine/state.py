@@ -248,10 +248,7 @@ def journal_route(record: str) -> str:
 
 def journal_unroute(key: RouteKey) -> str:
     source, group = key.texts
-    return (
-        f'{{"unroute": {{"source": "{source}", "group": "{group}", '
-        f'"table": {key.table}}}}}'
-    )
+    return f'{{"unroute": {{"source": "{source}", "group": "{group}", ' f'"table": {key.table}}}}}'
 
 
 def journal_vif(record: str) -> str:
