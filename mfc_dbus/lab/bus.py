@@ -25,6 +25,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from ..names import BUS_POLICY_CONF, POLKIT_BUS_NAME
+from .resource import Resource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLKIT_BUS_POLICY = Path("/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf")
@@ -74,7 +75,7 @@ def data_file(*parts: str) -> Path:
 
 
 @dataclass
-class PrivateBus:
+class PrivateBus(Resource):
     """A dbus-daemon of type system in a private directory; a context manager."""
 
     policies: Sequence[Path] = (data_file("dbus", BUS_POLICY_CONF), POLKIT_BUS_POLICY)
@@ -107,17 +108,6 @@ class PrivateBus:
         env = dict(os.environ if base is None else base)
         env["DBUS_SYSTEM_BUS_ADDRESS"] = self.address
         return env
-
-    def __enter__(self) -> PrivateBus:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix=f"mfc-bus-{self.suffix}-"))

@@ -28,6 +28,7 @@ from ..model import Family, format_group, format_source
 from ..names import BUS_NAME
 from .bus import PrivateBus
 from .netns import Lab, in_netns
+from .resource import Resource
 
 MFC_DBUSD = str(Path(sys.executable).with_name("mfc-dbusd"))
 # Lines an mfc-dbusd log must never contain: an exception that escaped a handler.
@@ -38,7 +39,7 @@ KernelEntry = tuple[str, str, int, str | None, frozenset[str]]
 
 
 @dataclass
-class ServiceProcess:
+class ServiceProcess(Resource):
     """One mfc-dbusd in `lab.rtr` on `bus`; a context manager that always ends it."""
 
     bus: PrivateBus
@@ -62,17 +63,6 @@ class ServiceProcess:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-    def __enter__(self) -> ServiceProcess:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def start(self, timeout: float = 20.0) -> int:
         """Start the daemon and wait until it owns the bus name; returns its PID."""
