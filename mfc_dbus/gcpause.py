@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+
+MANY = 64  # items in one piece of work: below this a pause saves less than it costs
 
 
 @contextmanager
@@ -21,3 +23,8 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def gc_paused_if_many(count: int) -> AbstractContextManager[None]:
+    """gc_paused() for work on more than MANY items, else nothing."""
+    return gc_paused() if count > MANY else nullcontext()

@@ -16,11 +16,10 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 from ..errors import FamilyUnavailable, InvalidArgument, KernelBusy, MfcError, NotFound
-from ..gcpause import gc_paused
+from ..gcpause import gc_paused_if_many
 from ..kernel import MrouteSocket, Upcall, UpcallKind, open_mroute_socket
 from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes
 from ..model import (
@@ -56,7 +55,6 @@ TableId = tuple[Family, int]
 VifId = tuple[Family, int, str]
 _HOST_PREFIX = {Family.IPV4: 32, Family.IPV6: 128}
 _NO_COUNTERS = Counters()
-GC_PAUSE_ROUTES = 64  # changes of more routes than this run with the cyclic GC paused
 
 
 def _if_nametoindex(name: str) -> int | None:
@@ -242,7 +240,7 @@ class Engine:
         journal = Journal() if strict else NULL
         self._events.clear()
         # A batch allocates many objects and no cycles (gcpause.py); one route, few.
-        with gc_paused() if len(routes) > GC_PAUSE_ROUTES else nullcontext():
+        with gc_paused_if_many(len(routes)):
             try:
                 changes = self._change_desired(routes, vifs, tables, journal)
                 touched, exact, template_tables, retuned = changes[1:]

@@ -141,6 +141,8 @@ class Service:
 
     async def stop(self) -> None:
         log.info("shutting down: saving state and flushing routes from the kernel")
+        if self.interface is not None:
+            self.interface.drain()  # the audit lines and signals of the last calls
         await self.engine.stop(flush=True)
         if self.bus is not None and self.bus.connected:
             self.bus.disconnect()

@@ -11,7 +11,6 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Annotated, Any
 
 from dbus_fast import Message, MessageType
@@ -22,7 +21,7 @@ from dbus_fast.signature import get_signature_tree
 
 from .. import __version__
 from ..errors import InvalidArgument
-from ..gcpause import gc_paused
+from ..gcpause import gc_paused_if_many
 from ..model import Family, Route, VifConfig, VifStatus, make_route_key
 from ..model import validate_interface_name as check_ifname
 from ..names import ACTION_MANAGE_INTERFACES as ACTION_INTERFACES
@@ -62,10 +61,6 @@ TTL_RANGE = range(1, 256)
 # PropertiesChanged for the counts at most this often (s), always with the latest values:
 # a stream of single-route calls would otherwise send one per call.
 PROPERTIES_INTERVAL = 0.1
-# More signals than this at once (a batch): write out the queued reply before building
-# them, in a write of its own, and pause the cyclic GC while building them. Fewer: the
-# reply and its signals share one write.
-EARLY_REPLY_SIGNALS = 32
 
 audit = logging.getLogger("mfc_dbus.audit")
 log = logging.getLogger("mfc_dbus.service")
@@ -80,10 +75,11 @@ class Forwarding(AuthorizedInterface):
         self._authorizer = authorizer
         self._leases = leases
         self._emitted = {"RouteCount": engine.route_count, "VifCount": engine.vif_count}
-        self._properties_scheduled = False
+        self._after_reply_scheduled = False
         self._properties_sent = -PROPERTIES_INTERVAL  # loop time of the last one
         self._properties_timer: asyncio.TimerHandle | None = None
         self._signals: list[tuple[str, Route | VifStatus]] = []
+        self._audit_lines: list[tuple[Call, str | Callable[[], str]]] = []
         self._signal_signatures = {
             signal.name: get_signature_tree(signal.signature)
             for signal in ServiceInterface._get_signals(self)
@@ -102,7 +98,7 @@ class Forwarding(AuthorizedInterface):
         )
         call = await authorize(self._authorizer)
         self._engine.add_route(route, counters=False)
-        _audit(call, lambda: f"AddRoute {_describe(route)}")
+        self._audit(call, lambda: f"AddRoute {_describe(route)}")
         if route.owner:
             await self._leases.confirm(route.owner)
 
@@ -111,7 +107,7 @@ class Forwarding(AuthorizedInterface):
     async def AddRoutes(self, routes: RouteIn, options: DBusDict) -> DBusUInt32:
         sender = _sender()
         defaults = opts.parse(options, opts.ROUTE_OPTIONS, "AddRoutes")
-        with gc_paused():  # 10,000 routes: many objects, no cycles (gcpause.py)
+        with gc_paused_if_many(len(routes)):  # many objects, no cycles (gcpause.py)
             parsed = [
                 route_from_args(
                     *item, sender=sender, where=f"AddRoutes route #{n}", defaults=defaults
@@ -120,7 +116,7 @@ class Forwarding(AuthorizedInterface):
             ]
         call = await authorize(self._authorizer)
         count = self._engine.add_routes(parsed)
-        _audit(call, f"AddRoutes {len(parsed)} routes: " + _summary(parsed))
+        self._audit(call, lambda: f"AddRoutes {len(parsed)} routes: {_summary(parsed)}")
         for owner in {route.owner for route in parsed if route.owner}:
             await self._leases.confirm(owner)
         return count
@@ -132,7 +128,7 @@ class Forwarding(AuthorizedInterface):
         key = make_route_key(source, group, given.get("table", 0))
         call = await authorize(self._authorizer)
         self._engine.remove_route(key)
-        _audit(call, lambda: f"RemoveRoute {key}")
+        self._audit(call, lambda: f"RemoveRoute {key}")
 
     @dbus_method()
     @requires(ACTION_ROUTES)
@@ -140,7 +136,7 @@ class Forwarding(AuthorizedInterface):
         given = opts.parse(options, opts.FLUSH_OPTIONS, "Flush")
         call = await authorize(self._authorizer)
         removed = self._engine.flush(given.get("family"), given.get("table"))
-        _audit(call, f"Flush {_filter_text(given)}: {len(removed)} routes removed")
+        self._audit(call, f"Flush {_filter_text(given)}: {len(removed)} routes removed")
         return len(removed)
 
     @dbus_method()
@@ -167,7 +163,7 @@ class Forwarding(AuthorizedInterface):
         )
         call = await authorize(self._authorizer)
         status = self._engine.add_vif(config)
-        _audit(call, f"AddVif {interface} {config.family} table {config.table} ttl {ttl}")
+        self._audit(call, f"AddVif {interface} {config.family} table {config.table} ttl {ttl}")
         return vif_index(status)
 
     @dbus_method()
@@ -178,7 +174,7 @@ class Forwarding(AuthorizedInterface):
         check_ifname(interface)
         call = await authorize(self._authorizer)
         self._engine.remove_vif(interface, family, given.get("table", 0))
-        _audit(call, f"RemoveVif {interface} {family} table {given.get('table', 0)}")
+        self._audit(call, f"RemoveVif {interface} {family} table {given.get('table', 0)}")
 
     @dbus_method()
     @public
@@ -192,7 +188,7 @@ class Forwarding(AuthorizedInterface):
     async def Reload(self) -> NoReply:
         call = await authorize(self._authorizer)
         result = self._engine.reload()
-        _audit(
+        self._audit(
             call,
             f"Reload: {result.added} added, {result.removed} removed, "
             f"{result.changed} changed, {result.unchanged} unchanged",
@@ -239,42 +235,57 @@ class Forwarding(AuthorizedInterface):
         return [family.value for family in self._raw_engine.families]
 
     # -- EngineListener ------------------------------------------------------------
-    # Signals are queued and sent two loop turns later, then PropertiesChanged: by
-    # then the call that caused them has returned and dbus-fast has queued its reply, so
-    # the reply leaves first (the caller is not held up while the bus delivers a
-    # batch's 10,000 RouteAdded) and in the same socket write (service/writer.py).
     def route_added(self, route: Route) -> None:
-        self._queue("RouteAdded", route)
+        self._queue_signal("RouteAdded", route)
         if route.owner:
             self._leases.watch(route.owner)
 
     def route_removed(self, route: Route) -> None:
-        self._queue("RouteRemoved", route)
+        self._queue_signal("RouteRemoved", route)
 
     def vif_added(self, vif: VifStatus) -> None:
-        self._queue("VifAdded", vif)
+        self._queue_signal("VifAdded", vif)
 
     def vif_removed(self, vif: VifStatus) -> None:
-        self._queue("VifRemoved", vif)
+        self._queue_signal("VifRemoved", vif)
 
-    def _queue(self, member: str, value: Route | VifStatus) -> None:
+    # -- after the reply -----------------------------------------------------------
+    # A call's audit lines and signals are queued and handled two loop turns later: by
+    # then dbus-fast has queued the call's reply, which is written out first. The caller
+    # goes on while the service writes the audit line and builds the signals.
+    def _queue_signal(self, member: str, value: Route | VifStatus) -> None:
         self._signals.append((member, value))  # the body is built when it is sent
-        if not self._properties_scheduled:
-            self._properties_scheduled = True
-            loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self._emit_queued)
+        self._schedule_after_reply()
 
-    def _emit_queued(self) -> None:
-        """The queued signals in order, then PropertiesChanged if the counts moved (at
-        once, or at the end of the PROPERTIES_INTERVAL since the last one)."""
-        self._properties_scheduled = False
+    def _audit(self, call: Call, what: str | Callable[[], str]) -> None:
+        """Queue one audit line; `what` may be a function, called only when it is written."""
+        if audit.isEnabledFor(logging.INFO):
+            self._audit_lines.append((call, what))
+            self._schedule_after_reply()
+
+    def _schedule_after_reply(self) -> None:
+        if not self._after_reply_scheduled:
+            self._after_reply_scheduled = True
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._after_reply)
+
+    def _after_reply(self) -> None:
+        for bus in ServiceInterface._get_buses(self):
+            send_queued_now(bus)  # the replies of the calls that caused what follows
+        self.drain()
+
+    def drain(self) -> None:
+        """Write the queued audit lines and send the queued signals in order, then
+        PropertiesChanged if the counts moved (at once, or at the end of the
+        PROPERTIES_INTERVAL since the last one). Also called at shutdown."""
+        self._after_reply_scheduled = False
+        lines, self._audit_lines = self._audit_lines, []
+        for call, what in lines:
+            text = what() if callable(what) else what
+            audit.info("uid=%s sender=%s %s: %s", call.uid, call.message.sender, call.member, text)
         signals, self._signals = self._signals, []
-        buses = ServiceInterface._get_buses(self)
-        if len(signals) > EARLY_REPLY_SIGNALS:
-            for bus in buses:
-                send_queued_now(bus)  # the reply of the call that caused these goes first
-        with gc_paused() if len(signals) > EARLY_REPLY_SIGNALS else nullcontext():
-            self._send_signals(buses, signals)
+        with gc_paused_if_many(len(signals)):
+            self._send_signals(ServiceInterface._get_buses(self), signals)
         loop = asyncio.get_running_loop()
         wait = self._properties_sent + PROPERTIES_INTERVAL - loop.time()
         if wait <= 0:
@@ -322,13 +333,6 @@ _SIGNAL_BODIES: dict[str, Callable[[Any], list[Any]]] = {
 
 def _sender() -> str:
     return current_message().sender
-
-
-def _audit(call: Call, what: str | Callable[[], str]) -> None:
-    """One audit line; `what` may be a function, called only when the line is written."""
-    if audit.isEnabledFor(logging.INFO):
-        text = what() if callable(what) else what
-        audit.info("uid=%s sender=%s %s: %s", call.uid, call.message.sender, call.member, text)
 
 
 def _describe(route: Route) -> str:

@@ -10,6 +10,7 @@ from dbus_fast.aio import MessageBus
 
 from mfc_dbus.model import Route, make_route_key
 from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH
+from mfc_dbus.service.auth import Call
 from mfc_dbus.service.daemon import Options, bus_address, parse_args
 
 from .harness import Client, running_service
@@ -138,6 +139,21 @@ def test_audit_line_names_uid_method_and_arguments(bus, polkit, caplog) -> None:
         for line in lines
     ), lines
     assert any("uid=0" in line and "Reload" in line for line in lines), lines
+
+
+def test_shutdown_writes_the_audit_lines_still_queued(bus, polkit, caplog) -> None:
+    """Audit lines are written after the reply; one queued when SIGTERM comes is kept."""
+    caplog.set_level(logging.INFO, logger="mfc_dbus.audit")
+    message = Message(sender=":1.42", path=OBJECT_PATH, interface=INTERFACE, member="AddRoute")
+
+    async def scenario() -> list[str]:
+        async with running_service(bus.address, trust_root=True) as (service, _e, _c):
+            service.interface._audit(Call(message, "AddRoute", "x", uid=0), "queued at the stop")
+        # Read before asyncio.run's clean-up gives the loop more turns.
+        return [r.getMessage() for r in caplog.records if r.name == "mfc_dbus.audit"]
+
+    lines = asyncio.run(scenario())
+    assert "uid=0 sender=:1.42 AddRoute: queued at the stop" in lines, lines
 
 
 def test_sighup_reloads(bus, polkit) -> None:
