@@ -28,6 +28,7 @@ from ..errors import MfcError
 from ..names import BUS_NAME, DEFAULT_STATE_FILE, OBJECT_PATH
 from . import context
 from .auth import Authorizer
+from .eager import EagerMethodBus
 from .interface import Forwarding
 from .leases import Leases
 from .writer import tolerate_full_socket
@@ -99,7 +100,7 @@ class Service:
 
     async def start(self) -> None:
         """Connect, start the engine, export, then own the name (activation waits on it)."""
-        self.bus = await MessageBus(
+        self.bus = await EagerMethodBus(
             bus_address=bus_address(self.options), bus_type=BusType.SYSTEM
         ).connect()
         tolerate_full_socket(self.bus)
