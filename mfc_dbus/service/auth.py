@@ -78,11 +78,13 @@ class Authorizer:
             self._uids[sender] = uid  # a unique name's uid never changes
         return uid
 
-    async def authorize(self, sender: str, action: str, interactive: bool) -> int:
-        """Return the caller's uid, or raise AccessDenied/InteractiveAuthorizationRequired."""
+    async def authorize(self, sender: str, action: str, message: Message) -> int:
+        """Return the caller's uid, or raise AccessDenied/InteractiveAuthorizationRequired.
+        `message` is the call: its allow-interactive-authorization flag is passed on."""
         uid = await self.uid_of(sender)
         if uid == 0 and self._trust_root:
             return uid
+        interactive = allows_interaction(message)
         reply = await self._bus.call(
             Message(
                 destination=POLKIT_BUS_NAME,
@@ -153,9 +155,7 @@ async def authorize(authorizer: Authorizer) -> Call:
     if call is None:
         raise RuntimeError("authorize() outside a @requires method")
     if not call.authorized:
-        call.uid = await authorizer.authorize(
-            call.message.sender, call.action, allows_interaction(call.message)
-        )
+        call.uid = await authorizer.authorize(call.message.sender, call.action, call.message)
     return call
 
 
@@ -243,14 +243,21 @@ class GuardedEngine:
 
     def __init__(self, engine: Any) -> None:
         self._engine = engine
+        for name in self.MUTATORS:
+            setattr(self, name, _guarded(engine, name))
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._engine, name)
-        if name in self.MUTATORS:
-            call = _call.get()
-            if call is None or not call.authorized:
-                raise AccessDenied(f"engine.{name} called without authorization")
-        return attr
+    def __getattr__(self, name: str) -> Any:  # the reads
+        return getattr(self._engine, name)
+
+
+def _guarded(engine: Any, name: str) -> Callable[..., Any]:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        call = _call.get()
+        if call is None or not call.authorized:
+            raise AccessDenied(f"engine.{name} called without authorization")
+        return getattr(engine, name)(*args, **kwargs)
+
+    return guarded
 
 
 __all__ = [

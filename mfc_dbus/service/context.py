@@ -14,6 +14,7 @@ from dbus_fast.aio import MessageBus
 
 from ..names import OBJECT_PATH
 
+_ALLOW_INTERACTIVE = MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION.value  # int: Flag & is slow
 _current: ContextVar[Message | None] = ContextVar("mfc_dbus_current_message", default=None)
 
 
@@ -37,4 +38,4 @@ def current_message() -> Message:
 
 def allows_interaction(message: Message) -> bool:
     """True when the caller set the ALLOW_INTERACTIVE_AUTHORIZATION header flag."""
-    return bool(message.flags & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION)
+    return bool(message.flags.value & _ALLOW_INTERACTIVE)

@@ -174,3 +174,29 @@ def test_auth_decorator_above_dbus_method_is_caught() -> None:
             pass
 
     assert Fine
+
+
+def test_guarded_engine_refuses_changes_outside_an_authorized_call() -> None:
+    """A handler that forgot `await authorize()` cannot reach the engine's mutators."""
+    from mfc_dbus.errors import AccessDenied
+    from mfc_dbus.service.auth import Call, GuardedEngine, _call
+
+    from .fake_engine import FakeEngine
+
+    engine = FakeEngine()
+    guarded = GuardedEngine(engine)
+    route = Route(make_route_key("192.0.2.1", GROUP), "up0", ("down0",))
+    assert guarded.route_count == 0  # reads pass
+    for name in GuardedEngine.MUTATORS:
+        with pytest.raises(AccessDenied, match=f"engine.{name} called without authorization"):
+            getattr(guarded, name)(route)
+    call = Call(message=None, member="AddRoute", action=ACTION_MANAGE_ROUTES)  # type: ignore
+    token = _call.set(call)
+    try:
+        with pytest.raises(AccessDenied):
+            guarded.add_route(route)  # inside a call, but not authorized yet
+        call.uid = 1000
+        guarded.add_route(route)
+    finally:
+        _call.reset(token)
+    assert engine.route_count == 1
