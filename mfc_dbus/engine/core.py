@@ -33,7 +33,7 @@ from ..model import (
     VifStatus,
 )
 from . import ReloadResult
-from .journal import NULL, Journal
+from .journal import NULL, Journal, put_or_pop
 from .state import (
     SavedState,
     StateFile,
@@ -335,18 +335,12 @@ class Engine:
     def _undo_routes(self, changes: list[tuple[Route | None, Route | None]]) -> None:
         for old, new in reversed(changes):
             key = (new if new is not None else old).key
-            self._restore_route(key, old)
+            put_or_pop(self._routes, key, old)
             table = self._tables[(key.family, key.table)]
             if key.is_template:
                 self._restore_template(table, key, old)
             else:
-                self._restore_exact(table, key.sg, key if old is not None else None)
-
-    def _restore_route(self, key: RouteKey, old: Route | None) -> None:
-        if old is None:
-            self._routes.pop(key, None)
-        else:
-            self._routes[key] = old
+                put_or_pop(table.exact, key.sg, key if old is not None else None)
 
     @staticmethod
     def _restore_template(table: Table, key: RouteKey, old: Route | None) -> None:
@@ -354,13 +348,6 @@ class Engine:
             table.templates.remove(key)
         else:
             table.templates.put(old)
-
-    @staticmethod
-    def _restore_exact(table: Table, sg: SG, key: RouteKey | None) -> None:
-        if key is None:
-            table.exact.pop(sg, None)
-        else:
-            table.exact[sg] = key
 
     def _reconcile(
         self,
@@ -482,7 +469,7 @@ class Engine:
     def _set_learned(self, table: Table, sg: SG, learned: Learned, journal: Journal) -> None:
         old = table.learned.get(sg)
         table.learned[sg] = learned
-        journal.push(self._put_learned, table, sg, old)
+        journal.push(put_or_pop, table.learned, sg, old)
         if learned.template is not None:
             self._events.append(("learned", (table, sg, learned)))
         elif old is not None and old.template is not None:
@@ -492,18 +479,11 @@ class Engine:
         self, table: Table, sg: SG, journal: Journal, strict: bool, kernel: bool = True
     ) -> None:
         learned = table.learned.pop(sg)
-        journal.push(self._put_learned, table, sg, learned)
+        journal.push(put_or_pop, table.learned, sg, learned)
         if kernel:
             table.set_entry(sg, None, journal, strict)
         if learned.template is not None:
             self._events.append(("removed", self._learned_route(table, sg, learned)))
-
-    @staticmethod
-    def _put_learned(table: Table, sg: SG, learned: Learned | None) -> None:
-        if learned is None:
-            table.learned.pop(sg, None)
-        else:
-            table.learned[sg] = learned
 
     # == persistence =====================================================================
     def _persist(self, changes, vifs, journal: Journal) -> None:
@@ -532,7 +512,7 @@ class Engine:
                 self._vif_records.pop(vid, None)
             record = self._vif_records.get(vid)
             if record != old_record:
-                journal.push(self._restore_record, self._vif_records, vid, old_record)
+                journal.push(put_or_pop, self._vif_records, vid, old_record)
                 vif_lines.append(
                     journal_vif(record) if record is not None else journal_unvif(*vid)
                 )
@@ -558,17 +538,7 @@ class Engine:
     @staticmethod
     def _restore_records(records: dict, undo: list[tuple[RouteKey, str | None]]) -> None:
         for key, record in reversed(undo):
-            if record is None:
-                records.pop(key, None)
-            else:
-                records[key] = record
-
-    @staticmethod
-    def _restore_record(records: dict, key: object, record: str | None) -> None:
-        if record is None:
-            records.pop(key, None)
-        else:
-            records[key] = record
+            put_or_pop(records, key, record)
 
     def _write_state(self) -> None:
         if self._state is None:

@@ -34,3 +34,11 @@ class NullJournal(Journal):
 
 
 NULL = NullJournal()
+
+
+def put_or_pop(mapping: dict, key: object, value: object) -> None:
+    """An undo step for a dict entry: set it back to `value`, or remove it (None)."""
+    if value is None:
+        mapping.pop(key, None)
+    else:
+        mapping[key] = value

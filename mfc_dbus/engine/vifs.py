@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from ..errors import LimitExceeded
 from ..model import MAX_VIFS, VifConfig
 from .journal import NULL as _NO_JOURNAL
-from .journal import Journal
+from .journal import Journal, put_or_pop
 
 
 class VifAllocator:
@@ -38,15 +38,8 @@ class VifAllocator:
         journal.push(self.add_users, name, -change, _NO_JOURNAL)
 
     def set_explicit(self, name: str, config: VifConfig | None, journal: Journal) -> None:
-        old = self.explicit.get(name)
-        self._set_explicit(name, config)
-        journal.push(self._set_explicit, name, old)
-
-    def _set_explicit(self, name: str, config: VifConfig | None) -> None:
-        if config is None:
-            self.explicit.pop(name, None)
-        else:
-            self.explicit[name] = config
+        journal.push(put_or_pop, self.explicit, name, self.explicit.get(name))
+        put_or_pop(self.explicit, name, config)
 
     # -- queries --------------------------------------------------------------------
     def needed(self, name: str) -> bool:

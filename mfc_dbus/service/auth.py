@@ -1,6 +1,6 @@
 """Authorization: polkit for every mutating call, default-deny by construction.
 
-- `Authorizer.authorize(sender, action, interactive)` is the one awaited check.
+- `Authorizer.authorize(message, action)` is the one awaited check.
 - `@requires(action)` marks a mutating method and `@public` a read; both must sit
   *below* `@dbus_method()` (which captures the function it decorates: a decorator
   above it is silently skipped). `AuthorizedInterface.__init_subclass__` fails at
@@ -78,9 +78,10 @@ class Authorizer:
             self._uids[sender] = uid  # a unique name's uid never changes
         return uid
 
-    async def authorize(self, sender: str, action: str, message: Message) -> int:
-        """Return the caller's uid, or raise AccessDenied/InteractiveAuthorizationRequired.
-        `message` is the call: its allow-interactive-authorization flag is passed on."""
+    async def authorize(self, message: Message, action: str) -> int:
+        """Return the uid of the call's sender, or raise AccessDenied or
+        InteractiveAuthorizationRequired (the call's allow-interactive flag is passed on)."""
+        sender = message.sender
         uid = await self.uid_of(sender)
         if uid == 0 and self._trust_root:
             return uid
@@ -155,7 +156,7 @@ async def authorize(authorizer: Authorizer) -> Call:
     if call is None:
         raise RuntimeError("authorize() outside a @requires method")
     if not call.authorized:
-        call.uid = await authorizer.authorize(call.message.sender, call.action, call.message)
+        call.uid = await authorizer.authorize(call.message, call.action)
     return call
 
 

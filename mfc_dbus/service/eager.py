@@ -108,13 +108,13 @@ class EagerMethodBus(MessageBus):
     """A MessageBus whose coroutine method handlers start at once (see the module doc).
     Replies and errors are the ones dbus-fast would send."""
 
-    _running: set[asyncio.Future[Any]]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._running: set[asyncio.Future[Any]] = set()  # handlers that went on in a Task
 
     def _make_method_handler(self, interface: ServiceInterface, method: Any) -> Any:
         if not inspect.iscoroutinefunction(method.fn):
             return super()._make_method_handler(interface, method)
-        if not hasattr(self, "_running"):
-            self._running = set()
         running = self._running
         replace_fds = self._negotiate_unix_fd
 

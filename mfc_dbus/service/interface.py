@@ -267,25 +267,23 @@ class Forwarding(AuthorizedInterface):
         if not self._after_reply_scheduled:
             self._after_reply_scheduled = True
             loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self._after_reply)
-
-    def _after_reply(self) -> None:
-        for bus in ServiceInterface._get_buses(self):
-            send_queued_now(bus)  # the replies of the calls that caused what follows
-        self.drain()
+            loop.call_soon(loop.call_soon, self.drain)
 
     def drain(self) -> None:
-        """Write the queued audit lines and send the queued signals in order, then
-        PropertiesChanged if the counts moved (at once, or at the end of the
-        PROPERTIES_INTERVAL since the last one). Also called at shutdown."""
+        """Write out the queued replies, then the queued audit lines, then the queued
+        signals in order, then PropertiesChanged if the counts moved (at once, or at the
+        end of the PROPERTIES_INTERVAL since the last one). Also called at shutdown."""
         self._after_reply_scheduled = False
+        buses = ServiceInterface._get_buses(self)
+        for bus in buses:
+            send_queued_now(bus)  # the replies of the calls that caused what follows
         lines, self._audit_lines = self._audit_lines, []
         for call, what in lines:
             text = what() if callable(what) else what
             audit.info("uid=%s sender=%s %s: %s", call.uid, call.message.sender, call.member, text)
         signals, self._signals = self._signals, []
         with gc_paused_if_many(len(signals)):
-            self._send_signals(ServiceInterface._get_buses(self), signals)
+            self._send_signals(buses, signals)
         loop = asyncio.get_running_loop()
         wait = self._properties_sent + PROPERTIES_INTERVAL - loop.time()
         if wait <= 0:
