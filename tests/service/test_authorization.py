@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from dbus_fast import MessageType, Variant
 
+from mfc_dbus import contract
 from mfc_dbus.model import Family, Route, VifConfig, make_route_key
 from mfc_dbus.names import (
     ACTION_MANAGE_INTERFACES,
@@ -16,7 +17,6 @@ from mfc_dbus.names import (
     DBUS_PROPERTIES_INTERFACE,
     INTERFACE,
 )
-from mfc_dbus import contract
 from mfc_dbus.service.auth import public
 from mfc_dbus.service.dispatch import handlers_of
 
