@@ -3,14 +3,25 @@ PYTHON   ?= .venv/bin/python
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 PYTEST_ARGS ?=
+DISTRO_PYTHON ?= .venv-debian/bin/python
 
-.PHONY: setup test lint format bench demo install uninstall deb clean
+.PHONY: setup test test-venv test-distro lint format bench demo install uninstall deb clean
 
 setup:
 	@scripts/setup.sh
 
+# The suite runs twice: in .venv with PyPI's newest dbus-fast/pyroute2/cffi, and with
+# the distribution's own Python and python3-* libraries (.venv-debian sees only
+# /usr/lib/python3/dist-packages besides the project itself).
 test: setup
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(DISTRO_PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-venv: setup
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-distro: setup
+	$(DISTRO_PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/black --check mfc_dbus tests bench
@@ -29,7 +40,7 @@ bench: setup
 	done
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache bench/results
+	rm -rf build dist .venv-debian *.egg-info .pytest_cache .ruff_cache bench/results
 
 # `make install [PREFIX=/usr] [DESTDIR=/tmp/stage] [INSTALL_PYTHON=/usr/bin/python3]`,
 # for systems without the .deb: the package via INSTALL_PYTHON's pip, offline (no
