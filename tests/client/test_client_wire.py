@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="nee
 # Signatures as string annotations: the form every supported dbus-fast (1.84 to 5.x)
 # understands (dbus_fast.annotations exists only from 4.0).
 DBusStr, DBusUInt32, DBusDict, StrList = "s", "u", "a{sv}", "as"
-RoutesIn, VifsOut = "a(sssasa{sv})", "a(sua{sv})"
+RoutesIn, VifsOut, RouteAddedBody = "a(sssasa{sv})", "a(sua{sv})", "sssas"
 
 
 class StandIn(ServiceInterface):
@@ -107,7 +107,7 @@ class StandIn(ServiceInterface):
     @signal()
     def RouteAdded(  # noqa: N802
         self, source: DBusStr, group: DBusStr, iif: DBusStr, outputs: StrList
-    ) -> "sssas":
+    ) -> RouteAddedBody:
         return [source, group, iif, outputs]
 
     @dbus_property(access=PropertyAccess.READ)
