@@ -272,8 +272,9 @@ class MfcClient:
         no limit) bounds each call.
         """
         address = address or system_bus_address()
-        bus = MessageBus(bus_address=address, bus_type=BusType.SYSTEM)
         try:
+            # dbus-fast before 5.0 connects the socket in the constructor already.
+            bus = MessageBus(bus_address=address, bus_type=BusType.SYSTEM)
             await bus.connect()
         except Exception as exc:  # OSError, AuthError, InvalidAddressError...
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc

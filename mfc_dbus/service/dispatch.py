@@ -228,6 +228,10 @@ class Dispatcher:
         self._error(call.message, name, text)
 
     def _error(self, message: Message, name: str, text: str) -> None:
+        # Non-ASCII characters as escapes: dbus-fast 1.84 (Debian 12) marshals the
+        # string of an error reply with a wrong length, and dbus-daemon drops the
+        # connection of a malformed message. The offending value stays recognisable.
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
         if message.flags.value & _NO_REPLY_EXPECTED:
             log.warning("%s (no reply wanted) failed: %s: %s", message.member, name, text)
         else:

@@ -4,6 +4,7 @@ the routes in the shape of the kernel's read-back, and extra lab interfaces."""
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,12 @@ from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: network namespaces, a private system bus, MRT sockets")
+
+
+# dbus-fast before 2.0 (Debian 12's 1.84) writes a string's length in characters, not
+# bytes: a caller using it cannot send non-ASCII text at all (the bus drops the caller's
+# connection). The service answers such calls from other clients (busctl) correctly.
+OLD_DBUS_FAST = int(importlib.metadata.version("dbus-fast").split(".")[0]) < 2
 
 
 @dataclass

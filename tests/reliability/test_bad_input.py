@@ -24,7 +24,7 @@ from mfc_dbus.lab.daemon import ServiceProcess, kernel_entries
 from mfc_dbus.model import MAX_VIFS
 from mfc_dbus.names import BUS_NAME, PENDING_VIF_INDEX
 
-from .helpers import Caller, add_veth_pairs, require_root, served
+from .helpers import OLD_DBUS_FAST, Caller, add_veth_pairs, require_root, served
 
 E = "org.mfc.Forwarding1.Error."
 INVALID, NOT_FOUND, LIMIT = E + "InvalidArgument", E + "NotFound", E + "LimitExceeded"
@@ -101,7 +101,8 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
     ("group-prefix-129", "AddRoute", ROUTE, add(S6, G6 + "/129"), INVALID, G6 + "/129"),
     ("group-host-bits", "AddRoute", ROUTE, add(group="239.1.1.1/8"), INVALID, "239.1.1.1/8"),
     ("group-with-port", "AddRoute", ROUTE, add(group=G4 + ":5001"), INVALID, G4 + ":5001"),
-    ("group-non-ascii", "AddRoute", ROUTE, add(group="２３３.1.1.1"), INVALID, "２３３.1.1.1"),
+    ("group-non-ascii", "AddRoute", ROUTE, add(group="２３３.1.1.1"), INVALID,
+     "\\uff12\\uff13\\uff13.1.1.1"),
     # -- sources -------------------------------------------------------------------------
     ("source-garbage", "AddRoute", ROUTE, add(source="host.example"), INVALID, "host.example"),
     ("source-prefix-33", "AddRoute", ROUTE, add(source="10.0.0.0/33"), INVALID, "10.0.0.0/33"),
@@ -122,10 +123,10 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
     ("input-colon", "AddRoute", ROUTE, add(input="eth0:1"), INVALID, "eth0:1"),
     ("input-dot", "AddRoute", ROUTE, add(input="."), INVALID, "'.'"),
     ("input-dotdot", "AddRoute", ROUTE, add(input=".."), INVALID, "'..'"),
-    ("input-non-ascii", "AddRoute", ROUTE, add(input="éth0"), INVALID, "éth0"),
+    ("input-non-ascii", "AddRoute", ROUTE, add(input="éth0"), INVALID, "\\xe9th0"),
     ("input-control", "AddRoute", ROUTE, add(input="eth\x070"), INVALID, "eth\\x070"),
     ("output-empty", "AddRoute", ROUTE, add(outputs=["down0", ""]), INVALID, "empty"),
-    ("output-non-ascii", "AddRoute", ROUTE, add(outputs=["dówn0"]), INVALID, "dówn0"),
+    ("output-non-ascii", "AddRoute", ROUTE, add(outputs=["dówn0"]), INVALID, "d\\xf3wn0"),
     ("output-over-long", "AddRoute", ROUTE, add(outputs=["z" * 64]), INVALID, "z" * 64),
     ("output-newline", "AddRoute", ROUTE, add(outputs=["down\n0"]), INVALID, "down\\n0"),
     # -- outputs -----------------------------------------------------------------------
@@ -190,7 +191,7 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
     # -- VIFs ------------------------------------------------------------------------------
     ("vif-empty-name", "AddVif", "sa{sv}", ["", {}], INVALID, "interface name is empty"),
     ("vif-long-name", "AddVif", "sa{sv}", ["v" * 20, {}], INVALID, "v" * 20),
-    ("vif-non-ascii", "AddVif", "sa{sv}", ["ethé", {}], INVALID, "ethé"),
+    ("vif-non-ascii", "AddVif", "sa{sv}", ["ethé", {}], INVALID, "eth\\xe9"),
     ("vif-ttl-0", "AddVif", "sa{sv}", ["down1", {"ttl_threshold": v("u", 0)}], INVALID,
      "ttl_threshold 0"),
     ("vif-ttl-256", "AddVif", "sa{sv}", ["down1", {"ttl_threshold": v("u", 256)}], INVALID,
@@ -258,9 +259,17 @@ def test_the_table_is_big_enough() -> None:
     assert len({case[0] for case in CASES}) == len(CASES)
 
 
+def _client_marks(case: str) -> list[pytest.MarkDecorator]:
+    if OLD_DBUS_FAST and case.endswith("non-ascii"):
+        return [pytest.mark.xfail(reason="dbus-fast < 2 cannot marshal non-ASCII strings",
+                                  raises=EOFError, strict=True)]  # fmt: skip
+    return []
+
+
 @pytest.mark.root
 @pytest.mark.parametrize(
-    "member,signature,body,error,needle", [pytest.param(*c[1:], id=c[0]) for c in CASES]
+    "member,signature,body,error,needle",
+    [pytest.param(*c[1:], id=c[0], marks=_client_marks(c[0])) for c in CASES],
 )
 def test_bad_input_is_refused_by_name_and_changes_nothing(
     world: World, member: str, signature: str, body: Any, error: str, needle: str

@@ -20,7 +20,7 @@ from mfc_dbus.lab import Lab
 from mfc_dbus.lab.daemon import kernel_entries
 from mfc_dbus.names import BUS_NAME
 
-from .helpers import Caller, add_veth_pairs, expected_kernel, require_root, served
+from .helpers import OLD_DBUS_FAST, Caller, add_veth_pairs, expected_kernel, require_root, served
 
 # Every error name a caller may see: the contract's, and the bus library's answer to a
 # signature no method has. MfcError's own name (...Error.Failed) means an internal error.
@@ -31,6 +31,8 @@ DOCUMENTED = {cls.dbus_name for cls in ALL_ERRORS if cls is not MfcError} | {
 
 GOOD_IFACES = ["up0", "down0", "down1", *[f"xv{n}" for n in range(8)]]
 BAD_IFACES = ["", "x" * 16, "a/b", "é0", "sp ace", ".", "nosuch0", "gone1"]
+if OLD_DBUS_FAST:  # this test's own client cannot send non-ASCII (see OLD_DBUS_FAST)
+    BAD_IFACES.remove("é0")
 GROUPS_V4 = ["233.252.0.1", "233.252.0.2", "239.1.2.3", "232.0.0.0/8", "239.9.0.0/16"]
 GROUPS_V6 = ["ff3e::db8:1", "ff3e::db8:2", "ff05::1:3", "ff3e::/96"]
 SOURCES_V4 = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "10.1.0.0/16", "*", ""]
@@ -181,11 +183,22 @@ def run_fuzz(tmp_path: Path, calls: int, seed: int) -> None:
             assert expected_kernel(again) == kernel_entries(lab)
 
 
+# This test's own dbus-fast 1.84 client sends some fuzz input the bus rejects as
+# malformed (the bus then drops the client; the service is unaffected): not yet
+# narrowed down. Under 1.84 the test is expected to fail that way, and fails if it passes.
+CLIENT_BREAKS = pytest.mark.xfail(
+    OLD_DBUS_FAST, reason="dbus-fast < 2 marshals some fuzz input wrongly (client side)",
+    raises=(EOFError, ConnectionResetError, BrokenPipeError), strict=True,
+)  # fmt: skip
+
+
+@CLIENT_BREAKS
 @pytest.mark.root
 def test_fuzz_short(tmp_path: Path) -> None:
     run_fuzz(tmp_path, 600, seed=1)
 
 
+@CLIENT_BREAKS
 @pytest.mark.root
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [7])
