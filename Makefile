@@ -4,13 +4,21 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format bench demo install clean
+.PHONY: setup test lint format bench demo install clean system-test
 
 setup:
 	@scripts/setup.sh
 
 test: setup
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
+
+# `make system-test`: the .deb (`make deb`) installed with apt and run by a real systemd
+# in systemd-nspawn containers of Debian 12 and 13 (tests/system/). Root filesystems
+# are built on first use and cached under /var/tmp/mfc-dbus-rootfs (needs root).
+SYSTEST_SUITES ?= bookworm trixie
+system-test: setup
+	scripts/rootfs.sh $(SYSTEST_SUITES) >/dev/null
+	MFC_SYSTEST_SUITES="$(SYSTEST_SUITES)" $(PYTHON) -m pytest -m system tests/system $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/black --check mfc_dbus tests bench
