@@ -4,7 +4,7 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format bench demo install clean system-test
+.PHONY: setup test lint format bench demo install uninstall deb clean system-test
 
 setup:
 	@scripts/setup.sh
@@ -37,36 +37,38 @@ bench: setup
 	done
 
 clean:
-	rm -rf build *.egg-info .pytest_cache .ruff_cache bench/results
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache bench/results
 
-# `make install [DESTDIR=/tmp/stage] [PREFIX=/usr]`: the package via pip into the
-# prefix (dependencies are the distribution's: python3-dbus-fast, -cffi, -pyroute2),
-# and the D-Bus, polkit and systemd data files where a distribution puts them. The
-# system bus and polkitd read only /usr/share (and /etc): use PREFIX=/usr for a
-# working system install. The state directory comes from the unit's StateDirectory=.
-INSTALL_PYTHON ?= python3
-BINDIR   ?= $(PREFIX)/bin
+# `make install [PREFIX=/usr] [DESTDIR=/tmp/stage] [INSTALL_PYTHON=/usr/bin/python3]`,
+# for systems without the .deb: the package via INSTALL_PYTHON's pip, offline (no
+# dependencies: use the distribution's dbus-fast, cffi and pyroute2), and the D-Bus,
+# polkit and systemd data files where a distribution puts them. The system bus and
+# polkitd read only /usr/share (and /etc): use PREFIX=/usr for a working system
+# install. The unit's ExecStart= is the path where pip really put mfc-dbusd (Debian's
+# pip maps --prefix /usr to /usr/local). `make uninstall` with the same PREFIX and
+# DESTDIR removes exactly what install listed in $(DATADIR)/mfc-dbus/install-manifest.
+# The state directory comes from the unit's StateDirectory=. See scripts/install.sh.
+INSTALL_PYTHON ?= /usr/bin/python3
 DATADIR  ?= $(PREFIX)/share
 DOCDIR   ?= $(DATADIR)/doc/mfc-dbus
 UNITDIR  ?= $(PREFIX)/lib/systemd/system
 MANDIR   ?= $(DATADIR)/man
 BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+INSTALL_ENV = PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" INSTALL_PYTHON="$(INSTALL_PYTHON)" \
+	DATADIR="$(DATADIR)" DOCDIR="$(DOCDIR)" UNITDIR="$(UNITDIR)" MANDIR="$(MANDIR)" \
+	BASHCOMPDIR="$(BASHCOMPDIR)"
 
 install:
-	$(INSTALL_PYTHON) -m pip install --quiet --no-deps --ignore-installed \
-		--no-warn-script-location --root "$(DESTDIR)/" --prefix "$(PREFIX)" .
-	install -Dm644 dbus/org.mfc.Forwarding1.conf "$(DESTDIR)$(DATADIR)/dbus-1/system.d/org.mfc.Forwarding1.conf"
-	install -Dm644 dbus/org.mfc.Forwarding1.service "$(DESTDIR)$(DATADIR)/dbus-1/system-services/org.mfc.Forwarding1.service"
-	install -Dm644 dbus/org.mfc.Forwarding1.xml "$(DESTDIR)$(DATADIR)/dbus-1/interfaces/org.mfc.Forwarding1.xml"
-	install -Dm644 polkit/org.mfc.Forwarding1.policy "$(DESTDIR)$(DATADIR)/polkit-1/actions/org.mfc.Forwarding1.policy"
-	install -Dm644 polkit/50-org.mfc.Forwarding1.rules "$(DESTDIR)$(DOCDIR)/50-org.mfc.Forwarding1.rules"
-	install -d "$(DESTDIR)$(UNITDIR)"
-	sed 's|/usr/bin/mfc-dbusd|$(BINDIR)/mfc-dbusd|' systemd/mfc-dbus.service > "$(DESTDIR)$(UNITDIR)/mfc-dbus.service"
-	chmod 644 "$(DESTDIR)$(UNITDIR)/mfc-dbus.service"
-	install -Dm644 README.md "$(DESTDIR)$(DOCDIR)/README.md"
-	install -Dm644 man/mfc-dbus.1 "$(DESTDIR)$(MANDIR)/man1/mfc-dbus.1"
-	install -Dm644 man/mfc-dbusd.8 "$(DESTDIR)$(MANDIR)/man8/mfc-dbusd.8"
-	install -Dm644 completion/mfc-dbus.bash "$(DESTDIR)$(BASHCOMPDIR)/mfc-dbus"
+	@$(INSTALL_ENV) scripts/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) scripts/install.sh uninstall
+
+# `make deb`: dist/mfc-dbus_<version>_all.deb with Debian's own tools (debhelper,
+# dh-python, dh_installsystemd), offline; installs missing build dependencies with apt
+# (root). Install it with `apt install ./dist/mfc-dbus_<version>_all.deb`.
+deb:
+	@scripts/build-deb.sh
 
 demo: setup
 	$(PYTHON) -m mfc_dbus.lab.demo

@@ -42,3 +42,15 @@ SYSTEMD_UNIT = "mfc-dbus.service"
 
 # A VIF whose interface is missing is listed with this index.
 PENDING_VIF_INDEX = 0xFFFFFFFF
+
+# Where the Debian package puts the example polkit rule (quoted in refusals).
+EXAMPLE_RULES_INSTALLED = "/usr/share/doc/mfc-dbus/examples/" + POLKIT_EXAMPLE_RULES
+
+# Standard D-Bus interfaces and errors the service answers or sends itself.
+DBUS_INTROSPECTABLE_INTERFACE = "org.freedesktop.DBus.Introspectable"
+DBUS_PEER_INTERFACE = "org.freedesktop.DBus.Peer"
+DBUS_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
+DBUS_UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
+DBUS_UNKNOWN_INTERFACE = "org.freedesktop.DBus.Error.UnknownInterface"
+DBUS_UNKNOWN_PROPERTY = "org.freedesktop.DBus.Error.UnknownProperty"
+DBUS_PROPERTY_READ_ONLY = "org.freedesktop.DBus.Error.PropertyReadOnly"

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import logging
 
-from dbus_fast import DBusError
-
 from ..errors import MfcError
 
 log = logging.getLogger("mfc_dbus.service")
 
 
-def to_dbus_error(exc: BaseException, member: str) -> DBusError:
-    if isinstance(exc, DBusError):
-        return exc
+def error_of(exc: BaseException, member: str) -> tuple[str, str]:
+    """The D-Bus error name and message a caller gets for `exc`."""
     if isinstance(exc, MfcError):
         log.warning("%s refused: %s: %s", member, exc.dbus_name, exc.message)
-        return DBusError(exc.dbus_name, exc.message)
+        return exc.dbus_name, exc.message
     log.error("%s failed unexpectedly", member, exc_info=exc)
-    return DBusError(
+    return (
         MfcError.dbus_name,
         f"{member} failed with an internal error ({type(exc).__name__}); "
         "the service log has the details",

@@ -23,17 +23,26 @@ from dbus_fast import BusType, RequestNameReply
 from dbus_fast.aio import MessageBus
 from dbus_fast.constants import NameFlag
 
-from .. import __version__
+from .. import __version__, contract
 from ..errors import MfcError
 from ..names import BUS_NAME, DEFAULT_STATE_FILE, OBJECT_PATH
-from . import context
+from . import logsetup
 from .auth import Authorizer
-from .eager import EagerMethodBus
+from .dispatch import Dispatcher
 from .interface import Forwarding
 from .leases import Leases
-from .writer import tolerate_full_socket
+from .outbox import Outbox
+from .upstream import tolerate_full_socket
 
 log = logging.getLogger("mfc_dbus.service")
+
+# Reconnecting to a bus that went away: first after this, doubling up to the cap (s).
+RECONNECT_FIRST = 0.05
+RECONNECT_CAP = 1.0
+
+
+class NameTaken(MfcError):
+    """Another process owns org.mfc.Forwarding1."""
 
 
 @dataclass
@@ -88,36 +97,74 @@ def make_engine(options: Options) -> Any:
     return Engine(options.state_file, learned_expiry=options.learned_expiry)
 
 
+@dataclass
+class Connection:
+    """One connection to the bus and what serves on it."""
+
+    bus: MessageBus
+    outbox: Outbox
+    authorizer: Authorizer
+
+
 class Service:
-    """The running service: bus connection, exported object, leases and the engine."""
+    """The running service: the engine, and the bus connection that serves it.
+
+    The engine (and so the kernel's table) does not depend on the bus: when the
+    connection is lost the service keeps forwarding and learning, reconnects with
+    backoff, owns the name again and sends the signals of what changed meanwhile.
+    """
 
     def __init__(self, engine: Any, options: Options) -> None:
         self.engine = engine
         self.options = options
-        self.bus: MessageBus | None = None
+        self.contract = contract.load()
+        self.leases = Leases(engine)
         self.interface: Forwarding | None = None
+        self.connection: Connection | None = None
         self._stopping = asyncio.Event()
 
+    @property
+    def bus(self) -> MessageBus | None:
+        return None if self.connection is None else self.connection.bus
+
     async def start(self) -> None:
-        """Connect, start the engine, export, then own the name (activation waits on it)."""
-        self.bus = await EagerMethodBus(
+        """Start the engine, connect, export, then own the name (activation waits on it)."""
+        await self.engine.start()
+        self.interface = Forwarding(self.engine, self.leases, self.contract)
+        self.leases.on_gone(self._forget_caller)
+        try:
+            await self._connect()
+        except BaseException:
+            await self.engine.stop(flush=True)
+            raise
+        log.info("mfc-dbusd %s serving %s on %s", __version__, BUS_NAME, OBJECT_PATH)
+
+    def _forget_caller(self, name: str) -> None:
+        if self.connection is not None:
+            self.connection.authorizer.forget(name)
+
+    async def _connect(self) -> None:
+        assert self.interface is not None
+        bus = await MessageBus(
             bus_address=bus_address(self.options), bus_type=BusType.SYSTEM
         ).connect()
-        tolerate_full_socket(self.bus)
-        context.install(self.bus)
-        await self.engine.start()
-        authorizer = Authorizer(self.bus, trust_root=self.options.trust_root)
-        leases = Leases(self.bus, self.engine)
-        leases.on_gone(authorizer.forget)
-        await leases.start()
-        self.interface = Forwarding(self.engine, authorizer, leases)
-        self.bus.export(OBJECT_PATH, self.interface)
-        reply = await self.bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
-        if reply is not RequestNameReply.PRIMARY_OWNER:
-            await self.engine.stop(flush=True)
-            self.bus.disconnect()
-            raise MfcError(f"cannot own {BUS_NAME} ({reply.name}): is mfc-dbusd already running?")
-        log.info("mfc-dbusd %s serving %s on %s", __version__, BUS_NAME, OBJECT_PATH)
+        try:
+            tolerate_full_socket(bus)
+            outbox = Outbox(bus)
+            authorizer = Authorizer(outbox, trust_root=self.options.trust_root)
+            dispatcher = Dispatcher(self.interface, self.contract, authorizer, outbox)
+            bus.add_message_handler(dispatcher.handle)
+            await self.leases.attach(bus, outbox)
+            reply = await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE)
+            if reply is not RequestNameReply.PRIMARY_OWNER:
+                raise NameTaken(
+                    f"cannot own {BUS_NAME} ({reply.name}): is mfc-dbusd already running?"
+                )
+        except BaseException:
+            bus.disconnect()
+            raise
+        self.connection = Connection(bus, outbox, authorizer)
+        self.interface.attach(outbox)
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -131,22 +178,57 @@ class Service:
         logging.getLogger("mfc_dbus.audit").info("uid=%d SIGHUP reload: %s", os.getuid(), result)
 
     async def run_until_stopped(self) -> None:
-        assert self.bus is not None
-        disconnected = asyncio.ensure_future(self.bus.wait_for_disconnect())
+        while not self._stopping.is_set():
+            assert self.connection is not None
+            if await self._stopped_or_disconnected(self.connection.bus):
+                return
+            log.warning("lost the bus connection; forwarding goes on, reconnecting")
+            assert self.interface is not None
+            self.interface.attach(None)
+            self.connection.outbox.close()
+            self.connection = None
+            await self._reconnect()
+
+    async def _stopped_or_disconnected(self, bus: MessageBus) -> bool:
+        """Wait for a stop request (True) or the loss of `bus` (False)."""
+        disconnected = asyncio.ensure_future(bus.wait_for_disconnect())
         stopping = asyncio.ensure_future(self._stopping.wait())
         await asyncio.wait({disconnected, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if disconnected.done():
-            log.warning("lost the bus connection; shutting down")
         for task in (disconnected, stopping):
             task.cancel()
+        if disconnected.done() and not disconnected.cancelled() and disconnected.exception():
+            log.info("bus connection ended: %s", disconnected.exception())
+        return self._stopping.is_set()
+
+    async def _reconnect(self) -> None:
+        delay = RECONNECT_FIRST
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._connect()
+            except Exception as exc:  # any failure to reach the bus: try again
+                failures += 1
+                if failures == 1 or isinstance(exc, NameTaken):
+                    log.warning("cannot reconnect yet (%s); retrying", exc)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, RECONNECT_CAP)
+                continue
+            log.info(
+                "bus connection back after %d failed tries; %s owned again", failures, BUS_NAME
+            )
+            return
 
     async def stop(self) -> None:
         log.info("shutting down: saving state and flushing routes from the kernel")
         if self.interface is not None:
             self.interface.drain()  # the audit lines and signals of the last calls
         await self.engine.stop(flush=True)
-        if self.bus is not None and self.bus.connected:
-            self.bus.disconnect()
+        bus = self.bus
+        if bus is not None and bus.connected:
+            bus.disconnect()
 
 
 def install_signal_handlers(service: Service) -> Callable[[], None]:
@@ -180,17 +262,7 @@ async def serve(options: Options, engine: Any = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options, level = parse_args(argv)
-    # The logging HOWTO's "Optimization": our format shows none of these, and the audit
-    # line of every change would otherwise walk the stack to find its caller.
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level.upper()),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logsetup.configure(level)
     return asyncio.run(serve(options))
 
 

@@ -4,8 +4,8 @@ Every row is one bad call. Each must be answered with its documented error name 
 a message that names the offending value; afterwards the service is still the same
 process and neither the kernel's table (MFC entries and VIFs, read back from the
 kernel) nor the service's own lists changed. Wrong argument types never reach the
-service's code: the bus library answers them with the D-Bus standard UnknownMethod
-naming the signature that was sent.
+service's code: they are answered with the D-Bus standard InvalidArgs naming the
+signature that was sent and the one the contract expects.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .helpers import Caller, add_veth_pairs, require_root, served
 E = "org.mfc.Forwarding1.Error."
 INVALID, NOT_FOUND, LIMIT = E + "InvalidArgument", E + "NotFound", E + "LimitExceeded"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
+INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 S4, G4, S6, G6 = "192.0.2.1", "233.252.0.1", "2001:db8:1::1", "ff3e::db8:1"
 ROUTE = "sssasa{sv}"
 EXTRA = [f"xv{n}" for n in range(40)]  # 40 extra interfaces in the router namespace
@@ -210,19 +211,20 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
     ("removevif-empty", "RemoveVif", "sa{sv}", ["", {}], INVALID, "interface name is empty"),
     ("removevif-bad-family", "RemoveVif", "sa{sv}", ["up0", {"family": v("s", "x")}], INVALID,
      "'x'"),
-    # -- wrong argument types (answered by the bus library) --------------------------------
-    ("type-addroute-sss", "AddRoute", "sss", [S4, G4, "up0"], UNKNOWN_METHOD, '"sss"'),
+    # -- wrong argument types (answered before any handler) -----------------------------------
+    ("type-addroute-sss", "AddRoute", "sss", [S4, G4, "up0"], INVALID_ARGS,
+     "(sssasa{sv}), not (sss)"),
     ("type-addroute-dict-ss", "AddRoute", "sssasa{ss}", [S4, G4, "up0", ["down0"], {}],
-     UNKNOWN_METHOD, '"sssasa{ss}"'),
-    ("type-outputs-string", "AddRoute", "sssss", [S4, G4, "up0", "down0", ""], UNKNOWN_METHOD,
-     '"sssss"'),
-    ("type-addroutes-flat", "AddRoutes", "a(sssas)a{sv}", [[], {}], UNKNOWN_METHOD,
-     '"a(sssas)a{sv}"'),
-    ("type-remove-no-options", "RemoveRoute", "ss", [S4, G4], UNKNOWN_METHOD, '"ss"'),
-    ("type-addvif-uint", "AddVif", "ua{sv}", [3, {}], UNKNOWN_METHOD, '"ua{sv}"'),
-    ("type-flush-none", "Flush", "", [], UNKNOWN_METHOD, 'signature ""'),
-    ("type-list-string", "ListRoutes", "s", ["ipv4"], UNKNOWN_METHOD, '"s"'),
-    ("type-reload-arg", "Reload", "s", ["now"], UNKNOWN_METHOD, '"s"'),
+     INVALID_ARGS, "not (sssasa{ss})"),
+    ("type-outputs-string", "AddRoute", "sssss", [S4, G4, "up0", "down0", ""], INVALID_ARGS,
+     "not (sssss)"),
+    ("type-addroutes-flat", "AddRoutes", "a(sssas)a{sv}", [[], {}], INVALID_ARGS,
+     "not (a(sssas)a{sv})"),
+    ("type-remove-no-options", "RemoveRoute", "ss", [S4, G4], INVALID_ARGS, "not (ss)"),
+    ("type-addvif-uint", "AddVif", "ua{sv}", [3, {}], INVALID_ARGS, "not (ua{sv})"),
+    ("type-flush-none", "Flush", "", [], INVALID_ARGS, "Flush takes (a{sv}), not ()"),
+    ("type-list-string", "ListRoutes", "s", ["ipv4"], INVALID_ARGS, "not (s)"),
+    ("type-reload-arg", "Reload", "s", ["now"], INVALID_ARGS, "not (s)"),
     ("unknown-method", "DropTable", "", [], UNKNOWN_METHOD, "DropTable"),
 ]  # fmt: skip
 

@@ -25,7 +25,8 @@ from .helpers import Caller, add_veth_pairs, expected_kernel, require_root, serv
 # Every error name a caller may see: the contract's, and the bus library's answer to a
 # signature no method has. MfcError's own name (...Error.Failed) means an internal error.
 DOCUMENTED = {cls.dbus_name for cls in ALL_ERRORS if cls is not MfcError} | {
-    "org.freedesktop.DBus.Error.UnknownMethod"
+    "org.freedesktop.DBus.Error.UnknownMethod",
+    "org.freedesktop.DBus.Error.InvalidArgs",
 }
 
 GOOD_IFACES = ["up0", "down0", "down1", *[f"xv{n}" for n in range(8)]]

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 from dbus_fast import MessageType, Variant
-from dbus_fast.service import dbus_method
 
+from mfc_dbus import contract
 from mfc_dbus.model import Family, Route, VifConfig, make_route_key
 from mfc_dbus.names import (
     ACTION_MANAGE_INTERFACES,
@@ -17,8 +17,8 @@ from mfc_dbus.names import (
     DBUS_PROPERTIES_INTERFACE,
     INTERFACE,
 )
-from mfc_dbus.service.auth import AuthorizedInterface, public, requires
-from mfc_dbus.service.interface import Forwarding
+from mfc_dbus.service.auth import public
+from mfc_dbus.service.dispatch import handlers_of
 
 from .harness import running_service
 
@@ -56,17 +56,13 @@ OTHER_ACTION = {
 
 
 def test_every_mutating_method_is_covered() -> None:
-    mutating = {name for name, *_ in MUTATING}
-    exported = {m.name for m in Forwarding(_Dummy(), None, None).introspect().methods}
-    assert mutating == exported - {"ListRoutes", "ListVifs"}
-
-
-class _Dummy:
-    families = ()
-    route_count = vif_count = 0
-
-    def add_listener(self, listener) -> None:
-        pass
+    methods = contract.load().methods
+    assert {name for name, *_ in MUTATING} == {
+        name for name, spec in methods.items() if spec.action is not None
+    }
+    assert {(name, action) for name, _s, _b, action, *_ in MUTATING} == {
+        (name, methods[name].action) for name, *_ in MUTATING
+    }
 
 
 @pytest.mark.parametrize("member,signature,body,action,prepare,changed", MUTATING,
@@ -151,35 +147,58 @@ def test_polkit_absent_only_root_is_allowed(root, caplog) -> None:
         asyncio.run(scenario())
 
 
-def test_auth_decorator_above_dbus_method_is_caught() -> None:
-    with pytest.raises(TypeError, match="below @dbus_method"):
+def test_marks_must_agree_with_the_contract() -> None:
+    """A handler for a method the XML gives a polkit action must not be @public, a
+    read must be @public, and every method needs a handler: checked at build time."""
+    small = contract.parse(
+        '<node><interface name="x.Y">'
+        '<method name="Change"><annotation name="org.mfc.Forwarding1.PolkitAction" '
+        'value="x.change"/></method><method name="Read"/></interface></node>',
+        "x.Y",
+    )
 
-        class WrongOrder(AuthorizedInterface):
-            @requires(ACTION_MANAGE_ROUTES)
-            @dbus_method()
-            async def Change(self):  # pragma: no cover - never built
-                pass
+    class Unmarked:
+        def Change(self, call):  # pragma: no cover - never called
+            return lambda: None
 
-    with pytest.raises(TypeError, match="without @requires"):
+        def Read(self, call):  # pragma: no cover - never called
+            return []
 
-        class Unmarked(AuthorizedInterface):
-            @dbus_method()
-            def Change(self):  # pragma: no cover - never built
-                pass
+    with pytest.raises(TypeError, match="Read: the contract names no polkit action and it is"):
+        handlers_of(Unmarked(), small)
 
-    class Fine(AuthorizedInterface):
-        @dbus_method()
+    class PublicChange(Unmarked):
         @public
-        def Read(self):
-            pass
+        def Change(self, call):  # pragma: no cover - never called
+            return None
 
-    assert Fine
+        @public
+        def Read(self, call):  # pragma: no cover - never called
+            return []
+
+    with pytest.raises(TypeError, match="polkit action x.change but the handler is @public"):
+        handlers_of(PublicChange(), small)
+
+    class Missing:
+        @public
+        def Read(self, call):  # pragma: no cover - never called
+            return []
+
+    with pytest.raises(TypeError, match="no handler for Change"):
+        handlers_of(Missing(), small)
+
+    class Fine(Unmarked):
+        @public
+        def Read(self, call):  # pragma: no cover - never called
+            return []
+
+    assert set(handlers_of(Fine(), small)) == {"Change", "Read"}
 
 
 def test_guarded_engine_refuses_changes_outside_an_authorized_call() -> None:
     """A handler that forgot `await authorize()` cannot reach the engine's mutators."""
     from mfc_dbus.errors import AccessDenied
-    from mfc_dbus.service.auth import Call, GuardedEngine, _call
+    from mfc_dbus.service.auth import Call, GuardedEngine, changing
 
     from .fake_engine import FakeEngine
 
@@ -191,12 +210,12 @@ def test_guarded_engine_refuses_changes_outside_an_authorized_call() -> None:
         with pytest.raises(AccessDenied, match=f"engine.{name} called without authorization"):
             getattr(guarded, name)(route)
     call = Call(message=None, member="AddRoute", action=ACTION_MANAGE_ROUTES)  # type: ignore
-    token = _call.set(call)
-    try:
-        with pytest.raises(AccessDenied):
-            guarded.add_route(route)  # inside a call, but not authorized yet
-        call.uid = 1000
+    with pytest.raises(AccessDenied, match="AddRoute was not authorized"):
+        with changing(call):
+            guarded.add_route(route)  # pragma: no cover - never reached
+    call.uid = 1000
+    with changing(call):
         guarded.add_route(route)
-    finally:
-        _call.reset(token)
+    with pytest.raises(AccessDenied):
+        guarded.add_route(route)  # the call is over
     assert engine.route_count == 1

@@ -118,7 +118,7 @@ def test_lease_of_a_client_already_gone_is_dropped(bus, polkit) -> None:
         async with running_service(bus.address, trust_root=True) as (service, engine, _c):
             route = Route(make_route_key("", GROUP), "up0", ("down0",), False, ":1.999999")
             engine.add_route(route)
-            await service.interface._leases.confirm(":1.999999")
+            await service.leases._confirm(":1.999999")
             assert engine.route_count == 0
 
     asyncio.run(scenario())
