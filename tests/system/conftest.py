@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .container import Container
+from .container import Container, sweep_stale
 from .flows import PAYLOAD_DIR
 from .host import REPO, SUITES, require_host, rootfs_tarball
 from .system import DebianSystem
@@ -51,6 +51,15 @@ def record(suite: str, key: str, value: object) -> None:
     FIGURES.setdefault(suite, {})[key] = value
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_stale_containers() -> None:
+    """What a killed earlier run left behind (never a live run's containers)."""
+    if os.geteuid() == 0:
+        removed = sweep_stale()
+        if removed:
+            FIGURES.setdefault("host", {})["stale containers removed"] = len(removed)
+
+
 @pytest.fixture(scope="session")
 def deb() -> Iterator[Path]:
     """The package under test: `make deb` in this checkout, once per run."""
@@ -59,7 +68,7 @@ def deb() -> Iterator[Path]:
     if given:
         yield Path(given)
         return
-    out = Path(tempfile.mkdtemp(prefix="mfc-systest-deb-", dir="/var/tmp"))
+    out = Path(tempfile.mkdtemp(prefix="mfc-dbus-systest-deb-", dir="/var/tmp"))
     try:
         started = time.monotonic()
         done = subprocess.run(

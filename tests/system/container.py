@@ -19,6 +19,8 @@ Nothing here touches the host's network: the container has its own namespace.
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
 import shutil
 import signal
@@ -28,6 +30,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+PREFIX = "mfc-systest-"  # every directory and cgroup this harness makes
+PR_SET_PDEATHSIG = 1
 NSPAWN_REBOOT_EXIT = 133  # systemd-nspawn's exit status when the container rebooted
 INNER_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -106,7 +110,7 @@ class Container:
     def __init__(self, suite: str, tarball: Path, base: Path = Path("/var/tmp")):
         self.suite = suite
         self.tarball = Path(tarball)
-        self.name = f"mfc-systest-{suite}-{uuid.uuid4().hex[:8]}"
+        self.name = f"{PREFIX}{suite}-{uuid.uuid4().hex[:8]}"
         self.dir = base / self.name
         self.root = self.dir / "root"
         unified = _unified_mount()
@@ -116,6 +120,7 @@ class Container:
         self.leader: int | None = None
         self.boots = 0
         self.timings: dict[str, float] = {}
+        self._lock = None
 
     # -- life cycle ------------------------------------------------------------------
     def __enter__(self) -> Container:
@@ -133,6 +138,9 @@ class Container:
     def create(self) -> None:
         started = time.monotonic()
         self.root.mkdir(parents=True)
+        # Held while this process lives: a later run's sweep_stale() knows it is not stale.
+        self._lock = open(self.dir / ".lock", "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         subprocess.run(
             ["tar", "-C", str(self.root), "--numeric-owner", "-xpf", str(self.tarball)],
             check=True,
@@ -147,6 +155,7 @@ class Container:
         started = time.monotonic()
         self.cgroup.mkdir(exist_ok=True)
         procs = self.cgroup / "cgroup.procs"
+        libc = ctypes.CDLL(None)
         self.boots += 1
         log = open(self.dir / f"console-{self.boots}.log", "wb")
         env = {
@@ -158,6 +167,9 @@ class Container:
         def into_cgroup() -> None:  # in the child, before exec: nspawn starts in our cgroup
             with open(procs, "w") as f:
                 f.write("0")
+            # If this harness is killed (SIGKILL skips every finally), nspawn gets SIGTERM
+            # and powers the container off; sweep_stale() removes the rest next time.
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
         argv = [
             "systemd-nspawn", "--boot", "--register=no", "--keep-unit",
@@ -287,6 +299,9 @@ class Container:
         for mount in sorted(leftovers, key=len, reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(self.dir)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # -- inside ----------------------------------------------------------------------
     def argv(self, argv: Sequence[str], user: str | None = None, netns: str | None = None,
@@ -340,3 +355,39 @@ class Container:
     def console(self) -> str:
         log = self.dir / f"console-{self.boots}.log"
         return log.read_text(errors="replace")[-4000:] if log.exists() else ""
+
+
+def sweep_stale(base: Path = Path("/var/tmp")) -> list[str]:
+    """Remove what a killed earlier run left: a container directory whose lock nobody
+    holds, and its cgroups once they hold no process. Running containers of other runs
+    hold their lock and are left alone; so is anything with a process still in it."""
+    removed = []
+    own = Path(_own_cgroup2().lstrip("/"))
+    for directory in sorted(base.glob(f"{PREFIX}*")):
+        lock_path = directory / ".lock"
+        if not directory.is_dir() or not lock_path.exists():
+            continue
+        with open(lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live run's
+            busy = False
+            for mount in _cgroup_mounts():
+                cgroup = mount / own / directory.name
+                if cgroup.exists() and any(
+                    (sub / "cgroup.procs").read_text().strip()
+                    for sub in [cgroup, *cgroup.rglob("*")]
+                    if (sub / "cgroup.procs").exists()
+                ):
+                    busy = True
+            if busy:
+                continue
+            for mount in _cgroup_mounts():
+                _remove_cgroup_tree(mount / own / directory.name, timeout=1)
+            with open("/proc/self/mountinfo") as f:
+                if any(line.split(" ")[4].startswith(f"{directory}/") for line in f):
+                    continue
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory.name)
+    return removed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .container import NSPAWN_REBOOT_EXIT, Container, _cgroup_mounts
+from .container import NSPAWN_REBOOT_EXIT, Container, _cgroup_mounts, sweep_stale
 from .host import SUITES, require_host, rootfs_tarball
 
 pytestmark = pytest.mark.system
@@ -37,6 +37,8 @@ def test_boot_run_reboot_and_cleanup(suite: str) -> None:
         assert c.run(["cat", "/opt/mfc-systest/probe"]).stdout == "hello\n"
         # nspawn's payload and supervisor cgroups live under ours.
         assert (c.cgroup / "payload").is_dir() and (c.cgroup / "supervisor").is_dir()
+        # Another run's sweep leaves a live container alone.
+        assert c.name not in sweep_stale() and c.root.is_dir()
 
         assert c.reboot() == NSPAWN_REBOOT_EXIT
         assert not Path(f"/proc/{pids[1]}").exists()
