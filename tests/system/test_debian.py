@@ -8,6 +8,7 @@ topology, its routes) so one failure does not hide the next test's result.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -59,7 +60,9 @@ def test_first_busctl_call_activates_the_service_through_systemd(debian: DebianS
     assert debian.active_state() == "inactive"
     cursor = debian.journal_cursor()
 
+    started = time.monotonic()
     listed = debian.busctl("ListRoutes", "a{sv}", "0")
+    debian.record("activation by the first call, s", time.monotonic() - started)
 
     assert (
         listed.returncode == 0
@@ -247,11 +250,13 @@ def test_restart_restores_persistent_routes(debian: DebianSystem) -> None:
     pid = debian.main_pid()
     cursor = debian.journal_cursor()
 
+    started = time.monotonic()
     debian.systemctl("restart", UNIT)
 
     assert debian.main_pid() not in (0, pid)
     debian.wait_mroute(SG_ROUTE)
     debian.wait_mroute(V6_ROUTE, "ipv6")
+    debian.record("restart: routes back in the kernel, s", time.monotonic() - started)
     assert _forwards(debian, G_SG, "restart", 20) == set(range(20))
     assert debian.warnings_since(cursor) == []
 
