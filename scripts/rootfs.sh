@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/rootfs.sh SUITE...  — print the path of a cached root filesystem tarball
+# scripts/rootfs.sh SUITE... | --prune — print the path of a cached root filesystem tarball
 # for each Debian SUITE (bookworm, trixie), building it with mmdebstrap when missing.
 #
 # The system tests (tests/system/) boot these with systemd-nspawn. The container has
@@ -108,9 +108,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+if [ "$1" = --prune ]; then
+    prune
+    exit 0
+fi
+# Several suites build in parallel (a cold cache takes about as long as one suite);
+# the paths are printed in the order the suites were given.
+pids=()
+outs=()
 for suite in "$@"; do
-    case $suite in
-        --prune) prune ;;
-        *) build "$suite" ;;
-    esac
+    out=$(mktemp)
+    outs+=("$out")
+    build "$suite" >"$out" &
+    pids+=($!)
 done
+status=0
+for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || status=1
+    cat "${outs[$i]}"
+    rm -f "${outs[$i]}"
+done
+exit $status
