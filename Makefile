@@ -3,14 +3,25 @@ PYTHON   ?= .venv/bin/python
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 PYTEST_ARGS ?=
+DISTRO_PYTHON ?= .venv-debian/bin/python
 
-.PHONY: setup test lint format bench demo install uninstall deb clean system-test
+.PHONY: setup test test-venv test-distro lint format bench demo install uninstall deb clean system-test
 
 setup:
 	@scripts/setup.sh
 
+# The suite runs twice: in .venv with PyPI's newest dbus-fast/pyroute2/cffi, and with
+# the distribution's own Python and python3-* libraries (.venv-debian sees only
+# /usr/lib/python3/dist-packages besides the project itself).
 test: setup
 	$(PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
+	$(DISTRO_PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
+
+test-venv: setup
+	$(PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
+
+test-distro: setup
+	$(DISTRO_PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
 
 # `make system-test`: the .deb (`make deb`) installed with apt and run by a real systemd
 # in systemd-nspawn containers of Debian 12 and 13 (tests/system/). Root filesystems
@@ -37,7 +48,7 @@ bench: setup
 	done
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache bench/results
+	rm -rf build dist .venv-debian *.egg-info .pytest_cache .ruff_cache bench/results
 
 # `make install [PREFIX=/usr] [DESTDIR=/tmp/stage] [INSTALL_PYTHON=/usr/bin/python3]`,
 # for systems without the .deb: the package via INSTALL_PYTHON's pip, offline (no

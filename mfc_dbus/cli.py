@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from . import cli_format as fmt
@@ -42,7 +43,12 @@ from .model import (
     parse_source,
     validate_interface_name,
 )
-from .names import ACTION_MANAGE_INTERFACES, ACTION_MANAGE_ROUTES, BUS_NAME, POLKIT_EXAMPLE_RULES
+from .names import (
+    ACTION_MANAGE_INTERFACES,
+    ACTION_MANAGE_ROUTES,
+    BUS_NAME,
+    EXAMPLE_RULES_INSTALLED,
+)
 
 PROG = "mfc-dbus"
 EXIT_OK = 0
@@ -384,9 +390,25 @@ def parse_batch(lines: Sequence[str], name: str) -> list[RouteSpec]:
 
 
 # -- polkit agent (as systemctl does) ---------------------------------------------------------
+def process_start_time(pid: int) -> int:
+    """Field 22 of /proc/PID/stat (clock ticks since boot): with the pid it names one
+    process for polkit, even after the pid is reused."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def agent_argv(pkttyagent: str, notify_fd: int, pid: int) -> list[str]:
+    """pkttyagent registered for this client's own process. polkitd uses an agent
+    registered for a session only for callers inside a logind session; one
+    registered for the calling process also works under su, runuser, ssh without
+    pam_systemd, containers and cron."""
+    return [pkttyagent, "--notify-fd", str(notify_fd),
+            "--process", f"{pid},{process_start_time(pid)}"]  # fmt: skip
+
+
 @dataclass
 class PolkitAgent:
-    """pkttyagent for this terminal session, started before the first mutating call."""
+    """pkttyagent for this client's process, started before the first mutating call."""
 
     process: subprocess.Popen | None = None
     wanted: bool = False
@@ -400,7 +422,7 @@ class PolkitAgent:
         read_fd, write_fd = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [path, "--notify-fd", str(write_fd), "--fallback"], pass_fds=(write_fd,)
+                agent_argv(path, write_fd, os.getpid()), pass_fds=(write_fd,)
             )
         except OSError:
             os.close(read_fd)
@@ -717,7 +739,7 @@ def describe_error(error: MfcError) -> tuple[str, int]:
     if isinstance(error, AccessDenied):
         return (
             f"not authorized to {what} (polkit action {action}); ask an administrator, "
-            f"or see polkit/{POLKIT_EXAMPLE_RULES}",
+            f"or see {EXAMPLE_RULES_INSTALLED}",
             EXIT_DENIED,
         )
     if isinstance(error, InteractiveAuthorizationRequired):

@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(python3 iproute2 dbus-daemon polkitd libdbus-1-dev libglib2.0-dev pkg-config
-      gcc linux-libc-dev smcroute systemd bash-completion groff-base passwd)
+      gcc linux-libc-dev smcroute systemd bash-completion groff-base passwd
+      python3-venv python3-setuptools python3-dbus-fast python3-pyroute2 python3-cffi
+      python3-pytest python3-dbusmock python3-hypothesis)
 missing=()
 for pkg in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
@@ -30,4 +32,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null
     .venv/bin/pip install -q -e '.[test,dev]'
     touch "$stamp"
+fi
+
+# The distribution's Python with its own python3-* libraries (Debian 12: dbus-fast
+# 1.84, pyroute2 0.7.2, cffi 1.15) and the project installed offline on top.
+distro_stamp=.venv-debian/.installed
+if [ ! -x .venv-debian/bin/python ]; then
+    /usr/bin/python3 -m venv --system-site-packages .venv-debian
+fi
+if [ ! -f "$distro_stamp" ] || [ pyproject.toml -nt "$distro_stamp" ]; then
+    echo "setup: installing the project into .venv-debian (distribution libraries)"
+    .venv-debian/bin/python -m pip install -q --no-deps --no-build-isolation --no-index -e .
+    touch "$distro_stamp"
 fi

@@ -127,7 +127,12 @@ class PrivateBus(Resource):
                 extra=self.extra_policy,
             )
         )
-        with open(self.log, "wb") as log:
+        self._launch()
+
+    def _launch(self) -> None:
+        assert self.directory is not None
+        config = self.directory / "bus.conf"
+        with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 ["dbus-daemon", "--nofork", "--nopidfile", f"--config-file={config}"],
                 stdout=log,
@@ -183,7 +188,9 @@ class PrivateBus(Resource):
         if pid is not None:
             terminate_pid(pid, timeout)
 
-    def stop(self) -> None:
+    def stop_daemon(self) -> None:
+        """End dbus-daemon (by PID), keeping the directory: `restart_daemon()` starts
+        a new one at the same address, as `systemctl restart dbus` would."""
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.terminate()
@@ -193,6 +200,15 @@ class PrivateBus(Resource):
                     self.process.kill()
                     self.process.wait()
             self.process = None
+        if self.directory is not None:
+            self.socket.unlink(missing_ok=True)
+
+    def restart_daemon(self) -> None:
+        self.stop_daemon()
+        self._launch()
+
+    def stop(self) -> None:
+        self.stop_daemon()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None

@@ -31,6 +31,7 @@ from .auth import Authorizer
 from .dispatch import Dispatcher
 from .interface import Forwarding
 from .leases import Leases
+from .notify import notify
 from .outbox import Outbox
 from .upstream import tolerate_full_socket
 
@@ -170,12 +171,20 @@ class Service:
         self._stopping.set()
 
     def reload(self) -> None:
+        notify("RELOADING=1", "STATUS=reloading the state file")
         try:
             result = self.engine.reload()
         except MfcError as exc:
             log.error("reload failed: %s", exc.message)
-            return
-        logging.getLogger("mfc_dbus.audit").info("uid=%d SIGHUP reload: %s", os.getuid(), result)
+        else:
+            audit = logging.getLogger("mfc_dbus.audit")
+            audit.info("uid=%d SIGHUP reload: %s", os.getuid(), result)
+        notify("READY=1", self.status())
+
+    def status(self) -> str:
+        """The STATUS= line systemctl status shows."""
+        bus = "serving" if self.connection is not None else "bus away, forwarding goes on"
+        return f"STATUS={bus}: {self.engine.route_count} routes, {self.engine.vif_count} VIFs"
 
     async def run_until_stopped(self) -> None:
         while not self._stopping.is_set():
@@ -187,7 +196,9 @@ class Service:
             self.interface.attach(None)
             self.connection.outbox.close()
             self.connection = None
+            notify(self.status())
             await self._reconnect()
+            notify(self.status())
 
     async def _stopped_or_disconnected(self, bus: MessageBus) -> bool:
         """Wait for a stop request (True) or the loss of `bus` (False)."""
@@ -253,7 +264,9 @@ async def serve(options: Options, engine: Any = None) -> int:
         except MfcError as exc:
             log.error("cannot start: %s", exc.message)
             return 1
+        notify("READY=1", service.status())
         await service.run_until_stopped()
+        notify("STOPPING=1", "STATUS=saving state, flushing routes")
         await service.stop()
         return 0
     finally:

@@ -275,7 +275,7 @@ def test_not_authorized_then_allowed_by_polkit(w: World):
         assert result.stderr == (
             "mfc-dbus: not authorized to manage routes (polkit action "
             "org.mfc.Forwarding1.manage-routes); ask an administrator, or see "
-            "polkit/50-org.mfc.Forwarding1.rules\n"
+            "/usr/share/doc/mfc-dbus/examples/50-org.mfc.Forwarding1.rules\n"
         )
         result = user.run([*argv, "vif", "add", "down1"], env=env, cwd="/")
         assert result.returncode == 4 and "manage-interfaces" in result.stderr

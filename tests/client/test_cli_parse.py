@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mfc_dbus import cli
@@ -231,7 +233,7 @@ def test_bus_absent_is_one_line_and_exit_1(capsys, tmp_path):
         "No such file or directory\n"  # fmt: skip
 
 
-def test_polkit_agent_is_started_like_systemctl_and_stopped_by_pid(tmp_path, monkeypatch):
+def test_polkit_agent_is_registered_for_this_process_and_stopped_by_pid(tmp_path, monkeypatch):
     record = tmp_path / "argv"
     fake = tmp_path / "pkttyagent"
     # Registers (closes the notify fd), then lives until terminated, as the real one.
@@ -245,7 +247,10 @@ def test_polkit_agent_is_started_like_systemctl_and_stopped_by_pid(tmp_path, mon
     agent.start()
     assert agent.process is not None and agent.process.poll() is None
     argv = record.read_text().split()
-    assert argv[0] == "--notify-fd" and argv[2] == "--fallback"
+    assert argv[0] == "--notify-fd" and argv[2] == "--process"
+    pid, start = argv[3].split(",")
+    assert int(pid) == os.getpid()
+    assert int(start) == cli.process_start_time(os.getpid()) > 0
     process = agent.process
     agent.stop()
     assert process.poll() is not None and agent.process is None

@@ -15,12 +15,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
 import pytest
 from dbus_fast import Message, MessageFlag, PropertyAccess, Variant
 from dbus_fast.aio import MessageBus
-from dbus_fast.annotations import DBusDict, DBusSignature, DBusStr, DBusUInt32
 from dbus_fast.errors import DBusError
 from dbus_fast.service import ServiceInterface, dbus_property, method, signal
 
@@ -32,9 +30,10 @@ from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH, PENDING_VIF_INDEX
 pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")
 
 
-StrList = Annotated[list[str], DBusSignature("as")]
-RoutesIn = Annotated[list, DBusSignature("a(sssasa{sv})")]
-VifsOut = Annotated[list, DBusSignature("a(sua{sv})")]
+# Signatures as string annotations: the form every supported dbus-fast (1.84 to 5.x)
+# understands (dbus_fast.annotations exists only from 4.0).
+DBusStr, DBusUInt32, DBusDict, StrList = "s", "u", "a{sv}", "as"
+RoutesIn, VifsOut, RouteAddedBody = "a(sssasa{sv})", "a(sua{sv})", "sssas"
 
 
 class StandIn(ServiceInterface):
@@ -108,7 +107,7 @@ class StandIn(ServiceInterface):
     @signal()
     def RouteAdded(  # noqa: N802
         self, source: DBusStr, group: DBusStr, iif: DBusStr, outputs: StrList
-    ) -> Annotated[list, DBusSignature("sssas")]:
+    ) -> RouteAddedBody:
         return [source, group, iif, outputs]
 
     @dbus_property(access=PropertyAccess.READ)
@@ -270,13 +269,13 @@ def test_lists_json_and_tables(service, capsys):
             AccessDenied.dbus_name, "polkit said no", ("route", "flush"),
             "mfc-dbus: not authorized to manage routes (polkit action "
             "org.mfc.Forwarding1.manage-routes); ask an administrator, or see "
-            "polkit/50-org.mfc.Forwarding1.rules\n", 4,
+            "/usr/share/doc/mfc-dbus/examples/50-org.mfc.Forwarding1.rules\n", 4,
         ),
         (
             AccessDenied.dbus_name, "polkit said no", ("vif", "del", "down0"),
             "mfc-dbus: not authorized to manage interfaces (polkit action "
             "org.mfc.Forwarding1.manage-interfaces); ask an administrator, or see "
-            "polkit/50-org.mfc.Forwarding1.rules\n", 4,
+            "/usr/share/doc/mfc-dbus/examples/50-org.mfc.Forwarding1.rules\n", 4,
         ),
         (
             NoSuchInterface.dbus_name, "interface 'eth9' does not exist; known: up0, down0",

@@ -220,7 +220,8 @@ def test_every_service_error_name_maps_back_to_its_class():
             AccessDenied("denied"),
             "AddRoute",
             "not authorized to manage routes (polkit action org.mfc.Forwarding1.manage-routes); "
-            "ask an administrator, or see polkit/50-org.mfc.Forwarding1.rules",
+            "ask an administrator, or see "
+            "/usr/share/doc/mfc-dbus/examples/50-org.mfc.Forwarding1.rules",
             4,
         ),
         (
@@ -228,7 +229,8 @@ def test_every_service_error_name_maps_back_to_its_class():
             "AddVif",
             "not authorized to manage interfaces "
             "(polkit action org.mfc.Forwarding1.manage-interfaces); "
-            "ask an administrator, or see polkit/50-org.mfc.Forwarding1.rules",
+            "ask an administrator, or see "
+            "/usr/share/doc/mfc-dbus/examples/50-org.mfc.Forwarding1.rules",
             4,
         ),
         (

@@ -52,7 +52,8 @@ def test_unit_and_activation_file_agree() -> None:
     unit.optionxform = str
     unit.read(UNIT)
     service = unit["Service"]
-    assert service["Type"] == "dbus" and service["BusName"] == BUS_NAME
+    assert service["Type"] == "notify" and service["BusName"] == BUS_NAME
+    assert service["NotifyAccess"] == "main"
     assert service["CapabilityBoundingSet"].split() == ["CAP_NET_ADMIN", "CAP_NET_RAW"]
     assert service["RestrictAddressFamilies"].split() == [
         "AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK",

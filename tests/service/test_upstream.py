@@ -1,0 +1,81 @@
+"""The dbus-fast bug that service/upstream.py works around, shown on a real bus.
+
+dbus-daemon is paused (SIGSTOP, our own private one) so the connection's socket
+fills: a large message is left half written, and the next send finds the socket full.
+Plain dbus-fast then drops the connection (python-dbus-next issue #153). When a
+dbus-fast release stops doing that, the first test fails: remove the workaround.
+With the workaround both messages are written once the daemon reads again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from mfc_dbus.lab.bus import PrivateBus
+from mfc_dbus.service.upstream import tolerate_full_socket
+
+BIG = "x" * (4 << 20)  # far more than a unix socket's send buffer
+
+
+def _signal(body: str) -> Message:
+    return Message(message_type=MessageType.SIGNAL, path="/x", interface="x.y", member="Z",
+                   signature="s", body=[body])  # fmt: skip
+
+
+@contextmanager
+def paused(bus: PrivateBus) -> Iterator[None]:
+    assert bus.process is not None
+    os.kill(bus.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(bus.process.pid, signal.SIGCONT)
+
+
+async def _half_written_then_one_more(address: str, bus: PrivateBus, workaround: bool):
+    conn = await MessageBus(bus_address=address).connect()
+    if workaround:
+        assert tolerate_full_socket(conn)
+    with paused(bus):
+        big = conn.send(_signal(BIG))
+        await asyncio.sleep(0)  # nothing to wait for: the loop runs the writer once
+        assert not big.done()  # the socket is full; the rest waits
+        small = None
+        try:
+            small = conn.send(_signal("after"))
+        except OSError:  # 5.x: the socket was closed under the send that found it full
+            dropped = True
+        else:
+            await asyncio.sleep(0)
+            dropped = not conn.connected
+    if dropped:
+        sent = {big} if small is None else {big, small}
+        await asyncio.wait(sent, timeout=5)
+        errors = [f.exception() for f in sent if f.done() and not f.cancelled()]
+        assert any(isinstance(error, BlockingIOError) for error in errors), errors
+    else:
+        await asyncio.wait_for(asyncio.gather(big, small), 10)
+        reply = await conn.call(
+            Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus", member="GetId")
+        )  # fmt: skip
+        assert reply.message_type is MessageType.METHOD_RETURN
+        conn.disconnect()
+    return dropped
+
+
+def test_dbus_fast_still_drops_the_connection_on_a_full_socket() -> None:
+    with PrivateBus() as bus:
+        assert asyncio.run(_half_written_then_one_more(bus.address, bus, workaround=False))
+
+
+def test_the_workaround_waits_for_the_socket_instead() -> None:
+    with PrivateBus() as bus:
+        assert not asyncio.run(_half_written_then_one_more(bus.address, bus, workaround=True))
