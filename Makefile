@@ -5,7 +5,7 @@ DESTDIR  ?=
 PYTEST_ARGS ?=
 DISTRO_PYTHON ?= .venv-debian/bin/python
 
-.PHONY: setup test test-venv test-distro lint format bench demo install uninstall deb clean
+.PHONY: setup test test-venv test-distro lint format bench demo install uninstall deb clean system-test
 
 setup:
 	@scripts/setup.sh
@@ -14,14 +14,22 @@ setup:
 # the distribution's own Python and python3-* libraries (.venv-debian sees only
 # /usr/lib/python3/dist-packages besides the project itself).
 test: setup
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
-	$(DISTRO_PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
+	$(DISTRO_PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
 
 test-venv: setup
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
 
 test-distro: setup
-	$(DISTRO_PYTHON) -m pytest $(PYTEST_ARGS)
+	$(DISTRO_PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
+
+# `make system-test`: the .deb (`make deb`) installed with apt and run by a real systemd
+# in systemd-nspawn containers of Debian 12 and 13 (tests/system/). Root filesystems
+# are built on first use and cached under /var/tmp/mfc-dbus-rootfs (needs root).
+SYSTEST_SUITES ?= bookworm trixie
+system-test: setup
+	scripts/rootfs.sh $(SYSTEST_SUITES) >/dev/null
+	MFC_SYSTEST_SUITES="$(SYSTEST_SUITES)" $(PYTHON) -m pytest -m system tests/system $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/black --check mfc_dbus tests bench
