@@ -172,3 +172,30 @@ def test_command_line_and_bus_choice(monkeypatch) -> None:
     monkeypatch.setenv("DBUS_STARTER_ADDRESS", "unix:path=/tmp/x")
     assert bus_address(Options()) == "unix:path=/tmp/x"
     assert bus_address(Options(address="unix:path=/tmp/y")) == "unix:path=/tmp/y"
+
+
+def test_a_100000_route_batch_reaches_a_subscriber_and_the_service_stays(bus, polkit) -> None:
+    """100,000 RouteAdded signals in one burst: every one reaches a subscriber, in
+    order, and the service keeps its connection (dbus-fast alone would drop it)."""
+    count = 100_000
+    routes = [[f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", GROUP, "up0", ["down0"], {}]
+              for n in range(count)]  # fmt: skip
+
+    async def scenario() -> None:
+        async with running_service(bus.address, trust_root=True) as (service, _e, client):
+            sub = await Subscriber.connect(bus.address)
+            try:
+                assert await client.ok("AddRoutes", "a(sssasa{sv})a{sv}", [routes, {}]) == [count]
+                async with asyncio.timeout(120):
+                    while sum(m == "RouteAdded" for m, _ in sub.seen) < count:
+                        sub._changed.clear()
+                        await sub._changed.wait()
+                sources = [body[0] for m, body in sub.seen if m == "RouteAdded"]
+                assert sources == [route[0] for route in routes]
+                assert service.bus is not None and service.bus.connected
+                [listed] = await client.ok("ListRoutes", "a{sv}", [{}])
+                assert len(listed) == count
+            finally:
+                sub.close()
+
+    asyncio.run(scenario())
