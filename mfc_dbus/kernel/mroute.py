@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ..errors import FamilyUnavailable, InvalidArgument, from_errno
+from ..errors import FamilyUnavailable, InvalidArgument, MfcError, NoSuchInterface, from_errno
 from ..model import Family, IPAddress
 from . import abi
 from .abi import ffi
@@ -67,20 +67,27 @@ class MrouteSocket:
     _address_size: int
     _address_class: type
 
-    def __init__(self, table: int = 0) -> None:
+    def __init__(self, table: int = 0, *, adopt_fd: int | None = None) -> None:
+        """Open and initialise the table's socket, or with `adopt_fd` take over one that
+        is already initialised (kept open meanwhile, e.g. by systemd's fd store): the
+        kernel's table, its VIFs and MFC entries, stays as it is."""
         self.table = table
-        try:
-            self._sock = socket.socket(self._socket_family, socket.SOCK_RAW, self._protocol)
-        except OSError as exc:
-            raise self._unavailable(exc) from None
-        try:
-            self._configure_socket()
-            if table:
-                self._setsockopt(abi.MRT_TABLE, struct.pack("I", table), "select table")
-            self._setsockopt(abi.MRT_INIT, struct.pack("i", 1), "take the multicast table")
-        except Exception:
-            self._sock.close()
-            raise
+        self.adopted = adopt_fd is not None
+        if adopt_fd is not None:
+            self._sock = self._adopt(adopt_fd)
+        else:
+            try:
+                self._sock = socket.socket(self._socket_family, socket.SOCK_RAW, self._protocol)
+            except OSError as exc:
+                raise self._unavailable(exc) from None
+            try:
+                self._configure_socket()
+                if table:
+                    self._setsockopt(abi.MRT_TABLE, struct.pack("I", table), "select table")
+                self._setsockopt(abi.MRT_INIT, struct.pack("i", 1), "take the multicast table")
+            except Exception:
+                self._sock.close()
+                raise
         self._sock.setblocking(False)
         self._mfc = ffi.new(self._mfc_type + " *")
         self._mfc_buf = ffi.buffer(self._mfc)
@@ -89,6 +96,18 @@ class MrouteSocket:
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------
+    def _adopt(self, fd: int) -> socket.socket:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            raise MfcError(f"cannot adopt file descriptor {fd}: {exc.strerror}") from None
+        if (sock.family, sock.type, sock.proto) != (
+            self._socket_family, socket.SOCK_RAW, self._protocol
+        ):  # fmt: skip
+            sock.detach()
+            raise MfcError(f"file descriptor {fd} is not a {self.family} multicast-routing socket")
+        return sock
+
     def _describe(self, what: str) -> str:
         table = f" in {self.family} table {self.table}" if self.table else f" ({self.family})"
         return what + table
@@ -208,6 +227,14 @@ class MrouteSocket:
             upcall = self._parse_upcall(data)
             if upcall is not None:
                 upcalls.append(upcall)
+
+    def vif_exists(self, vif: int) -> bool:
+        """Whether the kernel has a VIF in slot `vif` (its counters can be read)."""
+        try:
+            self.vif_counters(vif)
+        except (NoSuchInterface, InvalidArgument):  # EADDRNOTAVAIL; EINVAL past the last
+            return False
+        return True
 
     def close(self) -> None:
         """Close the socket: the kernel flushes this table's VIFs and MFC entries."""
@@ -454,3 +481,9 @@ def open_mroute_socket(family: Family, table: int = 0) -> MrouteSocket:
     kernel has no multicast routing for the family.
     """
     return _SOCKET_CLASSES[family](table)
+
+
+def adopt_mroute_socket(family: Family, table: int, fd: int) -> MrouteSocket:
+    """The multicast-routing socket of `family` and `table` already initialised on
+    `fd` (MfcError if `fd` is not such a socket)."""
+    return _SOCKET_CLASSES[family](table, adopt_fd=fd)

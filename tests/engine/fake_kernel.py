@@ -18,6 +18,7 @@ def _address(value):
 class FakeSocket:
     def __init__(self, family, table, interfaces: dict[str, int], log: list) -> None:
         self.family, self.table = family, table
+        self.adopted = False  # a fresh MRT_INIT (the real one: True when taken from an fd)
         self.interfaces = interfaces  # the fake namespace's name -> ifindex (shared)
         self.vifs: dict[int, tuple[int, int]] = {}
         self.mfc: dict[tuple, tuple[int, dict[int, int]]] = {}
