@@ -1072,7 +1072,10 @@ class Engine:
                 log.exception("housekeeping failed")
 
     def expire_learned(self) -> int:
-        """Drop learned flows whose counters did not move for learned_expiry seconds."""
+        """Drop learned flows that forwarded nothing for learned_expiry seconds.
+
+        Activity is packets - wrong_if: the kernel counts a packet arriving on a wrong
+        interface in both, and such packets alone must not keep a flow alive."""
         now = self._clock()
         expired = 0
         for table in self._tables.values():
@@ -1081,7 +1084,8 @@ class Engine:
             for sg, learned in list(table.learned.items()):
                 if table.sock is not None and sg in table.mfc:
                     try:
-                        packets = table.sock.sg_counters(sg[0], sg[1]).packets
+                        counters = table.sock.sg_counters(sg[0], sg[1])
+                        packets = counters.packets - counters.wrong_if
                     except MfcError:
                         packets = learned.last_packets
                     if packets != learned.last_packets:

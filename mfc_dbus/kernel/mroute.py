@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+import logging
 import socket
 import struct
 from collections.abc import Iterable
@@ -20,7 +21,19 @@ from ..model import Family, IPAddress
 from . import abi
 from .abi import ffi
 
+log = logging.getLogger(__name__)
+
 _UPCALL_BUFSIZE = 65536
+
+# Upcalls queue in the socket's receive buffer and the kernel drops what does not fit.
+# Measured on Linux 6.18 (tests/kernel/test_rcvbuf.py): each NOCACHE upcall, IPv4 or
+# IPv6, is an skb of truesize 832 bytes, so the default 212,992-byte buffer holds 256
+# of them. A burst of 10,000 new (S,G) needs 8,320,000 bytes; the kernel doubles the
+# value asked for (its bookkeeping share), which leaves 2x headroom for a kernel whose
+# skbs are larger and for real IGMP/MLD packets queued to the same socket.
+RECEIVE_BUFFER = 10_000 * 832
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # not in Python's socket module
+_rcvbuf_fallback_logged = False
 
 
 class UpcallKind(IntEnum):
@@ -75,6 +88,7 @@ class MrouteSocket:
         self.adopted = adopt_fd is not None
         if adopt_fd is not None:
             self._sock = self._adopt(adopt_fd)
+            self._raise_receive_buffer()  # kept on the socket; a no-op unless it shrank
         else:
             try:
                 self._sock = socket.socket(self._socket_family, socket.SOCK_RAW, self._protocol)
@@ -82,6 +96,7 @@ class MrouteSocket:
                 raise self._unavailable(exc) from None
             try:
                 self._configure_socket()
+                self._raise_receive_buffer()
                 if table:
                     self._setsockopt(abi.MRT_TABLE, struct.pack("I", table), "select table")
                 self._setsockopt(abi.MRT_INIT, struct.pack("i", 1), "take the multicast table")
@@ -135,6 +150,31 @@ class MrouteSocket:
 
     def _configure_socket(self) -> None:
         """Family-specific socket options applied before MRT_INIT."""
+
+    def _raise_receive_buffer(self) -> None:
+        """Give the socket room for a burst of 10,000 queued upcalls (RECEIVE_BUFFER).
+
+        SO_RCVBUFFORCE passes net.core.rmem_max but needs CAP_NET_ADMIN; without it,
+        SO_RCVBUF gets what rmem_max allows (logged once per process, at debug).
+        """
+        global _rcvbuf_fallback_logged
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
+            return
+        except OSError as exc:
+            refused = exc
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError:
+            pass  # the default buffer still works; bursts beyond it are dropped
+        if not _rcvbuf_fallback_logged:
+            _rcvbuf_fallback_logged = True
+            log.debug(
+                "SO_RCVBUFFORCE refused (%s); upcall buffer limited by net.core.rmem_max: "
+                "%d bytes",
+                refused.strerror,
+                self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            )
 
     def _prepare_mfc(self, ctl) -> None:
         """Set the fields of the reused MFC struct that never change."""
