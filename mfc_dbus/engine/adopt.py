@@ -36,6 +36,10 @@ def seed_installed(
     kept_vifs = removed = 0
     for slot in range(MAX_VIFS):
         if not sock.vif_exists(slot):
+            if slot in recorded:
+                log.warning("%s: the VIF of %s (slot %d) is gone: its interface was deleted "
+                            "meanwhile; routes through it are pending until it returns",
+                            table.describe, recorded[slot][0], slot)  # fmt: skip
             continue
         known = recorded.get(slot)
         if known is not None and ifindex_of(known[0]) == known[1]:
@@ -51,8 +55,10 @@ def seed_installed(
     slot_of = {ifindex: slot for slot, (_, ifindex, _) in table.live_vifs.items()}
     kept_entries = 0
     for route in kernel_routes:
+        if route.input is None:
+            continue  # unresolved: packets the kernel queued; their upcall is waiting
         sg = (route.source.packed, route.group.packed)
-        parent = slot_of.get(route.input) if route.input is not None else None
+        parent = slot_of.get(route.input)
         outputs = {slot_of.get(oif): ttl for oif, ttl in route.outputs.items()}
         if parent is None or None in outputs:
             log.warning("%s: removing (%s, %s): it uses an interface with no VIF",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from mfc_dbus.lab import Lab
 from mfc_dbus.lab.bus import PrivateBus
 from mfc_dbus.lab.daemon import ServiceProcess
+from mfc_dbus.lab.flow import Draining, SteadyFlow, longest_gap, lost
 from mfc_dbus.names import BUS_NAME
 
 from .daemon_proc import busctl_call
@@ -22,40 +24,56 @@ from .harness import running_service
 
 SOURCE = Lab.source_address()
 GROUP = Lab.group()
-
-
-def _delivered(lab: Lab, count: int = 20) -> int:
-    with lab.receiver(0) as receiver, lab.sender() as sender:
-        sender.send(GROUP, count)
-        return receiver.wait(count, timeout=2.0)
+ANY_GROUP = "233.252.0.77"
+RATE = 400  # packets per second, each flow
 
 
 def test_bus_restart_keeps_forwarding_and_the_name_comes_back(lab: Lab, tmp_path: Path) -> None:
     with PrivateBus() as bus, ServiceProcess(bus, lab, tmp_path / "state.json",
                                              tmp_path / "mfc-dbusd.log") as service:  # fmt: skip
         busctl_call(bus, "AddRoute", "sssasa{sv}", SOURCE, GROUP, "up0", "1", "down0", "0")
-        busctl_call(bus, "AddRoute", "sssasa{sv}", "", "233.252.0.77", "up0", "1", "down0",
+        busctl_call(bus, "AddRoute", "sssasa{sv}", "", ANY_GROUP, "up0", "1", "down0",
                     "1", "persistent", "b", "false")  # fmt: skip
-        routes_before = busctl_call(bus, "ListRoutes", "a{sv}", "0", "--json=short").stdout
-        table_before = lab.mroute_show()
-        assert GROUP in table_before and _delivered(lab) == 20
+        with lab.receiver(0) as receiver, lab.receiver(0, group=ANY_GROUP) as any_rx:
+            with Draining(receiver, any_rx), SteadyFlow(lab, GROUP, RATE) as flow, \
+                    SteadyFlow(lab, ANY_GROUP, RATE) as learned:  # fmt: skip
+                _wait_until(lambda: len(receiver.received) > RATE // 4)
+                _wait_until(lambda: len(any_rx.received) > RATE // 4)
+                table_before = lab.mroute_show()
+                routes_before = busctl_call(bus, "ListRoutes", "a{sv}", "0",
+                                            "--json=short").stdout  # fmt: skip
 
-        bus.stop_daemon()  # the bus goes away; the service must not flush or exit
-        assert lab.mroute_show() == table_before
-        assert _delivered(lab) == 20
-        assert service.alive
+                bus.stop_daemon()  # the bus goes away; the service must not flush or exit
+                stopped = time.monotonic()
+                arrived = len(receiver.received)
+                _wait_until(lambda: time.monotonic() - stopped > 2.0 and
+                            len(receiver.received) > arrived + RATE)  # fmt: skip
+                assert lab.mroute_show() == table_before
+                assert service.alive()
 
-        bus.restart_daemon()  # a new dbus-daemon at the same address
-        owner = bus.wait_for_name(BUS_NAME, timeout=5.0)
-        assert owner == service.pid
+                bus.restart_daemon()  # a new dbus-daemon at the same address
+                back = time.monotonic()
+                owner = bus.wait_for_name(BUS_NAME, timeout=5.0)
+                assert owner == service.pid
+                assert time.monotonic() - back < 2.0, "the name came back too late"
+                arrived = len(receiver.received)
+                _wait_until(lambda: len(receiver.received) > arrived + RATE // 4)
+        assert lost(receiver, flow.sent) == [] and lost(any_rx, learned.sent) == []
+        print(f"longest gap {longest_gap(receiver) * 1000:.1f} ms")
         routes_after = busctl_call(bus, "ListRoutes", "a{sv}", "0", "--json=short").stdout
         assert _strip_counters(routes_after) == _strip_counters(routes_before)
-        assert lab.mroute_show() == table_before and _delivered(lab) == 20
         busctl_call(bus, "RemoveRoute", "ssa{sv}", SOURCE, GROUP, "0")
         assert GROUP not in lab.mroute_show()
         log = service.log_text()
         assert "lost the bus connection; forwarding goes on, reconnecting" in log
         assert f"{BUS_NAME} owned again" in log
+
+
+def _wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def _strip_counters(listing: str) -> str:
