@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from ipaddress import ip_address
 
 from ..errors import MfcError
-from ..kernel.netlink import KernelRoute
+from ..kernel.mfcdump import RawEntry
 from ..model import MAX_VIFS
 from .runtime import LiveVif
 from .table import Table
@@ -27,7 +28,7 @@ def seed_installed(
     table: Table,
     recorded: dict[int, LiveVif],
     ifindex_of: Callable[[str], int | None],
-    kernel_routes: Iterable[KernelRoute],
+    kernel_entries: Iterable[RawEntry],
 ) -> tuple[int, int, int]:
     """Fill `table`'s installed side from the kernel; (VIFs kept, entries kept,
     things removed)."""
@@ -54,16 +55,16 @@ def seed_installed(
         removed += 1
     slot_of = {ifindex: slot for slot, (_, ifindex, _) in table.live_vifs.items()}
     kept_entries = 0
-    for route in kernel_routes:
-        if route.input is None:
+    for _, source, group, input_, kernel_outputs, *_ in kernel_entries:
+        if input_ is None:
             continue  # unresolved: packets the kernel queued; their upcall is waiting
-        sg = (route.source.packed, route.group.packed)
-        parent = slot_of.get(route.input)
-        outputs = {slot_of.get(oif): ttl for oif, ttl in route.outputs.items()}
+        sg = (source, group)
+        parent = slot_of.get(input_)
+        outputs = {slot_of.get(oif): ttl for oif, ttl in kernel_outputs.items()}
         if parent is None or None in outputs:
             log.warning("%s: removing (%s, %s): it uses an interface with no VIF",
-                        table.describe, route.source, route.group)  # fmt: skip
-            _quietly(sock.del_mfc, sg[0], sg[1])
+                        table.describe, *map(ip_address, sg))  # fmt: skip
+            _quietly(sock.del_mfc, source, group)
             removed += 1
             continue
         table.mfc[sg] = (parent, outputs)  # type: ignore[assignment]

@@ -21,13 +21,8 @@ from pathlib import Path
 from ..errors import FamilyUnavailable, InvalidArgument, KernelBusy, MfcError, NotFound
 from ..gcpause import gc_paused_if_many
 from ..kernel import MrouteSocket, Upcall, UpcallKind
-from ..kernel.netlink import (
-    KernelRoute,
-    LinkEvent,
-    LinkMonitor,
-    NetlinkReader,
-    interface_indexes,
-)
+from ..kernel.mfcdump import RawEntry, dump_raw
+from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes, our_table_id
 from ..model import (
     Counters,
     Family,
@@ -74,12 +69,11 @@ def _if_nametoindex(name: str) -> int | None:
         return None
 
 
-def _dump_kernel(families: set[Family]) -> dict[Family, list[KernelRoute]]:
+def _dump_kernel(families: set[Family]) -> dict[Family, list[RawEntry]]:
     """The kernel's MFC entries of `families` (every table), by one dump each; empty
     when rtnetlink fails (the adopted entries are then written again, in place)."""
     try:
-        with NetlinkReader() as reader:
-            return {family: reader.dump_mfc(family) for family in families}
+        return {family: dump_raw(family) for family in families}
     except OSError as exc:
         log.error("cannot read the adopted kernel tables: %s", exc)
         return {}
@@ -117,7 +111,7 @@ class Engine:
         self._transient: dict[RouteKey, Route] = {}  # the non-persistent routes
         self._transient_version = 0
         self._adopted: list[Table] = []  # adopted tables not settled yet
-        self._kernel_dump: dict[Family, list[KernelRoute]] = {}  # read once at start
+        self._kernel_dump: dict[Family, list[RawEntry]] = {}  # read once at start
         self._link_monitor_factory = link_monitor_factory
         self._interface_lister = interface_lister
         self._resolve_interface = interface_resolver or _if_nametoindex
@@ -152,9 +146,8 @@ class Engine:
         if self._runtime is not None:
             self._runtime_saved = self._runtime.load()
         adopted = list(getattr(self._kernel_factory, "adopted_tables", ()))
-        if adopted:  # pyroute2's IPRoute runs its own loop: read in a thread of its own
-            families = {family for family, _ in adopted}
-            self._kernel_dump = await asyncio.to_thread(_dump_kernel, families)
+        if adopted:
+            self._kernel_dump = _dump_kernel({family for family, _ in adopted})
         for family in Family:
             self._open(self._table(family, 0))
         for family, number in adopted:
@@ -246,10 +239,13 @@ class Engine:
     # == a kernel table that outlived the previous process =============================
     def _adopt(self, table: Table) -> None:
         recorded = self._runtime_saved.vifs.get((table.family, table.table), {})
-        routes = [r for r in self._kernel_dump.get(table.family, ()) if r.table == table.table]
-        vifs, entries, removed = seed_installed(table, recorded, self._lookup_ifindex, routes)
+        family, number = table.family, table.table
+        entries = [
+            e for e in self._kernel_dump.get(family, ()) if our_table_id(e[0], family) == number
+        ]
+        vifs, kept, removed = seed_installed(table, recorded, self._lookup_ifindex, entries)
         log.info("%s: adopted %d VIFs and %d MFC entries from the kernel (%d removed)",
-                 table.describe, vifs, entries, removed)  # fmt: skip
+                 table.describe, vifs, kept, removed)  # fmt: skip
         self._adopted.append(table)
 
     def _settle_adopted(self) -> None:

@@ -18,8 +18,8 @@ from mfc_dbus.lab.bus import PrivateBus
 from mfc_dbus.lab.daemon import ServiceProcess
 from mfc_dbus.lab.fdstore import NotifyStore
 from mfc_dbus.lab.flow import Draining, SteadyFlow, longest_gap, lost, numbers
+from tests.reliability.helpers import add_veth_pairs
 
-from ..reliability.helpers import add_veth_pairs
 from .daemon_proc import busctl_call
 
 SOURCE = Lab.source_address()
