@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from .harness import running_service
 SOURCE = Lab.source_address()
 GROUP = Lab.group()
 ANY_GROUP = "233.252.0.77"
+LEASE_GROUP = "233.252.0.78"
+LEASE_CLIENT = Path(__file__).with_name("lease_client.py")
 RATE = 400  # packets per second, each flow
 
 
@@ -34,39 +38,57 @@ def test_bus_restart_keeps_forwarding_and_the_name_comes_back(lab: Lab, tmp_path
         busctl_call(bus, "AddRoute", "sssasa{sv}", SOURCE, GROUP, "up0", "1", "down0", "0")
         busctl_call(bus, "AddRoute", "sssasa{sv}", "", ANY_GROUP, "up0", "1", "down0",
                     "1", "persistent", "b", "false")  # fmt: skip
-        with lab.receiver(0) as receiver, lab.receiver(0, group=ANY_GROUP) as any_rx:
-            with Draining(receiver, any_rx), SteadyFlow(lab, GROUP, RATE) as flow, \
-                    SteadyFlow(lab, ANY_GROUP, RATE) as learned:  # fmt: skip
-                _wait_until(lambda: len(receiver.received) > RATE // 4)
-                _wait_until(lambda: len(any_rx.received) > RATE // 4)
-                table_before = lab.mroute_show()
-                routes_before = busctl_call(bus, "ListRoutes", "a{sv}", "0",
-                                            "--json=short").stdout  # fmt: skip
+        holder = subprocess.Popen(  # a lease holder on the bus that will go away
+            [sys.executable, str(LEASE_CLIENT), bus.address, "", LEASE_GROUP, "up0", "down0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().startswith("ready")
+            _bus_away_under_traffic(bus, lab, service)
+            # Its holder was on the old bus: the lease ended, and the log says why.
+            _wait_until(lambda: LEASE_GROUP not in _listed(bus))
+            assert "is no longer on the bus: 1 routes removed" in service.log_text()
+            busctl_call(bus, "RemoveRoute", "ssa{sv}", SOURCE, GROUP, "0")  # calls work
+            assert GROUP not in lab.mroute_show()
+        finally:
+            holder.kill()
+            holder.wait()
 
-                bus.stop_daemon()  # the bus goes away; the service must not flush or exit
-                stopped = time.monotonic()
-                arrived = len(receiver.received)
-                _wait_until(lambda: time.monotonic() - stopped > 2.0 and
-                            len(receiver.received) > arrived + RATE)  # fmt: skip
-                assert lab.mroute_show() == table_before
-                assert service.alive()
 
-                bus.restart_daemon()  # a new dbus-daemon at the same address
-                back = time.monotonic()
-                owner = bus.wait_for_name(BUS_NAME, timeout=5.0)
-                assert owner == service.pid
-                assert time.monotonic() - back < 2.0, "the name came back too late"
-                arrived = len(receiver.received)
-                _wait_until(lambda: len(receiver.received) > arrived + RATE // 4)
-        assert lost(receiver, flow.sent) == [] and lost(any_rx, learned.sent) == []
-        print(f"longest gap {longest_gap(receiver) * 1000:.1f} ms")
-        routes_after = busctl_call(bus, "ListRoutes", "a{sv}", "0", "--json=short").stdout
-        assert _strip_counters(routes_after) == _strip_counters(routes_before)
-        busctl_call(bus, "RemoveRoute", "ssa{sv}", SOURCE, GROUP, "0")
-        assert GROUP not in lab.mroute_show()
-        log = service.log_text()
-        assert "lost the bus connection; forwarding goes on, reconnecting" in log
-        assert f"{BUS_NAME} owned again" in log
+def _listed(bus: PrivateBus) -> str:
+    return busctl_call(bus, "ListRoutes", "a{sv}", "0", "--json=short").stdout
+
+
+def _bus_away_under_traffic(bus: PrivateBus, lab: Lab, service: ServiceProcess) -> None:
+    with lab.receiver(0) as receiver, lab.receiver(0, group=ANY_GROUP) as any_rx:
+        with Draining(receiver, any_rx), SteadyFlow(lab, GROUP, RATE) as flow, \
+                SteadyFlow(lab, ANY_GROUP, RATE) as learned:  # fmt: skip
+            _wait_until(lambda: len(receiver.received) > RATE // 4)
+            _wait_until(lambda: len(any_rx.received) > RATE // 4)
+            table_before = lab.mroute_show()
+            routes_before = _strip_counters(_listed(bus), without=LEASE_GROUP)
+
+            bus.stop_daemon()  # the bus goes away; the service must not flush or exit
+            stopped = time.monotonic()
+            arrived = len(receiver.received)
+            _wait_until(lambda: time.monotonic() - stopped > 2.0 and
+                        len(receiver.received) > arrived + RATE)  # fmt: skip
+            assert lab.mroute_show() == table_before
+            assert service.alive()
+
+            bus.restart_daemon()  # a new dbus-daemon at the same address
+            back = time.monotonic()
+            owner = bus.wait_for_name(BUS_NAME, timeout=5.0)
+            assert owner == service.pid
+            assert time.monotonic() - back < 2.0, "the name came back too late"
+            arrived = len(receiver.received)
+            _wait_until(lambda: len(receiver.received) > arrived + RATE // 4)
+    assert lost(receiver, flow.sent) == [] and lost(any_rx, learned.sent) == []
+    print(f"longest gap {longest_gap(receiver) * 1000:.1f} ms")
+    assert _strip_counters(_listed(bus), without=LEASE_GROUP) == routes_before
+    log = service.log_text()
+    assert "lost the bus connection; forwarding goes on, reconnecting" in log
+    assert f"{BUS_NAME} owned again" in log
 
 
 def _wait_until(condition, timeout: float = 10.0) -> None:
@@ -76,9 +98,10 @@ def _wait_until(condition, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def _strip_counters(listing: str) -> str:
-    """ListRoutes JSON without the counters, which moved with the traffic."""
-    data = json.loads(listing)["data"][0]
+def _strip_counters(listing: str, without: str = "") -> str:
+    """ListRoutes JSON without the counters, which moved with the traffic (and without
+    the routes of group `without`)."""
+    data = [row for row in json.loads(listing)["data"][0] if row[1] != without]
     for row in data:
         for key in ("packets", "bytes", "wrong_if"):
             row[4].pop(key, None)
