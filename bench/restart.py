@@ -554,7 +554,11 @@ def main() -> None:
                         NumberedFlow(lab, ANY_GROUP, args.rate) as learned:  # fmt: skip
                     with PrivateBus() as bus:
                         measure_mfc(run, bus, tmp)
-                    if not args.skip_smcroute:
+                    if args.skip_smcroute:
+                        pass
+                    elif shutil.which("smcrouted") is None:
+                        print("smcrouted is not installed: no peer figures (apt install smcroute)")
+                    else:
                         measure_smcroute(run, tmp)
             rx.settle(0.2)
             any_rx.settle(0.2)
