@@ -65,6 +65,10 @@ class EngineAPI(Protocol):
     def remove_routes_owned_by(self, owner: str) -> list[Route]:
         """Drop the lease routes of a bus name that left the bus."""
 
+    def lease_owners(self) -> set[str]:
+        """The bus names holding lease routes (after a restart: to check they are
+        still on the bus)."""
+
     def list_routes(
         self, family: Family | None = None, table: int | None = None
     ) -> list[RouteStatus]:

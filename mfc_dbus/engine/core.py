@@ -20,8 +20,14 @@ from pathlib import Path
 
 from ..errors import FamilyUnavailable, InvalidArgument, KernelBusy, MfcError, NotFound
 from ..gcpause import gc_paused_if_many
-from ..kernel import MrouteSocket, Upcall, UpcallKind, open_mroute_socket
-from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes
+from ..kernel import MrouteSocket, Upcall, UpcallKind
+from ..kernel.netlink import (
+    KernelRoute,
+    LinkEvent,
+    LinkMonitor,
+    NetlinkReader,
+    interface_indexes,
+)
 from ..model import (
     Counters,
     Family,
@@ -33,7 +39,11 @@ from ..model import (
     VifStatus,
 )
 from . import ReloadResult
+from .adopt import seed_installed
 from .journal import NULL, Journal, put_or_pop
+from .runtime import RuntimeFile, RuntimeRecord
+from .runtime import render as render_runtime
+from .sockets import KernelSockets
 from .state import (
     SavedState,
     StateFile,
@@ -64,6 +74,17 @@ def _if_nametoindex(name: str) -> int | None:
         return None
 
 
+def _dump_kernel(families: set[Family]) -> dict[Family, list[KernelRoute]]:
+    """The kernel's MFC entries of `families` (every table), by one dump each; empty
+    when rtnetlink fails (the adopted entries are then written again, in place)."""
+    try:
+        with NetlinkReader() as reader:
+            return {family: reader.dump_mfc(family) for family in families}
+    except OSError as exc:
+        log.error("cannot read the adopted kernel tables: %s", exc)
+        return {}
+
+
 def _addresses(sg: SG) -> tuple[IPAddress, IPAddress]:
     """The ipaddress objects of a packed (S, G): for templates, messages and read-back."""
     return ipaddress.ip_address(sg[0]), ipaddress.ip_address(sg[1])
@@ -77,7 +98,8 @@ class Engine:
         state_file: Path | None,
         *,
         learned_expiry: float = 60.0,
-        kernel_factory: Callable[[Family, int], MrouteSocket] = open_mroute_socket,
+        kernel_factory: Callable[[Family, int], MrouteSocket] | None = None,
+        runtime_file: Path | None = None,
         link_monitor_factory: Callable[[], LinkMonitor] = LinkMonitor,
         interface_lister: Callable[[], dict[str, int]] = interface_indexes,
         interface_resolver: Callable[[str], int | None] | None = None,
@@ -88,7 +110,14 @@ class Engine:
         self._state = StateFile(state_file) if state_file is not None else None
         self.learned_expiry = learned_expiry
         self._expiry_interval = expiry_interval or max(0.05, min(learned_expiry / 4, 5.0))
-        self._kernel_factory = kernel_factory
+        self._kernel_factory = kernel_factory or KernelSockets()
+        self._runtime = RuntimeFile(runtime_file) if runtime_file is not None else None
+        self._runtime_saved = RuntimeRecord()
+        self._runtime_version = -1  # of what the runtime record holds; see _save_runtime
+        self._transient: dict[RouteKey, Route] = {}  # the non-persistent routes
+        self._transient_version = 0
+        self._adopted: list[Table] = []  # adopted tables not settled yet
+        self._kernel_dump: dict[Family, list[KernelRoute]] = {}  # read once at start
         self._link_monitor_factory = link_monitor_factory
         self._interface_lister = interface_lister
         self._resolve_interface = interface_resolver or _if_nametoindex
@@ -120,11 +149,21 @@ class Engine:
         self._ifindex = dict(self._interface_lister())
         if self._monitor is not None:
             self._loop.add_reader(self._monitor.fileno(), self._on_link_events)
+        if self._runtime is not None:
+            self._runtime_saved = self._runtime.load()
+        adopted = list(getattr(self._kernel_factory, "adopted_tables", ()))
+        if adopted:  # pyroute2's IPRoute runs its own loop: read in a thread of its own
+            families = {family for family, _ in adopted}
+            self._kernel_dump = await asyncio.to_thread(_dump_kernel, families)
         for family in Family:
             self._open(self._table(family, 0))
+        for family, number in adopted:
+            self._open(self._table(family, number))
+        self._kernel_dump.clear()
         self._update_families()
         saved = self._load_at_start()
-        self._restore(saved)
+        self._restore(saved, self._runtime_saved.routes)
+        self._settle_adopted()
         if self._state is not None and self._state.journal_entries and not self._persist_blocked:
             try:
                 self._write_state()  # compact what the journal replayed into a snapshot
@@ -154,6 +193,11 @@ class Engine:
             except StateFileError as exc:
                 log.error("%s", exc)
             self._state.close()
+        if self._runtime is not None:
+            if flush:
+                self._runtime.remove()  # an explicit stop: nothing carries over
+            else:
+                self._save_runtime()
         for table in self._tables.values():
             if table.sock is not None:
                 if self._loop is not None:
@@ -193,9 +237,41 @@ class Engine:
             sock.set_assert(True)  # WRONGVIF upcalls, to move learned flows
         except MfcError as exc:
             log.warning("%s: no WRONGVIF upcalls: %s", table.describe, exc)
+        if sock.adopted:
+            self._adopt(table)
         if self._loop is not None:
             self._loop.add_reader(sock.fileno(), self._on_upcalls, table)
         return True
+
+    # == a kernel table that outlived the previous process =============================
+    def _adopt(self, table: Table) -> None:
+        recorded = self._runtime_saved.vifs.get((table.family, table.table), {})
+        routes = [r for r in self._kernel_dump.get(table.family, ()) if r.table == table.table]
+        vifs, entries, removed = seed_installed(table, recorded, self._lookup_ifindex, routes)
+        log.info("%s: adopted %d VIFs and %d MFC entries from the kernel (%d removed)",
+                 table.describe, vifs, entries, removed)  # fmt: skip
+        self._adopted.append(table)
+
+    def _settle_adopted(self) -> None:
+        """After the restore: adopted entries no configured route explains become the
+        learned flows of the (*,G) routes that cover them, or go; VIFs nothing needs go."""
+        for table in self._adopted:
+            for sg, (parent, _) in list(table.mfc.items()):
+                if sg in table.exact or sg in table.learned:
+                    continue
+                arrival = table.live_vifs[parent][0]
+                template = table.templates.best(*_addresses(sg), arrival)
+                if template is None:
+                    table.set_entry(sg, None, NULL, False)
+                    continue
+                self._set_learned(table, sg, Learned(template, arrival, self._clock()), NULL)
+                table.set_entry(sg, table.want(template.input, template.outputs), NULL, False)
+            allocator = table.vifs
+            for name in [name for name in allocator.slots if not allocator.needed(name)]:
+                table.remove_vif(name, NULL)
+                allocator.release(name, NULL)
+        self._adopted.clear()
+        self._emit_events()
 
     def _update_families(self) -> None:
         self.families = tuple(
@@ -261,6 +337,8 @@ class Engine:
                 journal.undo()
                 self._events.clear()
                 raise
+            if self._runtime is not None:
+                self._track_transient(changes[0])
             self._emit_events()
             self._emit_route_changes(changes[0])
         return changes[0]
@@ -572,8 +650,9 @@ class Engine:
                 )
             return SavedState()
 
-    def _restore(self, saved: SavedState) -> None:
-        routes: dict[RouteKey, Route | None] = {route.key: route for route in saved.routes}
+    def _restore(self, saved: SavedState, transient: Sequence[Route] = ()) -> None:
+        routes: dict[RouteKey, Route | None] = {route.key: route for route in transient}
+        routes.update((route.key, route) for route in saved.routes)
         vifs: dict[VifId, VifConfig | None] = {
             (c.family, c.table, c.interface): c for c in saved.vifs
         }
@@ -616,6 +695,9 @@ class Engine:
         ]
         self._apply({route.key: None for route in gone})
         return gone
+
+    def lease_owners(self) -> set[str]:
+        return {route.owner for route in self._routes.values() if route.owner}
 
     def remove_routes_owned_by(self, owner: str) -> list[Route]:
         gone = [route for route in self._routes.values() if route.owner == owner]
@@ -803,7 +885,33 @@ class Engine:
         )
 
     # == listeners =======================================================================
+    def _track_transient(self, changes: list[tuple[Route | None, Route | None]]) -> None:
+        transient = self._transient
+        for old, new in changes:
+            if old is not None and not old.persistent:
+                transient.pop(old.key, None)
+                self._transient_version += 1
+            if new is not None and not new.persistent:
+                transient[new.key] = new
+                self._transient_version += 1
+
+    def _save_runtime(self) -> None:
+        """Rewrite the runtime record if the non-persistent routes or a live VIF changed."""
+        if self._runtime is None:
+            return
+        version = self._transient_version + sum(t.live_version for t in self._tables.values())
+        if version == self._runtime_version:
+            return
+        self._runtime_version = version
+        vifs = {
+            (table.family, table.table): dict(table.live_vifs)
+            for table in self._tables.values()
+            if table.live_vifs
+        }
+        self._runtime.write(render_runtime(list(self._transient.values()), vifs))
+
     def _emit_events(self) -> None:
+        self._save_runtime()
         events, self._events = self._events, []
         if not self._listeners:
             return
@@ -964,7 +1072,10 @@ class Engine:
                 log.exception("housekeeping failed")
 
     def expire_learned(self) -> int:
-        """Drop learned flows whose counters did not move for learned_expiry seconds."""
+        """Drop learned flows that forwarded nothing for learned_expiry seconds.
+
+        Activity is packets - wrong_if: the kernel counts a packet arriving on a wrong
+        interface in both, and such packets alone must not keep a flow alive."""
         now = self._clock()
         expired = 0
         for table in self._tables.values():
@@ -973,7 +1084,8 @@ class Engine:
             for sg, learned in list(table.learned.items()):
                 if table.sock is not None and sg in table.mfc:
                     try:
-                        packets = table.sock.sg_counters(sg[0], sg[1]).packets
+                        counters = table.sock.sg_counters(sg[0], sg[1])
+                        packets = counters.packets - counters.wrong_if
                     except MfcError:
                         packets = learned.last_packets
                     if packets != learned.last_packets:

@@ -66,6 +66,7 @@ class Table:
         self._v6 = family is Family.IPV6
         self._wants: dict[tuple[str, tuple[str, ...]], Entry | None] = {}  # see want()
         self._missing: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+        self.live_version = 0  # counts changes of the live VIFs (for the runtime record)
 
     # -- desired -> installed ---------------------------------------------------------
     def want(self, input: str, outputs: tuple[str, ...]) -> Entry | None:
@@ -150,6 +151,10 @@ class Table:
                     pass
             self._unbind_live(name, slot)
 
+    def bind_live(self, name: str, slot: int, ifindex: int, threshold: int) -> None:
+        """Record a VIF the kernel already has (adopting a table)."""
+        self._bind_live(name, slot, ifindex, threshold)
+
     def _bind_live(self, name: str, slot: int, ifindex: int, threshold: int) -> None:
         self.live[name] = slot
         self.live_vifs[slot] = (name, ifindex, threshold)
@@ -161,6 +166,7 @@ class Table:
         self._live_changed()
 
     def _live_changed(self) -> None:
+        self.live_version += 1
         self._wants.clear()
         self._missing.clear()
 

@@ -76,6 +76,10 @@ class VifAllocator:
                 return slot
         return None
 
+    def bind(self, name: str, slot: int) -> None:
+        """Give `name` the slot the kernel already has for it (adopting a table)."""
+        self._bind(name, slot)
+
     def release(self, name: str, journal: Journal) -> None:
         slot = self.slots[name]
         self._release(name)

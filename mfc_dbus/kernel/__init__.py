@@ -8,6 +8,7 @@ from .mroute import (
     Upcall,
     UpcallKind,
     VifCounters,
+    adopt_mroute_socket,
     open_mroute_socket,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "Upcall",
     "UpcallKind",
     "VifCounters",
+    "adopt_mroute_socket",
     "open_mroute_socket",
 ]

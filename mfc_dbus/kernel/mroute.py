@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+import logging
 import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ..errors import FamilyUnavailable, InvalidArgument, from_errno
+from ..errors import FamilyUnavailable, InvalidArgument, MfcError, NoSuchInterface, from_errno
 from ..model import Family, IPAddress
 from . import abi
 from .abi import ffi
 
+log = logging.getLogger(__name__)
+
 _UPCALL_BUFSIZE = 65536
+
+# Upcalls queue in the socket's receive buffer and the kernel drops what does not fit.
+# Measured on Linux 6.18 (tests/kernel/test_rcvbuf.py): each NOCACHE upcall, IPv4 or
+# IPv6, is an skb of truesize 832 bytes, so the default 212,992-byte buffer holds 256
+# of them. A burst of 10,000 new (S,G) needs 8,320,000 bytes; the kernel doubles the
+# value asked for (its bookkeeping share), which leaves 2x headroom for a kernel whose
+# skbs are larger and for real IGMP/MLD packets queued to the same socket.
+RECEIVE_BUFFER = 10_000 * 832
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # not in Python's socket module
+_rcvbuf_fallback_logged = False
 
 
 class UpcallKind(IntEnum):
@@ -67,20 +80,29 @@ class MrouteSocket:
     _address_size: int
     _address_class: type
 
-    def __init__(self, table: int = 0) -> None:
+    def __init__(self, table: int = 0, *, adopt_fd: int | None = None) -> None:
+        """Open and initialise the table's socket, or with `adopt_fd` take over one that
+        is already initialised (kept open meanwhile, e.g. by systemd's fd store): the
+        kernel's table, its VIFs and MFC entries, stays as it is."""
         self.table = table
-        try:
-            self._sock = socket.socket(self._socket_family, socket.SOCK_RAW, self._protocol)
-        except OSError as exc:
-            raise self._unavailable(exc) from None
-        try:
-            self._configure_socket()
-            if table:
-                self._setsockopt(abi.MRT_TABLE, struct.pack("I", table), "select table")
-            self._setsockopt(abi.MRT_INIT, struct.pack("i", 1), "take the multicast table")
-        except Exception:
-            self._sock.close()
-            raise
+        self.adopted = adopt_fd is not None
+        if adopt_fd is not None:
+            self._sock = self._adopt(adopt_fd)
+            self._raise_receive_buffer()  # kept on the socket; a no-op unless it shrank
+        else:
+            try:
+                self._sock = socket.socket(self._socket_family, socket.SOCK_RAW, self._protocol)
+            except OSError as exc:
+                raise self._unavailable(exc) from None
+            try:
+                self._configure_socket()
+                self._raise_receive_buffer()
+                if table:
+                    self._setsockopt(abi.MRT_TABLE, struct.pack("I", table), "select table")
+                self._setsockopt(abi.MRT_INIT, struct.pack("i", 1), "take the multicast table")
+            except Exception:
+                self._sock.close()
+                raise
         self._sock.setblocking(False)
         self._mfc = ffi.new(self._mfc_type + " *")
         self._mfc_buf = ffi.buffer(self._mfc)
@@ -89,6 +111,18 @@ class MrouteSocket:
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------
+    def _adopt(self, fd: int) -> socket.socket:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            raise MfcError(f"cannot adopt file descriptor {fd}: {exc.strerror}") from None
+        if (sock.family, sock.type, sock.proto) != (
+            self._socket_family, socket.SOCK_RAW, self._protocol
+        ):  # fmt: skip
+            sock.detach()
+            raise MfcError(f"file descriptor {fd} is not a {self.family} multicast-routing socket")
+        return sock
+
     def _describe(self, what: str) -> str:
         table = f" in {self.family} table {self.table}" if self.table else f" ({self.family})"
         return what + table
@@ -116,6 +150,31 @@ class MrouteSocket:
 
     def _configure_socket(self) -> None:
         """Family-specific socket options applied before MRT_INIT."""
+
+    def _raise_receive_buffer(self) -> None:
+        """Give the socket room for a burst of 10,000 queued upcalls (RECEIVE_BUFFER).
+
+        SO_RCVBUFFORCE passes net.core.rmem_max but needs CAP_NET_ADMIN; without it,
+        SO_RCVBUF gets what rmem_max allows (logged once per process, at debug).
+        """
+        global _rcvbuf_fallback_logged
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
+            return
+        except OSError as exc:
+            refused = exc
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError:
+            pass  # the default buffer still works; bursts beyond it are dropped
+        if not _rcvbuf_fallback_logged:
+            _rcvbuf_fallback_logged = True
+            log.debug(
+                "SO_RCVBUFFORCE refused (%s); upcall buffer limited by net.core.rmem_max: "
+                "%d bytes",
+                refused.strerror,
+                self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+            )
 
     def _prepare_mfc(self, ctl) -> None:
         """Set the fields of the reused MFC struct that never change."""
@@ -208,6 +267,14 @@ class MrouteSocket:
             upcall = self._parse_upcall(data)
             if upcall is not None:
                 upcalls.append(upcall)
+
+    def vif_exists(self, vif: int) -> bool:
+        """Whether the kernel has a VIF in slot `vif` (its counters can be read)."""
+        try:
+            self.vif_counters(vif)
+        except (NoSuchInterface, InvalidArgument):  # EADDRNOTAVAIL; EINVAL past the last
+            return False
+        return True
 
     def close(self) -> None:
         """Close the socket: the kernel flushes this table's VIFs and MFC entries."""
@@ -454,3 +521,9 @@ def open_mroute_socket(family: Family, table: int = 0) -> MrouteSocket:
     kernel has no multicast routing for the family.
     """
     return _SOCKET_CLASSES[family](table)
+
+
+def adopt_mroute_socket(family: Family, table: int, fd: int) -> MrouteSocket:
+    """The multicast-routing socket of `family` and `table` already initialised on
+    `fd` (MfcError if `fd` is not such a socket)."""
+    return _SOCKET_CLASSES[family](table, adopt_fd=fd)

@@ -34,6 +34,19 @@ MFC_DBUSD = str(Path(sys.executable).with_name("mfc-dbusd"))
 # Lines an mfc-dbusd log must never contain: an exception that escaped a handler.
 UNHANDLED_MARKERS = ("Traceback (most recent call last)", "failed unexpectedly", "CRITICAL")
 
+# Moves the descriptors named in argv[1] to 3, 4, ... and execs argv[2:] as the
+# process systemd would start with LISTEN_FDS (sh cannot name descriptors above 9).
+_PASS_FDS = """import fcntl, os, sys
+fds = [int(fd) for fd in sys.argv[1].split(",")]
+high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1000) for fd in fds]
+for n, fd in enumerate(high):
+    os.dup2(fd, 3 + n, inheritable=True)
+for fd in set(fds + high) - set(range(3, 3 + len(fds))):
+    os.close(fd)
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
 # (source, group, table, input, outputs) with interface names: one kernel MFC entry.
 KernelEntry = tuple[str, str, int, str | None, frozenset[str]]
 
@@ -50,11 +63,32 @@ class ServiceProcess(Resource):
     log_level: str = "info"
     process: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
+    # As systemd would: a notify socket (NOTIFY_SOCKET) and descriptors handed to the
+    # next start (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID), name -> fd of this process.
+    notify_socket: Path | None = None
+    passed_fds: dict[str, int] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
         state = "none" if self.state_file is None else str(self.state_file)
-        return ["ip", "netns", "exec", self.lab.rtr, MFC_DBUSD, "--address", self.bus.address,
-                "--state-file", state, "--log-level", self.log_level, *self.extra]  # fmt: skip
+        daemon = [MFC_DBUSD, "--address", self.bus.address, "--state-file", state,
+                  "--log-level", self.log_level, *self.extra]  # fmt: skip
+        if self.passed_fds:
+            # The descriptors must be 3, 4, ... and LISTEN_PID the daemon's own PID: a
+            # small program moves them and execs the daemon in place (same PID).
+            fds = ",".join(map(str, self.passed_fds.values()))
+            daemon = [sys.executable, "-c", _PASS_FDS, fds, *daemon]
+        return ["ip", "netns", "exec", self.lab.rtr, *daemon]
+
+    def _environment(self) -> dict[str, str] | None:
+        if self.notify_socket is None and not self.passed_fds:
+            return None
+        env = dict(os.environ)
+        if self.notify_socket is not None:
+            env["NOTIFY_SOCKET"] = str(self.notify_socket)
+        if self.passed_fds:
+            env["LISTEN_FDS"] = str(len(self.passed_fds))
+            env["LISTEN_FDNAMES"] = ":".join(self.passed_fds)
+        return env
 
     @property
     def pid(self) -> int:
@@ -72,8 +106,9 @@ class ServiceProcess(Resource):
             log.write(f"--- start {self.starts + 1}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
+                self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self._environment(), pass_fds=tuple(self.passed_fds.values()),
+            )  # fmt: skip
         self.starts += 1
         deadline = time.monotonic() + timeout
         while self.bus.owner_pid(BUS_NAME) != self.process.pid:

@@ -24,9 +24,10 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.constants import NameFlag
 
 from .. import __version__, contract
+from ..engine.sockets import KernelSockets
 from ..errors import MfcError
 from ..names import BUS_NAME, DEFAULT_STATE_FILE, OBJECT_PATH
-from . import logsetup
+from . import fdstore, logsetup
 from .auth import Authorizer
 from .dispatch import Dispatcher
 from .interface import Forwarding
@@ -52,6 +53,7 @@ class Options:
     address: str | None = None
     learned_expiry: float = 60.0
     trust_root: bool = True
+    runtime_file: Path | None = None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, str]:
@@ -76,12 +78,24 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, str]:
         help="seconds an idle learned (S,G) from a (*,G) route lives (default 60)",
     )
     parser.add_argument(
+        "--runtime-file",
+        help="where non-persistent routes and the kernel's VIF slots are kept across "
+        "restarts (default: runtime.json in $RUNTIME_DIRECTORY under systemd, else none)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument("--version", action="version", version=f"mfc-dbusd {__version__}")
     args = parser.parse_args(argv)
     state = None if args.state_file == "none" else Path(args.state_file)
-    return Options(state, args.address, args.learned_expiry), args.log_level
+    runtime = args.runtime_file or (
+        os.path.join(os.environ["RUNTIME_DIRECTORY"], "runtime.json")
+        if os.environ.get("RUNTIME_DIRECTORY")
+        else None
+    )
+    runtime_file = None if runtime in (None, "none") else Path(runtime)
+    options = Options(state, args.address, args.learned_expiry, runtime_file=runtime_file)
+    return options, args.log_level
 
 
 def bus_address(options: Options) -> str | None:
@@ -92,10 +106,15 @@ def bus_address(options: Options) -> str | None:
     return None  # dbus-fast: DBUS_SYSTEM_BUS_ADDRESS or the standard socket
 
 
-def make_engine(options: Options) -> Any:
+def make_engine(options: Options, sockets: KernelSockets | None = None) -> Any:
     from ..engine import Engine  # the real engine (mfc_dbus.engine.core)
 
-    return Engine(options.state_file, learned_expiry=options.learned_expiry)
+    return Engine(
+        options.state_file,
+        learned_expiry=options.learned_expiry,
+        kernel_factory=sockets,
+        runtime_file=options.runtime_file,
+    )
 
 
 @dataclass
@@ -115,9 +134,12 @@ class Service:
     backoff, owns the name again and sends the signals of what changed meanwhile.
     """
 
-    def __init__(self, engine: Any, options: Options) -> None:
+    def __init__(
+        self, engine: Any, options: Options, sockets: KernelSockets | None = None
+    ) -> None:
         self.engine = engine
         self.options = options
+        self.sockets = sockets
         self.contract = contract.load()
         self.leases = Leases(engine)
         self.interface: Forwarding | None = None
@@ -132,11 +154,13 @@ class Service:
         """Start the engine, connect, export, then own the name (activation waits on it)."""
         await self.engine.start()
         self.interface = Forwarding(self.engine, self.leases, self.contract)
+        for owner in self.engine.lease_owners():  # restored from the runtime record
+            self.leases.watch(owner)
         self.leases.on_gone(self._forget_caller)
         try:
             await self._connect()
         except BaseException:
-            await self.engine.stop(flush=True)
+            await self.engine.stop(flush=not (self.sockets is not None and self.sockets.stored))
             raise
         log.info("mfc-dbusd %s serving %s on %s", __version__, BUS_NAME, OBJECT_PATH)
 
@@ -233,10 +257,15 @@ class Service:
             return
 
     async def stop(self) -> None:
-        log.info("shutting down: saving state and flushing routes from the kernel")
+        kept = self.sockets is not None and self.sockets.stored
+        if kept:
+            log.info("shutting down: saving state; the kernel's tables stay in systemd's "
+                     "fd store (systemctl stop flushes them, a restart adopts them)")  # fmt: skip
+        else:
+            log.info("shutting down: saving state and flushing routes from the kernel")
         if self.interface is not None:
             self.interface.drain()  # the audit lines and signals of the last calls
-        await self.engine.stop(flush=True)
+        await self.engine.stop(flush=not kept)
         bus = self.bus
         if bus is not None and bus.connected:
             bus.disconnect()
@@ -256,7 +285,11 @@ def install_signal_handlers(service: Service) -> Callable[[], None]:
 
 
 async def serve(options: Options, engine: Any = None) -> int:
-    service = Service(engine if engine is not None else make_engine(options), options)
+    sockets = None
+    if engine is None:
+        sockets = KernelSockets(fdstore.passed_fds(), fdstore.store)
+        engine = make_engine(options, sockets)
+    service = Service(engine, options, sockets)
     remove_handlers = install_signal_handlers(service)
     try:
         try:

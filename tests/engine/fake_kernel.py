@@ -18,12 +18,16 @@ def _address(value):
 class FakeSocket:
     def __init__(self, family, table, interfaces: dict[str, int], log: list) -> None:
         self.family, self.table = family, table
+        self.adopted = False  # a fresh MRT_INIT (the real one: True when taken from an fd)
         self.interfaces = interfaces  # the fake namespace's name -> ifindex (shared)
         self.vifs: dict[int, tuple[int, int]] = {}
         self.mfc: dict[tuple, tuple[int, dict[int, int]]] = {}
         self.log = log  # every call, in order, shared by all sockets of one fake kernel
         self.fail_add_mfc_after: int | None = None
+        self.counters: dict[tuple, SgCounters] = {}  # (S, G) -> what sg_counters reads
+        self._upcalls: list = []
         self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
         self.closed = False
 
     def fileno(self) -> int:
@@ -67,13 +71,23 @@ class FakeSocket:
         source, group = _address(source), _address(group)
         if (source, group) not in self.mfc:
             raise NotFound("no such route")
-        return SgCounters(0, 0, 0)
+        return self.counters.get((source, group), SgCounters(0, 0, 0))
 
     def vif_counters(self, vif: int) -> VifCounters:
         return VifCounters(0, 0, 0, 0)
 
+    def queue_upcall(self, upcall) -> None:
+        """As if the kernel queued an upcall: the engine's reader sees the fd ready."""
+        self._upcalls.append(upcall)
+        self._w.send(b"u")
+
     def read_upcalls(self) -> list:
-        return []
+        try:
+            self._r.recv(4096)
+        except BlockingIOError:
+            pass
+        upcalls, self._upcalls = self._upcalls, []
+        return upcalls
 
     def close(self) -> None:
         self.closed = True

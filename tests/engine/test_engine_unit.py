@@ -17,6 +17,7 @@ from fake_kernel import FakeKernel
 from mfc_dbus.engine.core import Engine
 from mfc_dbus.engine.state import StateFile, StateFileError
 from mfc_dbus.errors import InvalidArgument, KernelBusy, KernelError, LimitExceeded, NotFound
+from mfc_dbus.kernel import SgCounters, Upcall, UpcallKind
 from mfc_dbus.model import Family, Route, RouteKey, VifConfig, make_route_key
 
 V4 = Family.IPV4
@@ -361,3 +362,34 @@ def test_the_journal_is_compacted_when_it_outgrows_the_snapshot(h, tmp_path):
     h.loop.run_until_complete(h.engine.stop())
     assert len(json.loads(state.read_text())["routes"]) == 501
     assert _journal(state).read_text() == ""
+
+
+def test_learned_flow_expiry_counts_packets_minus_wrong_if():
+    """Activity is packets - wrong_if: the kernel counts a packet that arrives on a wrong
+    interface in both counters, and such packets alone must not keep a flow alive."""
+    now = [1000.0]
+    h = Harness(None, clock=lambda: now[0], learned_expiry=60.0, expiry_interval=3600.0)
+    try:
+        h.engine.add_route(route("*", "233.252.0.1", "up0", "down0"))
+        up0 = h.engine.list_vifs()[0]
+        assert up0.interface == "up0"
+        group = ipaddress.ip_address("233.252.0.1")
+        forwarded, wrong = (ipaddress.ip_address(f"192.0.2.{n}") for n in (10, 11))
+        for source in (forwarded, wrong):
+            h.sock().queue_upcall(Upcall(UpcallKind.NOCACHE, V4, 0, source, group, up0.index))
+        h.spin()
+        learned = {str(s.route.key.source) for s in h.engine.list_routes() if s.state == "learned"}
+        assert learned == {"192.0.2.10/32", "192.0.2.11/32"}
+
+        for look in range(1, 6):  # every 30 s both flows' packet counters rose by 100
+            h.sock().counters[(forwarded, group)] = SgCounters(100 * look, 0, 0)
+            # all of `wrong`'s came in on a wrong interface: pktcnt and wrong_if both rise
+            h.sock().counters[(wrong, group)] = SgCounters(100 * look, 0, 100 * look)
+            h.engine.expire_learned()
+            now[0] += 30.0
+
+        learned = {str(s.route.key.source) for s in h.engine.list_routes() if s.state == "learned"}
+        assert learned == {"192.0.2.10/32"}
+        assert set(h.sock().mfc) == {(forwarded, group)}
+    finally:
+        h.close()

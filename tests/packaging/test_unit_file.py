@@ -23,9 +23,9 @@ def _sections() -> dict[str, dict[str, list[str]]]:
 
 
 def _seconds(value: str) -> float:
-    match = re.fullmatch(r"(\d+)(s|min)?", value)
+    match = re.fullmatch(r"(\d+)(ms|s|min)?", value)
     assert match, value
-    return int(match[1]) * (60 if match[2] == "min" else 1)
+    return int(match[1]) * {"ms": 0.001, "min": 60}.get(match[2] or "s", 1)
 
 
 def test_ordered_after_the_bus() -> None:

@@ -75,6 +75,9 @@ class FakeEngine:
         ]
         return [self.remove_route(key) for key in keys]
 
+    def lease_owners(self) -> set[str]:
+        return {route.owner for route in self.routes.values() if route.owner}
+
     def remove_routes_owned_by(self, owner: str) -> list[Route]:
         keys = [key for key, route in self.routes.items() if route.owner == owner]
         return [self.remove_route(key) for key in keys]

@@ -1,0 +1,72 @@
+"""Adopting a kernel table that outlived the previous process (systemd's fd store).
+
+The installed side of the table is read from the kernel instead of being written:
+the VIF slots the runtime record names and the kernel still has (same interface,
+same ifindex), and the MFC entries of one rtnetlink dump, translated to those slots.
+The engine's usual reconcile then changes only what differs from the desired state,
+so an entry that is already right is never written again and no packet waits.
+Anything the record cannot explain (a VIF of an interface deleted meanwhile, an
+entry through an unknown slot) is removed and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from ..errors import MfcError
+from ..kernel.netlink import KernelRoute
+from ..model import MAX_VIFS
+from .runtime import LiveVif
+from .table import Table
+
+log = logging.getLogger(__name__)
+
+
+def seed_installed(
+    table: Table,
+    recorded: dict[int, LiveVif],
+    ifindex_of: Callable[[str], int | None],
+    kernel_routes: Iterable[KernelRoute],
+) -> tuple[int, int, int]:
+    """Fill `table`'s installed side from the kernel; (VIFs kept, entries kept,
+    things removed)."""
+    sock = table.sock
+    assert sock is not None
+    kept_vifs = removed = 0
+    for slot in range(MAX_VIFS):
+        if not sock.vif_exists(slot):
+            continue
+        known = recorded.get(slot)
+        if known is not None and ifindex_of(known[0]) == known[1]:
+            name, ifindex, threshold = known
+            table.vifs.bind(name, slot)
+            table.bind_live(name, slot, ifindex, threshold)
+            kept_vifs += 1
+            continue
+        log.warning("%s: VIF %d is not in the runtime record (or its interface changed); "
+                    "removing it", table.describe, slot)  # fmt: skip
+        _quietly(sock.del_vif, slot)
+        removed += 1
+    slot_of = {ifindex: slot for slot, (_, ifindex, _) in table.live_vifs.items()}
+    kept_entries = 0
+    for route in kernel_routes:
+        sg = (route.source.packed, route.group.packed)
+        parent = slot_of.get(route.input) if route.input is not None else None
+        outputs = {slot_of.get(oif): ttl for oif, ttl in route.outputs.items()}
+        if parent is None or None in outputs:
+            log.warning("%s: removing (%s, %s): it uses an interface with no VIF",
+                        table.describe, route.source, route.group)  # fmt: skip
+            _quietly(sock.del_mfc, sg[0], sg[1])
+            removed += 1
+            continue
+        table.mfc[sg] = (parent, outputs)  # type: ignore[assignment]
+        kept_entries += 1
+    return kept_vifs, kept_entries, removed
+
+
+def _quietly(action: Callable[..., None], *args: object) -> None:
+    try:
+        action(*args)
+    except MfcError:
+        pass

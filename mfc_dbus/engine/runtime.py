@@ -1,0 +1,111 @@
+"""The runtime record: what the state file does not keep but a restart must not lose.
+
+Kept under /run (systemd's RuntimeDirectory=, preserved across restarts, gone at
+reboot and at `systemctl stop`): the non-persistent routes (lease routes with their
+holder's bus name) and the kernel VIF slots in use, so that a restarted service that
+adopts the kernel's table knows which interface each slot is. Rewritten whole (a
+temporary file renamed over it) after every change that touches it; tmpfs makes that
+cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model import Family, Route, make_route_key
+from .validate import check_route
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 1
+LiveVif = tuple[str, int, int]  # (interface name, ifindex, TTL threshold)
+
+
+@dataclass
+class RuntimeRecord:
+    routes: list[Route] = field(default_factory=list)
+    vifs: dict[tuple[Family, int], dict[int, LiveVif]] = field(default_factory=dict)
+
+
+def render(routes: list[Route], vifs: dict[tuple[Family, int], dict[int, LiveVif]]) -> str:
+    route_items = [
+        {
+            "source": route.key.texts[0],
+            "group": route.key.texts[1],
+            "table": route.key.table,
+            "input": route.input,
+            "outputs": list(route.outputs),
+            "owner": route.owner,
+        }
+        for route in routes
+    ]
+    vif_items = [
+        {"family": family.value, "table": table, "slot": slot, "interface": name,
+         "ifindex": ifindex, "ttl_threshold": ttl}
+        for (family, table), slots in sorted(vifs.items(), key=lambda i: (i[0][0].value, i[0][1]))
+        for slot, (name, ifindex, ttl) in sorted(slots.items())
+    ]  # fmt: skip
+    return json.dumps({"schema": SCHEMA, "routes": route_items, "vifs": vif_items}) + "\n"
+
+
+def parse(text: str) -> RuntimeRecord:
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ValueError(f"not a schema {SCHEMA} runtime record")
+    record = RuntimeRecord()
+    for item in data.get("routes", []):
+        key = make_route_key(item["source"], item["group"], int(item.get("table", 0)))
+        owner = item.get("owner")
+        route = Route(key, str(item["input"]), tuple(map(str, item["outputs"])), False,
+                      str(owner) if owner else None)  # fmt: skip
+        check_route(route)
+        record.routes.append(route)
+    for item in data.get("vifs", []):
+        slots = record.vifs.setdefault((Family.parse(item["family"]), int(item["table"])), {})
+        slots[int(item["slot"])] = (
+            str(item["interface"]),
+            int(item["ifindex"]),
+            int(item["ttl_threshold"]),
+        )
+    return record
+
+
+class RuntimeFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._written: str | None = None
+
+    def load(self) -> RuntimeRecord:
+        """The record left by the previous run; empty (and logged) if absent or bad."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return RuntimeRecord()
+        except OSError as exc:
+            log.warning("cannot read the runtime record %s: %s", self.path, exc.strerror)
+            return RuntimeRecord()
+        try:
+            return parse(text)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring the runtime record %s: %s", self.path, exc)
+            return RuntimeRecord()
+
+    def write(self, text: str) -> None:
+        if text == self._written:
+            return
+        temporary = self.path.with_name(self.path.name + ".new")
+        try:
+            temporary.write_text(text)
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            log.error("cannot write the runtime record %s: %s", self.path, exc.strerror)
+            return
+        self._written = text
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._written = None
