@@ -4,7 +4,8 @@
 # dependencies (debian/control's Build-Depends) are installed with apt, like
 # scripts/setup.sh does. The build runs in a copy of the tree under a temporary
 # directory, so neither the tree nor its parent directory get build droppings.
-# Prints the path of the .deb on the last line of its output.
+# Prints the path of the .deb on the last line of its output. DEB_VERSION=V builds the
+# tree as version V (see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -54,6 +55,22 @@ tar -C "$top" -c \
     --exclude=.pytest_cache --exclude=.ruff_cache --exclude=.hypothesis \
     --exclude=./debian/mfc-dbus --exclude=./debian/.debhelper --exclude=./.pybuild \
     . | tar -C "$src" -x
+
+# DEB_VERSION=0.1.0+systest1: the same tree built as another (e.g. higher) version, for
+# upgrade tests. Only the temporary copy is rewritten (pyproject.toml, the module's
+# __version__ and a new top debian/changelog entry); the tree is never touched.
+if [ -n "${DEB_VERSION:-}" ] && [ "$DEB_VERSION" != "$version" ]; then
+    sed -i "s/^version *= *\".*\"/version = \"$DEB_VERSION\"/" "$src/pyproject.toml"
+    sed -i "s/^__version__ = .*/__version__ = \"$DEB_VERSION\"/" "$src/mfc_dbus/__init__.py"
+    maintainer=$(sed -n 's/^ -- \(.*>\)  .*/\1/p' debian/changelog | head -n1)
+    {
+        printf 'mfc-dbus (%s) unstable; urgency=medium\n\n' "$DEB_VERSION"
+        printf '  * Test build of %s as %s (DEB_VERSION).\n\n' "$version" "$DEB_VERSION"
+        printf ' -- %s  %s\n\n' "$maintainer" "$(date -R)"
+        cat debian/changelog
+    } >"$src/debian/changelog"
+    version=$DEB_VERSION
+fi
 
 log="$work/build.log"
 # Debian's own interpreter and tools only: a python3 earlier on PATH (pyenv, a venv,

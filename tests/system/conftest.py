@@ -60,6 +60,30 @@ def _sweep_stale_containers() -> None:
             FIGURES.setdefault("host", {})["stale containers removed"] = len(removed)
 
 
+def _make_deb(out: Path, version: str | None = None) -> Path:
+    """`make deb` of this checkout into `out` (as `version` if given: DEB_VERSION)."""
+    env = {**os.environ, "DEB_VERSION": version} if version else None
+    done = subprocess.run(
+        ["make", "-s", "-C", str(REPO), "deb", f"DEB_OUTDIR={out}"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"`make deb` failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    # scripts/build-deb.sh prints the .deb's path on its last line.
+    lines = done.stdout.strip().splitlines()
+    built = Path(lines[-1]) if lines else None
+    if built is None or built.parent != out or not built.is_file():
+        pytest.fail(f"`make deb` made no .deb in {out}:\n{done.stdout}{done.stderr}")
+    return built
+
+
+def deb_version(path: Path) -> str:
+    """The version in a .deb's file name (mfc-dbus_VERSION_all.deb)."""
+    return path.name.split("_")[1]
+
+
 @pytest.fixture(scope="session")
 def deb() -> Iterator[Path]:
     """The package under test: `make deb` in this checkout, once per run."""
@@ -71,19 +95,27 @@ def deb() -> Iterator[Path]:
     out = Path(tempfile.mkdtemp(prefix="mfc-dbus-systest-deb-", dir="/var/tmp"))
     try:
         started = time.monotonic()
-        done = subprocess.run(
-            ["make", "-s", "-C", str(REPO), "deb", f"DEB_OUTDIR={out}"],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"`make deb` failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-        # scripts/build-deb.sh prints the .deb's path on its last line.
-        lines = done.stdout.strip().splitlines()
-        built = Path(lines[-1]) if lines else None
-        if built is None or built.parent != out or not built.is_file():
-            pytest.fail(f"`make deb` made no .deb in {out}:\n{done.stdout}{done.stderr}")
+        built = _make_deb(out)
         FIGURES.setdefault("host", {})["make deb, s"] = time.monotonic() - started
+        yield built
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def newer_deb(deb: Path) -> Iterator[Path]:
+    """The same tree as a higher version (VERSION+systest1; DEB_VERSION of
+    scripts/build-deb.sh, nothing committed), for upgrade tests; once per run, and only
+    when a test asks. MFC_SYSTEST_NEWER_DEB=/path/to/newer.deb gives one."""
+    given = os.environ.get("MFC_SYSTEST_NEWER_DEB")
+    if given:
+        yield Path(given)
+        return
+    out = Path(tempfile.mkdtemp(prefix="mfc-dbus-systest-newer-deb-", dir="/var/tmp"))
+    try:
+        started = time.monotonic()
+        built = _make_deb(out, f"{deb_version(deb)}+systest1")
+        FIGURES.setdefault("host", {})["make deb (newer version), s"] = time.monotonic() - started
         yield built
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -97,8 +129,9 @@ def debian(request, deb: Path) -> Iterator[DebianSystem]:
     tarball = rootfs_tarball(suite)
     record(suite, "rootfs (cache hit or build), s", time.monotonic() - started)
     with Container(suite, tarball) as container:
-        for name in ("mcast.py", "topology.sh"):
-            container.write(f"{PAYLOAD_DIR}/{name}", (PAYLOAD / name).read_bytes(), 0o755)
+        for path in sorted(PAYLOAD.iterdir()):
+            if path.is_file():
+                container.write(f"{PAYLOAD_DIR}/{path.name}", path.read_bytes(), 0o755)
         container.write(f"{PAYLOAD_DIR}/{deb.name}", deb.read_bytes())
         system = DebianSystem(container, lambda k, v: record(suite, k, v))
         started = time.monotonic()

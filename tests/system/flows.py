@@ -56,6 +56,7 @@ class Receiver:
     group: str
     port: int = PORT
     netns: str = "dst"
+    stamp: bool = False
     proc: subprocess.Popen | None = None
     arrivals: dict[str, dict[str, dict[int, float]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(dict))
@@ -65,6 +66,8 @@ class Receiver:
 
     def __enter__(self) -> Receiver:
         argv = ["python3", MCAST, "recv", self.group, str(self.port), "eth0"]
+        if self.stamp:
+            argv += ["--stamp", "--max-seconds", "3600"]
         self.proc = self.c.popen(
             argv,
             netns=self.netns,
@@ -93,10 +96,13 @@ class Receiver:
             parts = line.split()
             if parts == ["ready"]:
                 self._ready.set()
-            elif len(parts) == 3:
-                source, tag, seq = parts
+            elif len(parts) in (3, 4):
+                # With --stamp the receiver's own arrival time (CLOCK_MONOTONIC, the
+                # same clock as the host's: no pipe delay in the gaps measured).
+                source, tag, seq = parts[:3]
+                when = float(parts[3]) if len(parts) == 4 else time.monotonic()
                 with self._lock:
-                    self.arrivals[tag][source].setdefault(int(seq), time.monotonic())
+                    self.arrivals[tag][source].setdefault(int(seq), when)
 
     def close(self) -> None:
         """Closing stdin ends the receiver; kill its nsenter by PID only if it hangs."""

@@ -3,8 +3,10 @@
 Debian 12's Python 3.11 and Debian 13's 3.13).
 
   mcast.py recv GROUP PORT IFNAME
-      join GROUP on IFNAME; print "ready", then "<source> <tag> <seq>" per datagram;
-      exit when stdin closes (the harness closes it) or after --max-seconds.
+      join GROUP on IFNAME; print "ready", then "<source> <tag> <seq>" per datagram
+      (with --stamp a fourth field: the arrival's CLOCK_MONOTONIC time, which the host
+      shares: no time namespace); exit when stdin closes (the harness closes it) or
+      after --max-seconds.
   mcast.py send GROUP PORT IFNAME --tag T --count N [--interval S] [--source ADDR]
       send N datagrams "<tag> <seq>" (seq 0..N-1) with TTL / hop limit --ttl (8):
       IP_MULTICAST_TTL for IPv4, IPV6_MULTICAST_HOPS for IPv6 (the TTL option does
@@ -50,7 +52,11 @@ def recv(args: argparse.Namespace) -> int:
             return 0  # the harness closed our stdin
         if sock in readable:
             data, peer = sock.recvfrom(2048)
-            print(peer[0], data.decode(errors="replace"), flush=True)
+            if args.stamp:
+                print(peer[0], data.decode(errors="replace"), f"{time.monotonic():.6f}",
+                      flush=True)  # fmt: skip
+            else:
+                print(peer[0], data.decode(errors="replace"), flush=True)
 
 
 def send(args: argparse.Namespace) -> int:
@@ -93,6 +99,7 @@ def main() -> int:
         p.add_argument("ifname")
     r = sub.choices["recv"]
     r.add_argument("--max-seconds", type=float, default=300.0)
+    r.add_argument("--stamp", action="store_true")
     s = sub.choices["send"]
     s.add_argument("--tag", required=True)
     s.add_argument("--count", type=int, required=True)
