@@ -258,6 +258,10 @@ class Engine:
                 arrival = table.live_vifs[parent][0]
                 template = table.templates.best(*_addresses(sg), arrival)
                 if template is None:
+                    if table.mfc[sg][1]:  # not one of ours ("nobody routes this" entries are)
+                        log.warning("%s: removing (%s, %s) from the adopted table: no route "
+                                    "covers it (added by another tool?)",
+                                    table.describe, *_addresses(sg))  # fmt: skip
                     table.set_entry(sg, None, NULL, False)
                     continue
                 self._set_learned(table, sg, Learned(template, arrival, self._clock()), NULL)
