@@ -33,6 +33,7 @@ from pathlib import Path
 PREFIX = "mfc-systest-"  # every directory and cgroup this harness makes
 PR_SET_PDEATHSIG = 1
 NSPAWN_REBOOT_EXIT = 133  # systemd-nspawn's exit status when the container rebooted
+_PID1_SIGNAL = {"reboot": int(signal.SIGINT), "poweroff": int(signal.SIGRTMIN) + 4}
 INNER_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
@@ -242,7 +243,11 @@ class Container:
         if self.nspawn is None:
             raise ContainerError("not booted")
         started = time.monotonic()
-        self.run(["systemctl", verb, "--no-block"], check=False, timeout=30)
+        # Ask PID 1 by signal, as ctrl-alt-del and a container manager do: `systemctl
+        # reboot` asks logind over the bus first, and a test may have left logind
+        # without its bus (`systemctl restart dbus`), where it hangs. SIGINT starts
+        # ctrl-alt-del.target (reboot), SIGRTMIN+4 poweroff.target: both clean.
+        self.run(["kill", f"-{_PID1_SIGNAL[verb]}", "1"], check=True, timeout=30)
         try:
             status = self.nspawn.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
