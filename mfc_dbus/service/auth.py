@@ -24,9 +24,6 @@ from dbus_fast import Message, MessageFlag, MessageType, Variant
 
 from ..errors import AccessDenied, InteractiveAuthorizationRequired
 from ..names import (
-    DBUS_DAEMON_INTERFACE,
-    DBUS_DAEMON_NAME,
-    DBUS_DAEMON_PATH,
     DBUS_NAME_HAS_NO_OWNER,
     DBUS_SERVICE_UNKNOWN,
     EXAMPLE_RULES_INSTALLED,
@@ -36,7 +33,7 @@ from ..names import (
     POLKIT_OBJECT_PATH,
     POLKIT_SUBJECT_BUS_NAME,
 )
-from .outbox import Outbox
+from .outbox import Outbox, daemon_call
 
 log = logging.getLogger("mfc_dbus.service.auth")
 
@@ -96,17 +93,6 @@ def changing(call: Call) -> Iterator[None]:
         _call.reset(token)
 
 
-def _daemon_call(member: str, signature: str, body: list[Any]) -> Message:
-    return Message(
-        destination=DBUS_DAEMON_NAME,
-        path=DBUS_DAEMON_PATH,
-        interface=DBUS_DAEMON_INTERFACE,
-        member=member,
-        signature=signature,
-        body=body,
-    )
-
-
 class Authorizer:
     """Asks polkit about callers, with a uid-0 fast path and a per-name uid record."""
 
@@ -129,7 +115,7 @@ class Authorizer:
     async def uid_of(self, sender: str) -> int:
         uid = self._uids.get(sender)
         if uid is None:
-            reply = await self._outbox.call(_daemon_call("GetConnectionUnixUser", "s", [sender]))
+            reply = await self._outbox.call(daemon_call("GetConnectionUnixUser", "s", [sender]))
             if reply.message_type is MessageType.ERROR:
                 raise AccessDenied(f"cannot identify caller {sender}: {reply.body}")
             uid = int(reply.body[0])

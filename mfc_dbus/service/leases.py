@@ -10,8 +10,8 @@ from typing import Any
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from ..names import DBUS_DAEMON_INTERFACE, DBUS_DAEMON_NAME, DBUS_DAEMON_PATH
-from .outbox import BusGone, Outbox
+from ..names import DBUS_DAEMON_INTERFACE, DBUS_DAEMON_NAME
+from .outbox import BusGone, Outbox, daemon_call
 
 log = logging.getLogger("mfc_dbus.audit")
 
@@ -20,17 +20,6 @@ _MATCH = (
     f"type='signal',sender='{DBUS_DAEMON_NAME}',interface='{DBUS_DAEMON_INTERFACE}',"
     f"member='{NAME_OWNER_CHANGED}'"
 )
-
-
-def _daemon_call(member: str, signature: str, body: list[Any]) -> Message:
-    return Message(
-        destination=DBUS_DAEMON_NAME,
-        path=DBUS_DAEMON_PATH,
-        interface=DBUS_DAEMON_INTERFACE,
-        member=member,
-        signature=signature,
-        body=body,
-    )
 
 
 class Leases:
@@ -56,7 +45,7 @@ class Leases:
         """Watch `bus` (a new connection): subscribe, then recheck every holder."""
         self._bus, self._outbox = bus, outbox
         bus.add_message_handler(self._on_message)
-        reply = await bus.call(_daemon_call("AddMatch", "s", [_MATCH]))
+        reply = await bus.call(daemon_call("AddMatch", "s", [_MATCH]))
         if reply.message_type is MessageType.ERROR:
             raise RuntimeError(f"cannot watch NameOwnerChanged: {reply.error_name}")
         for owner in sorted(self._owners):
@@ -81,7 +70,7 @@ class Leases:
         if bus is None or outbox is None or not bus.connected:
             return  # checked again by attach() on the next connection
         try:
-            reply = await outbox.call(_daemon_call("NameHasOwner", "s", [owner]))
+            reply = await outbox.call(daemon_call("NameHasOwner", "s", [owner]))
         except BusGone:
             return  # checked again by attach() on the next connection
         if reply.message_type is MessageType.METHOD_RETURN and not reply.body[0]:

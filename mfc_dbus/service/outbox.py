@@ -23,10 +23,23 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from ..errors import MfcError
+from ..names import DBUS_DAEMON_INTERFACE, DBUS_DAEMON_NAME, DBUS_DAEMON_PATH
 
 
 class BusGone(MfcError):
     """The bus connection ended before the reply came."""
+
+
+def daemon_call(member: str, signature: str, body: list[Any]) -> Message:
+    """A method call to the bus daemon itself (org.freedesktop.DBus)."""
+    return Message(
+        destination=DBUS_DAEMON_NAME,
+        path=DBUS_DAEMON_PATH,
+        interface=DBUS_DAEMON_INTERFACE,
+        member=member,
+        signature=signature,
+        body=body,
+    )
 
 
 class Outbox:
