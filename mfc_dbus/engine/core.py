@@ -21,8 +21,8 @@ from pathlib import Path
 from ..errors import FamilyUnavailable, InvalidArgument, KernelBusy, MfcError, NotFound
 from ..gcpause import gc_paused_if_many
 from ..kernel import MrouteSocket, Upcall, UpcallKind
-from ..kernel.mfcdump import RawEntry, dump_raw
-from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes, our_table_id
+from ..kernel.mfcdump import RawEntry, dump_raw, our_table_id
+from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes
 from ..model import (
     Counters,
     Family,

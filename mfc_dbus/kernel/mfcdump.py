@@ -1,5 +1,6 @@
 """The kernel's MFC entries by one rtnetlink dump (RTM_GETROUTE, families 128/129),
-decoded with struct: what `ip mroute show` reads.
+decoded with struct: what `ip mroute show` reads. The one read-back of the tables,
+for the engine (adopting a table) and the lab alike.
 
 pyroute2 decodes such a dump at about 1 ms per entry here (10,000 entries: 8-14 s),
 too slow to adopt a large table at a restart; this reads 10,000 in milliseconds.
@@ -13,9 +14,9 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
-from ..model import Family
-from .netlink import KernelRoute, our_table_id
+from ..model import KERNEL_DEFAULT_TABLE, Family, IPAddress
 
 RTNL_FAMILY = {Family.IPV4: 128, Family.IPV6: 129}  # RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
@@ -29,6 +30,26 @@ _RTATTR = struct.Struct("=HH")  # length, type
 _RTNEXTHOP = struct.Struct("=HBBi")  # length, flags, hops (the TTL threshold), ifindex
 _U32 = struct.Struct("=I")
 _STATS = struct.Struct("=QQQ")  # struct rta_mfc_stats: packets, bytes, wrong_if
+
+
+def our_table_id(kernel_table: int, family: Family) -> int:
+    """Our table 0 is the kernel's default multicast table of the family (253, 254)."""
+    return 0 if kernel_table == KERNEL_DEFAULT_TABLE[family] else kernel_table
+
+
+@dataclass(frozen=True)
+class KernelRoute:
+    """One MFC entry as the kernel reports it (what `ip mroute show` prints)."""
+
+    family: Family
+    table: int
+    source: IPAddress
+    group: IPAddress
+    input: int | None  # ifindex of the input VIF's device; None while unresolved
+    outputs: dict[int, int] = field(default_factory=dict)  # ifindex -> TTL threshold
+    packets: int = 0
+    bytes: int = 0
+    wrong_if: int = 0
 
 
 def _align(length: int) -> int:
@@ -75,44 +96,76 @@ def _decode(data: memoryview, offset: int, end: int) -> RawEntry:
     return table, source, group, input_, outputs, packets, octets, wrong_if
 
 
-def dump_raw(family: Family) -> list[RawEntry]:
+def _netlink_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                         socket.NETLINK_ROUTE)  # fmt: skip
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind((0, 0))
+    return sock
+
+
+def dump_raw(family: Family, sock: socket.socket | None = None) -> list[RawEntry]:
     """Every MFC entry of `family` in this network namespace (all tables), as tuples
-    (see _decode): what adopting a large table needs, without address objects."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                       socket.NETLINK_ROUTE) as sock:  # fmt: skip
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.bind((0, 0))
-        sequence = os.getpid() & 0xFFFF
-        request = _RTMSG.pack(RTNL_FAMILY[family], 0, 0, 0, 0, 0, 0, 0, 0)
-        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), RTM_GETROUTE,
-                                NLM_F_REQUEST | NLM_F_DUMP, sequence, 0)  # fmt: skip
-        sock.sendto(header + request, (0, 0))
-        entries: list[RawEntry] = []
-        while True:
-            data = memoryview(sock.recv(1 << 20))
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, kind, _flags, seq, _port = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size:
-                    raise OSError("malformed rtnetlink message")
-                if seq == sequence:
-                    if kind == NLMSG_DONE:
-                        return entries
-                    if kind == NLMSG_ERROR:
-                        error = struct.unpack_from("=i", data, offset + _NLMSGHDR.size)[0]
-                        if error:
-                            raise OSError(-error, os.strerror(-error))
-                    elif kind == RTM_NEWROUTE:
-                        entries.append(_decode(data, offset + _NLMSGHDR.size, offset + length))
-                offset += _align(length)
+    (see _decode): what adopting a large table needs, without address objects. With
+    `sock` (a NETLINK_ROUTE socket), in the namespace that socket was made in."""
+    if sock is None:
+        with _netlink_socket() as own:
+            return dump_raw(family, own)
+    sequence = os.getpid() & 0xFFFF
+    request = _RTMSG.pack(RTNL_FAMILY[family], 0, 0, 0, 0, 0, 0, 0, 0)
+    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(request), RTM_GETROUTE,
+                            NLM_F_REQUEST | NLM_F_DUMP, sequence, 0)  # fmt: skip
+    sock.sendto(header + request, (0, 0))
+    entries: list[RawEntry] = []
+    while True:
+        data = memoryview(sock.recv(1 << 20))
+        offset = 0
+        while offset + _NLMSGHDR.size <= len(data):
+            length, kind, _flags, seq, _port = _NLMSGHDR.unpack_from(data, offset)
+            if length < _NLMSGHDR.size:
+                raise OSError("malformed rtnetlink message")
+            if seq == sequence:
+                if kind == NLMSG_DONE:
+                    return entries
+                if kind == NLMSG_ERROR:
+                    error = struct.unpack_from("=i", data, offset + _NLMSGHDR.size)[0]
+                    if error:
+                        raise OSError(-error, os.strerror(-error))
+                elif kind == RTM_NEWROUTE:
+                    entries.append(_decode(data, offset + _NLMSGHDR.size, offset + length))
+            offset += _align(length)
 
 
-def dump_mfc(family: Family) -> list[KernelRoute]:
-    """Every MFC entry of `family` in this network namespace (all tables). Unresolved
-    entries (packets queued for an upcall) have input None."""
+def dump_mfc(
+    family: Family, table: int | None = None, sock: socket.socket | None = None
+) -> list[KernelRoute]:
+    """Every MFC entry of `family` (of one of our table numbers, if given) in this
+    network namespace, or `sock`'s. Unresolved entries (packets queued for an upcall)
+    have input None."""
     address = ipaddress.IPv4Address if family is Family.IPV4 else ipaddress.IPv6Address
-    return [
-        KernelRoute(family, our_table_id(table, family), address(source), address(group),
+    routes = [
+        KernelRoute(family, our_table_id(kernel_table, family), address(source), address(group),
                     input_, outputs, packets, octets, wrong_if)  # fmt: skip
-        for table, source, group, input_, outputs, packets, octets, wrong_if in dump_raw(family)
-    ]
+        for kernel_table, source, group, input_, outputs, packets, octets, wrong_if
+        in dump_raw(family, sock)
+    ]  # fmt: skip
+    return routes if table is None else [route for route in routes if route.table == table]
+
+
+class NetlinkReader:
+    """Reads the MFC tables of the network namespace it was created in (from any)."""
+
+    def __init__(self) -> None:
+        self._sock = _netlink_socket()
+
+    def dump_mfc(self, family: Family, table: int | None = None) -> list[KernelRoute]:
+        return dump_mfc(family, table, self._sock)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> NetlinkReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

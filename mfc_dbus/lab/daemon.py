@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..kernel.netlink import NetlinkReader
+from ..kernel.mfcdump import NetlinkReader
 from ..model import Family, format_group, format_source
 from ..names import BUS_NAME
 from .bus import PrivateBus

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mfc_dbus.engine.core import Engine
-from mfc_dbus.kernel.netlink import NetlinkReader
+from mfc_dbus.kernel.mfcdump import NetlinkReader
 from mfc_dbus.lab import Lab, in_netns
 from mfc_dbus.model import Family, Route, make_route_key
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mfc_dbus.errors import InvalidArgument, NotFound
-from mfc_dbus.kernel.netlink import NetlinkReader
+from mfc_dbus.kernel.mfcdump import NetlinkReader
 from mfc_dbus.lab import Lab, in_netns
 from mfc_dbus.model import Family, VifConfig, make_route_key
 

@@ -16,7 +16,7 @@ from mfc_dbus.errors import (
     NotFound,
 )
 from mfc_dbus.kernel import UpcallKind, open_mroute_socket
-from mfc_dbus.kernel.netlink import NetlinkReader
+from mfc_dbus.kernel.mfcdump import NetlinkReader
 from mfc_dbus.lab import Lab, in_netns, netns_run
 from mfc_dbus.model import Family
 
