@@ -4,20 +4,17 @@ The kernel keeps a multicast table (VIFs and MFC entries) as long as the socket 
 initialised it is open. Each socket the engine opens is handed to systemd
 (`FDSTORE=1`, `FDNAME=mroute-<family>-<table>`); on the next start systemd passes the
 stored sockets back (`LISTEN_FDS`, `LISTEN_FDNAMES`) and the engine adopts them
-(mfc_dbus/engine/sockets.py), so a
-restart, a crash or an upgrade never closes the last copy and nothing stops
-forwarding. `systemctl stop` drops the store: the kernel then flushes the tables.
-Without systemd (no NOTIFY_SOCKET) nothing is stored and a restart flushes.
+(mfc_dbus/engine/sockets.py), so a restart, a crash or an upgrade never closes the
+last copy and nothing stops forwarding. `systemctl stop` drops the store: the kernel
+then flushes the tables. Without systemd (no NOTIFY_SOCKET) nothing is stored and a
+restart flushes.
 """
 
 from __future__ import annotations
 
-import array
-import logging
 import os
-import socket
 
-log = logging.getLogger("mfc_dbus.service")
+from .notify import notify
 
 LISTEN_FDS_START = 3
 
@@ -41,17 +38,4 @@ def passed_fds() -> dict[str, int]:
 
 def store(fd: int, name: str) -> bool:
     """Hand `fd` to systemd's fd store under `name`; False without systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    message = f"FDSTORE=1\nFDNAME={name}".encode()
-    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        try:
-            sock.sendmsg([message], rights, 0, address)
-        except OSError as exc:
-            log.warning("cannot store %s in systemd's fd store: %s", name, exc)
-            return False
-    return True
+    return notify("FDSTORE=1", f"FDNAME={name}", fds=[fd])

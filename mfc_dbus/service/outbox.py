@@ -83,11 +83,6 @@ class Outbox:
                 reply.set_exception(BusGone("the bus connection was lost before the reply"))
         self._calls.clear()
 
-    @property
-    def backlog(self) -> int:
-        """Messages not yet handed to dbus-fast."""
-        return len(self._waiting)
-
     def send(self, message: Message) -> None:
         if self._writing is None:
             self._hand_over(message)
