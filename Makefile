@@ -32,12 +32,12 @@ system-test: setup
 	MFC_SYSTEST_SUITES="$(SYSTEST_SUITES)" $(PYTHON) -m pytest -m system tests/system $(PYTEST_ARGS)
 
 lint: setup
-	.venv/bin/black --check mfc_dbus tests bench
-	.venv/bin/ruff check mfc_dbus tests bench
+	.venv/bin/black --check mfc_dbus mfc_lab tests bench
+	.venv/bin/ruff check mfc_dbus mfc_lab tests bench
 
 format: setup
-	.venv/bin/black mfc_dbus tests bench
-	.venv/bin/ruff check --fix mfc_dbus tests bench
+	.venv/bin/black mfc_dbus mfc_lab tests bench
+	.venv/bin/ruff check --fix mfc_dbus mfc_lab tests bench
 
 bench: setup
 	@mkdir -p bench/results
@@ -82,4 +82,4 @@ deb:
 	@scripts/build-deb.sh
 
 demo: setup
-	$(PYTHON) -m mfc_dbus.lab.demo
+	$(PYTHON) -m mfc_lab.demo

@@ -27,9 +27,6 @@ from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.auth import AuthExternal
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import PrivateBus, terminate_pid
-from mfc_dbus.lab.polkit import RealPolkit, ThrowawayUser
 from mfc_dbus.names import (
     ACTION_MANAGE_ROUTES,
     BUS_NAME,
@@ -40,6 +37,9 @@ from mfc_dbus.names import (
     POLKIT_OBJECT_PATH,
     POLKIT_SUBJECT_BUS_NAME,
 )
+from mfc_lab import Lab
+from mfc_lab.bus import PrivateBus, terminate_pid
+from mfc_lab.polkit import RealPolkit, ThrowawayUser
 
 GROUP = Lab.group()
 TARGETS = {

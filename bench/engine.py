@@ -22,8 +22,8 @@ from common import parse_args, rate, report, timed
 
 from mfc_dbus.engine.core import Engine
 from mfc_dbus.kernel import open_mroute_socket
-from mfc_dbus.lab import Lab, Sender, in_netns, netns_run
 from mfc_dbus.model import Family, Route, make_route_key
+from mfc_lab import Lab, Sender, in_netns, netns_run
 
 BATCH_TARGET = 100_000  # routes/s
 RESTORE_TARGET = 0.5  # s for 10,000 routes

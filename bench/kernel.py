@@ -15,8 +15,8 @@ from common import parse_args, rate, report, timed
 
 from mfc_dbus.kernel import abi, open_mroute_socket
 from mfc_dbus.kernel.abi import ffi
-from mfc_dbus.lab import Lab, in_netns
 from mfc_dbus.model import Family
+from mfc_lab import Lab, in_netns
 
 TARGET = 250_000
 

@@ -26,10 +26,10 @@ from common import parse_args, rate, report
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import PrivateBus
-from mfc_dbus.lab.daemon import ServiceProcess
 from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH
+from mfc_lab import Lab
+from mfc_lab.bus import PrivateBus
+from mfc_lab.daemon import ServiceProcess
 
 MIB = 1024 * 1024
 GROWTH_LIMIT_MIB = 5.0

@@ -10,7 +10,7 @@ longest time between two arrivals in it, "send gap" the same at the sender (the 
 a sender thread delayed by the loaded machine shows there, not in the router).
 
 mfc-dbusd runs in the router namespace on a private system bus with a stand-in for
-systemd's notify socket and fd store (mfc_dbus.lab.fdstore): it stores its multicast
+systemd's notify socket and fd store (mfc_lab.fdstore): it stores its multicast
 routing sockets there, and a restart gets them back (LISTEN_FDS), as under systemd.
 Events: dbus-daemon stopped --bus-down s and started again; SIGKILL and restart adopting
 the stored sockets (a crash under Restart=); SIGTERM and restart adopting (what
@@ -56,12 +56,12 @@ from common import parse_args, report
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from mfc_dbus.lab import Lab, Receiver
-from mfc_dbus.lab.bus import PrivateBus, terminate_pid
-from mfc_dbus.lab.daemon import MFC_DBUSD, ServiceProcess
-from mfc_dbus.lab.fdstore import NotifyStore
-from mfc_dbus.lab.flow import Draining, numbers
 from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH
+from mfc_lab import Lab, Receiver
+from mfc_lab.bus import PrivateBus, terminate_pid
+from mfc_lab.daemon import MFC_DBUSD, ServiceProcess
+from mfc_lab.fdstore import NotifyStore
+from mfc_lab.flow import Draining, numbers
 
 SOURCE = Lab.source_address()
 GROUP = Lab.group()  # the (S,G) route's group

@@ -45,3 +45,10 @@ if [ ! -f "$distro_stamp" ] || [ pyproject.toml -nt "$distro_stamp" ]; then
     .venv-debian/bin/python -m pip install -q --no-deps --no-build-isolation --no-index -e .
     touch "$distro_stamp"
 fi
+
+# The lab (mfc_lab/: namespaces, private buses, throwaway users) is test code that no
+# package installs; both venvs find it, the demo and the benches from any directory.
+for venv in .venv .venv-debian; do
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$PWD" > "$site/mfc-dbus-lab.pth"
+done

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mfc_dbus.lab import Lab
+from mfc_lab import Lab
 
 IS_ROOT = os.geteuid() == 0
 NO_SKIP = os.environ.get("MFC_NO_SKIP") == "1"

@@ -26,11 +26,11 @@ import pytest
 import mfc_dbus
 from mfc_dbus.client import MfcClient
 from mfc_dbus.errors import InvalidArgument
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import MOCK_POLKIT_POLICY, PrivateBus
-from mfc_dbus.lab.polkit import MockPolkit, ThrowawayUser, wait_until
-from mfc_dbus.lab.users import client_argv, client_env
 from mfc_dbus.names import ACTION_MANAGE_ROUTES, BUS_NAME
+from mfc_lab import Lab
+from mfc_lab.bus import MOCK_POLKIT_POLICY, PrivateBus
+from mfc_lab.polkit import MockPolkit, ThrowawayUser, wait_until
+from mfc_lab.users import client_argv, client_env
 
 pytestmark = pytest.mark.root
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from mfc_dbus.engine.core import Engine
 from mfc_dbus.kernel.mfcdump import NetlinkReader
-from mfc_dbus.lab import Lab, in_netns
 from mfc_dbus.model import Family, Route, make_route_key
+from mfc_lab import Lab, in_netns
 
 
 def route(source: str, group: str, input: str, *outputs: str, table: int = 0, **kwargs) -> Route:

@@ -13,8 +13,8 @@ from engine_helpers import engine_in, kernel_view, route, spin, spin_until
 from mfc_dbus.engine.state import StateFile
 from mfc_dbus.errors import KernelBusy
 from mfc_dbus.kernel import open_mroute_socket
-from mfc_dbus.lab import Lab, Sender, in_netns, netns_run
 from mfc_dbus.model import Family
+from mfc_lab import Lab, Sender, in_netns, netns_run
 
 FAMILIES = [Family.IPV4, Family.IPV6]
 

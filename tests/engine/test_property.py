@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from mfc_dbus.errors import InvalidArgument, NotFound
 from mfc_dbus.kernel.mfcdump import NetlinkReader
-from mfc_dbus.lab import Lab, in_netns
 from mfc_dbus.model import Family, VifConfig, make_route_key
+from mfc_lab import Lab, in_netns
 
 INTERFACES = ["up0", "down0", "down1", "ghost0"]  # ghost0 never exists: pending routes
 POOLS = {

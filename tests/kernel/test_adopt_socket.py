@@ -17,8 +17,8 @@ from pyroute2 import IPRoute
 from mfc_dbus.errors import MfcError
 from mfc_dbus.kernel import adopt_mroute_socket, open_mroute_socket
 from mfc_dbus.kernel.mfcdump import KernelRoute, dump_mfc, our_table_id
-from mfc_dbus.lab import Lab, in_netns
 from mfc_dbus.model import Family
+from mfc_lab import Lab, in_netns
 
 FAMILIES = [Family.IPV4, Family.IPV6]
 

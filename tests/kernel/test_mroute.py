@@ -17,8 +17,8 @@ from mfc_dbus.errors import (
 )
 from mfc_dbus.kernel import UpcallKind, open_mroute_socket
 from mfc_dbus.kernel.mfcdump import NetlinkReader
-from mfc_dbus.lab import Lab, in_netns, netns_run
 from mfc_dbus.model import Family
+from mfc_lab import Lab, in_netns, netns_run
 
 FAMILIES = [Family.IPV4, Family.IPV6]
 UP, DOWN0, DOWN1 = 0, 1, 2  # the VIF numbers these tests give up0, down0, down1

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from mfc_dbus.kernel import UpcallKind, mroute, open_mroute_socket
-from mfc_dbus.lab import in_netns
 from mfc_dbus.model import Family
+from mfc_lab import in_netns
 
 SOURCES, GROUPS = 40, 250  # 10,000 distinct (S,G), all in the documentation ranges
 BURST = SOURCES * GROUPS

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import mfc_dbus
-from mfc_dbus.lab.bus import REPO_ROOT
+from mfc_lab.bus import REPO_ROOT
 
 PACKAGE = "mfc-dbus"
 VERSION = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mfc_dbus.lab.bus import REPO_ROOT
+from mfc_lab.bus import REPO_ROOT
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 DATA_FILES = [
@@ -53,7 +53,7 @@ def test_install_then_uninstall(tmp_path: Path) -> None:
     assert f"mfc-dbusd is {execstart} " in result.stdout
     packages = list(stage.glob("usr/**/mfc_dbus/service/daemon.py"))
     assert len(packages) == 1, packages
-    assert not list(stage.glob("usr/**/mfc_dbus/lab")), "the lab is test code, never shipped"
+    assert not list(stage.glob("usr/**/mfc_lab")), "the lab is test code, never shipped"
     assert (stage / "usr/share/mfc-dbus/install-manifest").is_file()
 
     result = _make("uninstall", stage)

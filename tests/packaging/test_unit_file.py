@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from mfc_dbus.lab.bus import REPO_ROOT
+from mfc_lab.bus import REPO_ROOT
 
 UNIT = (REPO_ROOT / "systemd/mfc-dbus.service").read_text()
 

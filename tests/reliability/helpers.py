@@ -15,10 +15,10 @@ import pytest
 from dbus_fast import Message, MessageFlag, MessageType
 from dbus_fast.aio import MessageBus
 
-from mfc_dbus.lab import Lab, netns_run
-from mfc_dbus.lab.bus import PrivateBus
-from mfc_dbus.lab.daemon import KernelEntry, ServiceProcess
 from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH
+from mfc_lab import Lab, netns_run
+from mfc_lab.bus import PrivateBus
+from mfc_lab.daemon import KernelEntry, ServiceProcess
 
 
 def require_root() -> None:

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from dbus_fast import MessageType, Variant
 
-from mfc_dbus.lab import Lab, netns_run
-from mfc_dbus.lab.bus import PrivateBus
-from mfc_dbus.lab.daemon import ServiceProcess, kernel_entries
 from mfc_dbus.model import MAX_VIFS
 from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH, PENDING_VIF_INDEX
+from mfc_lab import Lab, netns_run
+from mfc_lab.bus import PrivateBus
+from mfc_lab.daemon import ServiceProcess, kernel_entries
 
 from .helpers import OLD_DBUS_FAST, Caller, add_veth_pairs, require_root, served
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from dbus_fast import MessageType
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.daemon import kernel_entries
+from mfc_lab import Lab
+from mfc_lab.daemon import kernel_entries
 
 from .helpers import Caller, add_veth_pairs, expected_kernel, require_root, served
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from dbus_fast import MessageType
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.daemon import ServiceProcess, kernel_entries
 from mfc_dbus.model import Family
+from mfc_lab import Lab
+from mfc_lab.daemon import ServiceProcess, kernel_entries
 
 from .helpers import Caller, expected_kernel, require_root, served
 

@@ -16,9 +16,9 @@ import pytest
 from dbus_fast import Message, MessageType, Variant
 
 from mfc_dbus.errors import ALL_ERRORS, MfcError
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.daemon import kernel_entries
 from mfc_dbus.names import BUS_NAME
+from mfc_lab import Lab
+from mfc_lab.daemon import kernel_entries
 
 from .helpers import OLD_DBUS_FAST, Caller, add_veth_pairs, expected_kernel, require_root, served
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from dbus_fast import Message, MessageType, Variant
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.daemon import kernel_entries
 from mfc_dbus.model import Family
+from mfc_lab import Lab
+from mfc_lab.daemon import kernel_entries
 
 from .helpers import Caller, require_root, served
 

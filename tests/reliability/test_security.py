@@ -19,10 +19,6 @@ from pathlib import Path
 import pytest
 from dbus_fast import Variant
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import MOCK_POLKIT_POLICY, PrivateBus
-from mfc_dbus.lab.daemon import kernel_entries
-from mfc_dbus.lab.polkit import MockPolkit, ThrowawayUser
 from mfc_dbus.names import (
     ACTION_MANAGE_INTERFACES,
     ACTION_MANAGE_ROUTES,
@@ -31,6 +27,10 @@ from mfc_dbus.names import (
     INTERFACE,
     OBJECT_PATH,
 )
+from mfc_lab import Lab
+from mfc_lab.bus import MOCK_POLKIT_POLICY, PrivateBus
+from mfc_lab.daemon import kernel_entries
+from mfc_lab.polkit import MockPolkit, ThrowawayUser
 
 from .helpers import Caller, require_root, served
 

@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mfc_dbus.lab.bus import MOCK_POLKIT_POLICY, PrivateBus
-from mfc_dbus.lab.polkit import MockPolkit
+from mfc_lab.bus import MOCK_POLKIT_POLICY, PrivateBus
+from mfc_lab.polkit import MockPolkit
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import PrivateBus
 from mfc_dbus.names import BUS_NAME
+from mfc_lab import Lab
+from mfc_lab.bus import PrivateBus
 
 MFC_DBUSD = str(Path(sys.executable).with_name("mfc-dbusd"))
 

@@ -13,11 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import PrivateBus
-from mfc_dbus.lab.daemon import ServiceProcess
-from mfc_dbus.lab.fdstore import NotifyStore
-from mfc_dbus.lab.flow import Draining, SteadyFlow, longest_gap, lost, numbers
+from mfc_lab import Lab
+from mfc_lab.bus import PrivateBus
+from mfc_lab.daemon import ServiceProcess
+from mfc_lab.fdstore import NotifyStore
+from mfc_lab.flow import Draining, SteadyFlow, longest_gap, lost, numbers
 from tests.reliability.helpers import add_veth_pairs
 
 from .daemon_proc import busctl_call

@@ -126,8 +126,8 @@ def test_root_is_allowed_without_polkit_round_trip(bus, polkit) -> None:
 
 def test_polkit_absent_only_root_is_allowed(root, caplog) -> None:
     """No polkitd on the bus: root (even without the fast path) may, others may not."""
-    from mfc_dbus.lab.bus import PrivateBus
-    from mfc_dbus.lab.polkit import ThrowawayUser
+    from mfc_lab.bus import PrivateBus
+    from mfc_lab.polkit import ThrowawayUser
 
     with PrivateBus() as plain_bus, ThrowawayUser() as user:
 

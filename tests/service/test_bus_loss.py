@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import PrivateBus
-from mfc_dbus.lab.daemon import ServiceProcess
-from mfc_dbus.lab.flow import Draining, SteadyFlow, longest_gap, lost
 from mfc_dbus.names import BUS_NAME
+from mfc_lab import Lab
+from mfc_lab.bus import PrivateBus
+from mfc_lab.daemon import ServiceProcess
+from mfc_lab.flow import Draining, SteadyFlow, longest_gap, lost
 
 from .daemon_proc import busctl_call
 from .harness import running_service

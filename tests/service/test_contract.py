@@ -10,9 +10,9 @@ import pytest
 from dbus_fast import Variant
 
 from mfc_dbus.errors import ALL_ERRORS, InvalidArgument, MfcError
-from mfc_dbus.lab.bus import data_file
 from mfc_dbus.names import ERROR_PREFIX, INTERFACE, INTERFACE_XML
 from mfc_dbus.service import options as opts
+from mfc_lab.bus import data_file
 
 from .harness import running_service
 

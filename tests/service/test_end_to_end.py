@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import PrivateBus
-from mfc_dbus.lab.polkit import wait_until
 from mfc_dbus.names import BUS_NAME
+from mfc_lab import Lab
+from mfc_lab.bus import PrivateBus
+from mfc_lab.polkit import wait_until
 
 from .daemon_proc import activate_in_router, busctl_call
 from .signals import Subscriber

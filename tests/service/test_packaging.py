@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mfc_dbus.lab.bus import REPO_ROOT, data_file
 from mfc_dbus.names import ACTIVATION_FILE, BUS_NAME, SYSTEMD_UNIT
+from mfc_lab.bus import REPO_ROOT, data_file
 
 UNIT = data_file("systemd", SYSTEMD_UNIT)
 MFC_DBUSD = Path(sys.executable).with_name("mfc-dbusd")

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mfc_dbus.lab import Lab
-from mfc_dbus.lab.bus import PrivateBus
-from mfc_dbus.lab.polkit import RealPolkit, ThrowawayUser, wait_until
 from mfc_dbus.names import (
     BUS_NAME,
     DBUS_ACCESS_DENIED,
     DBUS_INTERACTIVE_AUTHORIZATION_REQUIRED,
 )
+from mfc_lab import Lab
+from mfc_lab.bus import PrivateBus
+from mfc_lab.polkit import RealPolkit, ThrowawayUser, wait_until
 
 from .daemon_proc import activate_in_router
 

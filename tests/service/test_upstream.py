@@ -25,8 +25,8 @@ from pathlib import Path
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from mfc_dbus.lab.bus import PrivateBus
 from mfc_dbus.service.upstream import tolerate_full_socket
+from mfc_lab.bus import PrivateBus
 
 BIG = "x" * (4 << 20)  # far more than a unix socket's send buffer
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from ..names import BUS_POLICY_CONF, POLKIT_BUS_NAME
+from mfc_dbus.names import BUS_POLICY_CONF, POLKIT_BUS_NAME
+
 from .resource import Resource
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 POLKIT_BUS_POLICY = Path("/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf")
 # Lets a root-run python-dbusmock polkitd own the polkit name on the private bus.
 MOCK_POLKIT_POLICY = f'<policy user="root"><allow own="{POLKIT_BUS_NAME}"/></policy>'

@@ -23,9 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..kernel.mfcdump import NetlinkReader
-from ..model import Family, format_group, format_source
-from ..names import BUS_NAME
+from mfc_dbus.kernel.mfcdump import NetlinkReader
+from mfc_dbus.model import Family, format_group, format_source
+from mfc_dbus.names import BUS_NAME
+
 from .bus import PrivateBus
 from .netns import Lab, in_netns
 from .resource import Resource

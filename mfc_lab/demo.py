@@ -23,7 +23,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..names import BUS_NAME
+from mfc_dbus.names import BUS_NAME
+
 from .bus import PrivateBus
 from .netns import Lab, Receiver
 from .polkit import RealPolkit, ThrowawayUser

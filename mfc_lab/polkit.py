@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..names import POLKIT_BUS_NAME, POLKIT_EXAMPLE_RULES, POLKIT_OBJECT_PATH, POLKIT_POLICY
+from mfc_dbus.names import POLKIT_BUS_NAME, POLKIT_EXAMPLE_RULES, POLKIT_OBJECT_PATH, POLKIT_POLICY
+
 from .bus import PrivateBus, data_file
 
 POLKITD = Path("/usr/lib/polkit-1/polkitd")
