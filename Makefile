@@ -5,7 +5,7 @@ DESTDIR  ?=
 PYTEST_ARGS ?=
 DISTRO_PYTHON ?= .venv-debian/bin/python
 
-.PHONY: setup test test-venv test-distro lint format bench demo install uninstall deb clean system-test
+.PHONY: setup typecheck test test-venv test-distro lint format bench demo install uninstall deb clean system-test
 
 setup:
 	@scripts/setup.sh
@@ -34,6 +34,9 @@ system-test: setup
 lint: setup
 	.venv/bin/black --check mfc_dbus mfc_lab tests bench
 	.venv/bin/ruff check mfc_dbus mfc_lab tests bench
+
+typecheck: setup
+	.venv/bin/mypy
 
 format: setup
 	.venv/bin/black mfc_dbus mfc_lab tests bench
