@@ -1,0 +1,211 @@
+"""Directives into a checked configuration: routes, group joins and interface settings.
+
+Every problem is collected with its location; a configuration with any problem is
+refused as a whole (ConfigurationError), so nothing of a bad file is ever applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import InvalidArgument
+from ..model import make_route_key, validate_interface_name
+from .problems import ConfigurationError, Location, Problem
+from .syntax import Directive, Token
+
+WILDCARD = "+"  # smcroute's interface wildcard: eth+ matches eth0, eth10, ...
+ANY_SOURCE = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRoute:
+    input: str  # an interface name, or a wildcard such as eth+
+    source: str  # "*" for any source
+    group: str
+    outputs: tuple[str, ...]
+    table: int
+    origin: Location
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigJoin:
+    interface: str
+    source: str  # "*" for an any-source join
+    group: str
+    table: int
+    origin: Location
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigInterface:
+    interface: str
+    enabled: bool
+    mrdisc: bool
+    ttl_threshold: int
+    table: int
+    origin: Location
+
+
+@dataclass(slots=True)
+class Configuration:
+    routes: list[ConfigRoute] = field(default_factory=list)
+    joins: list[ConfigJoin] = field(default_factory=list)
+    interfaces: list[ConfigInterface] = field(default_factory=list)
+
+
+def check(directives: list[Directive], problems: list[Problem]) -> Configuration:
+    """The configuration the directives describe; raises ConfigurationError listing every
+    problem (those passed in, from reading, first)."""
+    problems = list(problems)
+    configuration = Configuration()
+    for directive in directives:
+        try:
+            if directive.command == "mroute":
+                configuration.routes.append(_route(directive))
+            elif directive.command == "mgroup":
+                configuration.joins.append(_join(directive))
+            else:
+                configuration.interfaces.append(_interface(directive))
+        except _Refused as refused:
+            problems.append(refused.problem)
+    problems.extend(_duplicates(configuration))
+    if problems:
+        raise ConfigurationError(problems)
+    return configuration
+
+
+class _Refused(Exception):
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+
+
+def _required(directive: Directive, keyword: str, what: str) -> Token:
+    token = directive.values.get(keyword)
+    if token is None:
+        raise _Refused(
+            Problem(directive.location, f"{directive.command} needs '{keyword} {what}'")
+        )
+    return token
+
+
+def _interface_name(token: Token, directive: Directive, wildcard: bool) -> str:
+    name = token.text
+    checked = name[:-1] if wildcard and name.endswith(WILDCARD) and len(name) > 1 else name
+    try:
+        validate_interface_name(checked)
+    except InvalidArgument as exc:
+        hint = " (a wildcard such as eth+ is allowed here)" if wildcard else ""
+        raise _Refused(Problem(directive.location.at(token.column), exc.message + hint)) from None
+    return name
+
+
+def _table(directive: Directive) -> int:
+    token = directive.values.get("table")
+    if token is None:
+        return 0
+    if not token.text.isdigit():
+        raise _Refused(
+            Problem(
+                directive.location.at(token.column),
+                f"table {token.text!r} is not a number; use 0 (the default) to 4294967295",
+            )
+        )
+    return int(token.text)
+
+
+def _addresses(directive: Directive, table: int) -> tuple[str, str]:
+    """(source, group) as written, "*" for no source, checked by the model's parser."""
+    group = _required(directive, "group", "GROUP[/LEN]")
+    source = directive.values.get("source")
+    source_text = source.text if source is not None else ANY_SOURCE
+    try:
+        make_route_key(source_text, group.text, table)
+    except InvalidArgument as exc:
+        column = group.column
+        if source is not None and "source" in exc.message:
+            column = source.column
+        raise _Refused(Problem(directive.location.at(column), exc.message)) from None
+    return source_text, group.text
+
+
+def _route(directive: Directive) -> ConfigRoute:
+    input_token = _required(directive, "from", "IIF")
+    table = _table(directive)
+    source, group = _addresses(directive, table)
+    if "to" not in directive.flags:
+        raise _Refused(
+            Problem(directive.location, "mroute needs 'to OIF [OIF ...]' after its addresses")
+        )
+    if not directive.outputs:
+        to = directive.flags["to"]
+        raise _Refused(
+            Problem(directive.location.at(to.column), "'to' needs at least one interface")
+        )
+    outputs = tuple(_interface_name(out, directive, wildcard=False) for out in directive.outputs)
+    return ConfigRoute(
+        _interface_name(input_token, directive, wildcard=True),
+        source,
+        group,
+        outputs,
+        table,
+        directive.location,
+    )
+
+
+def _join(directive: Directive) -> ConfigJoin:
+    interface = _required(directive, "from", "IIF")
+    table = _table(directive)
+    source, group = _addresses(directive, table)
+    name = _interface_name(interface, directive, wildcard=True)
+    return ConfigJoin(name, source, group, table, directive.location)
+
+
+def _interface(directive: Directive) -> ConfigInterface:
+    assert directive.subject is not None
+    name = _interface_name(directive.subject, directive, wildcard=True)
+    if "enable" in directive.flags and "disable" in directive.flags:
+        column = directive.flags["disable"].column
+        raise _Refused(
+            Problem(directive.location.at(column), "phyint is either enable or disable")
+        )
+    ttl = directive.values.get("ttl-threshold")
+    threshold = 1
+    if ttl is not None:
+        if not ttl.text.isdigit() or not 1 <= int(ttl.text) <= 255:
+            raise _Refused(
+                Problem(
+                    directive.location.at(ttl.column),
+                    f"ttl-threshold {ttl.text!r} is not valid; use 1 to 255",
+                )
+            )
+        threshold = int(ttl.text)
+    return ConfigInterface(
+        name,
+        "disable" not in directive.flags,
+        "mrdisc" in directive.flags,
+        threshold,
+        _table(directive),
+        directive.location,
+    )
+
+
+def _duplicates(configuration: Configuration) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[tuple, Location] = {}
+    keyed: list[tuple[tuple, Location, str]] = []
+    for route in configuration.routes:
+        route_key = make_route_key(route.source, route.group, route.table)
+        what = f"route {route.source} {route.group}"
+        keyed.append((("route", route_key), route.origin, what))
+    for join in configuration.joins:
+        join_key = make_route_key(join.source, join.group, join.table)
+        what = f"mgroup {join.interface} {join.group}"
+        keyed.append((("join", join.interface, join_key), join.origin, what))
+    for interface in configuration.interfaces:
+        what = f"phyint {interface.interface}"
+        keyed.append((("phyint", interface.interface, interface.table), interface.origin, what))
+    for key, origin, what in keyed:
+        first = seen.setdefault(key, origin)
+        if first is not origin:
+            problems.append(Problem(origin, f"{what} is already configured at {first}"))
+    return problems
