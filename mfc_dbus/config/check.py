@@ -24,7 +24,7 @@ class ConfigRoute:
     group: str
     outputs: tuple[str, ...]
     table: int
-    origin: Location
+    origin: Location | None = None  # None: not from a file (export)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class ConfigJoin:
     source: str  # "*" for an any-source join
     group: str
     table: int
-    origin: Location
+    origin: Location | None = None  # None: not from a file (export)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class ConfigInterface:
     mrdisc: bool
     ttl_threshold: int
     table: int
-    origin: Location
+    origin: Location | None = None  # None: not from a file (export)
 
 
 @dataclass(slots=True)
@@ -190,13 +190,10 @@ def _interface(directive: Directive) -> ConfigInterface:
 
 
 def _duplicates(configuration: Configuration) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: dict[tuple, Location] = {}
-    keyed: list[tuple[tuple, Location, str]] = []
+    keyed: list[tuple[tuple, Location | None, str]] = []
     for route in configuration.routes:
         route_key = make_route_key(route.source, route.group, route.table)
-        what = f"route {route.source} {route.group}"
-        keyed.append((("route", route_key), route.origin, what))
+        keyed.append((("route", route_key), route.origin, f"route {route.source} {route.group}"))
     for join in configuration.joins:
         join_key = make_route_key(join.source, join.group, join.table)
         what = f"mgroup {join.interface} {join.group}"
@@ -204,8 +201,11 @@ def _duplicates(configuration: Configuration) -> list[Problem]:
     for interface in configuration.interfaces:
         what = f"phyint {interface.interface}"
         keyed.append((("phyint", interface.interface, interface.table), interface.origin, what))
+    problems: list[Problem] = []
+    first_at: dict[tuple, Location | None] = {}
     for key, origin, what in keyed:
-        first = seen.setdefault(key, origin)
-        if first is not origin:
-            problems.append(Problem(origin, f"{what} is already configured at {first}"))
+        if key not in first_at:
+            first_at[key] = origin
+        elif origin is not None:
+            problems.append(Problem(origin, f"{what} is already configured at {first_at[key]}"))
     return problems

@@ -164,3 +164,25 @@ def test_include_loops_missing_and_unreadable_files_are_named(tmp_path):
 def test_no_configuration_at_all_is_empty(tmp_path):
     configuration = load_configuration(tmp_path / "mfc-dbus.conf")
     assert (configuration.routes, configuration.joins, configuration.interfaces) == ([], [], [])
+
+
+def test_rendered_text_reads_back_as_the_same_configuration(tmp_path):
+    from dataclasses import replace
+
+    from mfc_dbus.config.render import render
+
+    original = load_file(EXAMPLE)
+    text = render(original.interfaces, original.joins, original.routes)
+    assert text.splitlines()[0] == "phyint eth0 enable ttl-threshold 11"
+    assert "mroute from eth0 source 192.168.1.42 group 225.1.2.3 to eth1 eth2" in text
+    again = load_file(write(tmp_path, "exported.conf", text))
+
+    def without_origin(items):
+        return sorted((replace(item, origin=None) for item in items), key=repr)
+
+    for section in ("routes", "joins", "interfaces"):
+        assert without_origin(getattr(again, section)) == without_origin(
+            getattr(original, section)
+        )
+    tabled = load_file(write(tmp_path, "t.conf", "mroute from e0 group ff3e::1 table 9 to e1\n"))
+    assert render([], [], tabled.routes) == "mroute from e0 group ff3e::1 table 9 to e1\n"
