@@ -117,7 +117,7 @@ def _drop_finding(rule: FirewallRule, route: RouteInfo, outs: list[str], counted
         "firewall",
         f"{_name(route)}: the kernel forwards it out of {' '.join(outs)}, but {rule.where} "
         f"{rule.verdict}s it{counted}: the multicast counters count a packet out before "
-        f"the firewall's FORWARD hook; accept the flow before that rule{undo}",
+        f"the firewall sees it; accept the flow before that rule{undo}",
     )
 
 
@@ -129,8 +129,8 @@ def _policy_finding(
         "firewall",
         f"{_name(route)}: the kernel forwards it out of {' '.join(outs)}, but {rule.where} "
         f"is {rule.verdict} and no rule of that chain accepts the flow{counted}: the "
-        "multicast counters count a packet out before the firewall's FORWARD hook; add a "
-        f"rule accepting {route.group} there",
+        "multicast counters count a packet out before the firewall sees it; add a rule "
+        f"accepting {route.group} there",
     )
 
 

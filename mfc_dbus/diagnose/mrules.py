@@ -30,6 +30,15 @@ UNDECIDED = (
     "tun_id",
 )
 NAMED_TABLES = {"default": 253, "main": 254, "local": 255}
+# FR_ACT_* of <linux/fib_rules.h>: `ip -N` prints a rule's action as this number.
+ACTIONS = {
+    "1": "lookup",
+    "2": "goto",
+    "3": "nop",
+    "6": "blackhole",
+    "7": "unreachable",
+    "8": "prohibit",
+}
 
 
 @dataclass(frozen=True)
@@ -49,9 +58,10 @@ class MRule:
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> MRule:
         table = item.get("table")
+        action = str(item.get("action", "lookup" if table is not None else "nop"))
         return cls(
             priority=int(item.get("priority", 0)),
-            action=item.get("action", "lookup" if table is not None else "nop"),
+            action=ACTIONS.get(action, action),
             table=None if table is None else NAMED_TABLES.get(table) or int(table),
             iif=item.get("iif"),
             oif=item.get("oif"),
