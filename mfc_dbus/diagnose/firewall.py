@@ -29,6 +29,12 @@ class AddressMatch:
     ranges: tuple[AddressRange, ...]
     negated: bool = False
 
+    @property
+    def text(self) -> str:
+        shown = [f"{r.first}-{r.last}" if r.first != r.last else str(r.first) for r in self.ranges]
+        op = " !=" if self.negated else ""
+        return f"{'ip' if self.version == 4 else 'ip6'} {self.field}{op} {', '.join(shown)}"
+
 
 @dataclass(frozen=True)
 class InterfaceMatch:
@@ -37,6 +43,12 @@ class InterfaceMatch:
     direction: str  # "in" or "out"
     names: tuple[str, ...]
     negated: bool = False
+
+    @property
+    def text(self) -> str:
+        return (
+            f"{self.direction}put interface{' !=' if self.negated else ''} {', '.join(self.names)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -92,17 +104,21 @@ def _outputs_hit(rule: FirewallRule, route: RouteInfo) -> list[str]:
     return [o for o in route.outputs if rule_matches(rule, route, o) is not False]
 
 
-def _counted(rule: FirewallRule, before: dict[tuple[str | int, ...], int | None]) -> int | None:
-    if rule.packets is None:
-        return None
-    return rule.packets - (before.get(rule.key) or 0)
+def _accepting(rules: list[FirewallRule], route: RouteInfo, upto: FirewallRule) -> bool:
+    """May a rule of `upto`'s base chain, listed before it, accept the route's packets?
+    (A chain's policy is listed after all its rules.)"""
+    for rule in rules:
+        if rule is upto:
+            return False
+        if rule.verdict == "accept" and rule.base == upto.base and _outputs_hit(rule, route):
+            return True
+    return False
 
 
-def _accepting(rules: list[FirewallRule], base: tuple[str, ...], route: RouteInfo) -> bool:
-    """May a rule reached from chain `base` accept the route's packets?"""
-    return any(
-        r.verdict == "accept" and not r.policy and r.base == base and _outputs_hit(r, route)
-        for r in rules
+def _undecided(rule: FirewallRule, route: RouteInfo, outs: list[str]) -> list[str]:
+    """The conditions of `rule` that the route cannot decide (a port, a mark, a state)."""
+    return sorted(
+        {c.text for c in rule.conditions for o in outs if _condition(c, route, o) is None}
     )
 
 
@@ -112,12 +128,15 @@ def _name(route: RouteInfo) -> str:
 
 def _drop_finding(rule: FirewallRule, route: RouteInfo, outs: list[str], counted: str) -> Finding:
     undo = f" (or remove it: `{rule.undo}`)" if rule.undo else ""
+    undecided = _undecided(rule, route, outs)
+    verb = f"{rule.verdict}s it" if not undecided else f"may {rule.verdict} it"
+    unless = f"; it also matches on {', '.join(undecided)}" if undecided else ""
     return Finding(
         PROBLEM,
         "firewall",
         f"{_name(route)}: the kernel forwards it out of {' '.join(outs)}, but {rule.where} "
-        f"{rule.verdict}s it{counted}: the multicast counters count a packet out before "
-        f"the firewall sees it; accept the flow before that rule{undo}",
+        f"{verb}{counted}{unless}: the multicast counters count a packet out before the "
+        f"firewall sees it; accept the flow before that rule{undo}",
     )
 
 
@@ -134,6 +153,26 @@ def _policy_finding(
     )
 
 
+def _finding(
+    rule: FirewallRule, route: RouteInfo, rules: list[FirewallRule], grew: int | None, span: str
+) -> Finding | None:
+    outs = _outputs_hit(rule, route) if rule.verdict in DROPPING else []
+    if not outs:
+        return None
+    counted = f" (its counter +{grew}{span})" if grew else ""
+    if rule.policy:
+        if grew == 0 or _accepting(rules, route, rule):
+            return None
+        return _policy_finding(rule, route, outs, counted)
+    if grew is not None:
+        return _drop_finding(rule, route, outs, counted) if grew > 0 else None
+    # Without a counter only a rule that certainly matches, with no accept before it.
+    if all(rule_matches(rule, route, o) for o in outs) and not _accepting(rules, route, rule):
+        counted = " (the rule has no counter, so this is what it says, not what it did)"
+        return _drop_finding(rule, route, outs, counted)
+    return None
+
+
 def firewall_findings(
     route: RouteInfo, before: list[FirewallRule], after: list[FirewallRule], interval: float
 ) -> list[Finding]:
@@ -142,17 +181,8 @@ def firewall_findings(
     span = f" in {interval:g} s" if interval else ""
     findings = []
     for rule in after:
-        outs = _outputs_hit(rule, route) if rule.verdict in DROPPING else []
-        if not outs:
-            continue
-        grew = _counted(rule, old)
-        if rule.policy:
-            if (grew is None or grew > 0) and not _accepting(after, rule.base, route):
-                counted = f" (its counter +{grew}{span})" if grew else ""
-                findings.append(_policy_finding(rule, route, outs, counted))
-        elif grew is not None and grew > 0:
-            findings.append(_drop_finding(rule, route, outs, f" (its counter +{grew}{span})"))
-        elif grew is None and all(rule_matches(rule, route, o) for o in outs):
-            counted = " (the rule has no counter, so this is what it says, not what it did)"
-            findings.append(_drop_finding(rule, route, outs, counted))
+        grew = None if rule.packets is None else rule.packets - (old.get(rule.key) or 0)
+        finding = _finding(rule, route, after, grew, span)
+        if finding is not None:
+            findings.append(finding)
     return findings

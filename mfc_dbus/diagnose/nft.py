@@ -90,12 +90,35 @@ def _meta(key: str, op: str, values: list[Any]) -> Condition | None:
     return None
 
 
+def _operand(value: Any) -> str:
+    if isinstance(value, str | int):
+        return str(value)
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, body),) = value.items()
+        if kind in ("payload", "meta", "ct") and isinstance(body, dict):
+            words = [body.get("protocol") or (kind if kind != "payload" else "")]
+            words += [body.get("key", ""), body.get("field", "")]
+            return " ".join(w for w in words if w)
+        if kind == "prefix" and isinstance(body, dict):
+            return f"{body.get('addr')}/{body.get('len')}"
+        if kind == "range" and isinstance(body, list):
+            return "-".join(_operand(v) for v in body)
+        if kind == "set" and isinstance(body, list):
+            return "{ " + ", ".join(_operand(v) for v in body) + " }"
+    return json.dumps(value, sort_keys=True)
+
+
+def describe(match: dict[str, Any]) -> str:
+    """A match as `nft list ruleset` writes it, near enough to recognise it."""
+    op = "" if match.get("op") in ("==", "in") else f" {match.get('op')}"
+    return f"{_operand(match.get('left'))}{op} {_operand(match.get('right'))}"
+
+
 def condition(
     match: dict[str, Any], sets: dict[ChainKey, list[Any]], where: ChainKey
 ) -> Condition:
     """One `match` expression as a Condition; unknown ones have an unknown outcome."""
-    text = json.dumps(match, sort_keys=True)
-    unknown = Fixed(None, text)
+    unknown = Fixed(None, describe(match))
     left, op = match.get("left"), match.get("op")
     values = _values(match.get("right"), sets, where)
     if not isinstance(left, dict) or op not in ("==", "!=", "in") or values is None:

@@ -90,7 +90,10 @@ def test_nft_named_set_wildcard_interfaces_and_reject():
 
 def test_nft_family_of_the_match_decides():
     v6 = route(source="2001:db8:1::1", group="ff3e::db8:1", family="ipv6")
-    assert "handle 6 drops it" in nft_drops(v6, {6: 2})[0]  # `l4proto udp`: not known, may be
+    (message,) = nft_drops(v6, {6: 2})
+    assert "handle 6 may drop it (its counter +2 in 1 s); it also matches on meta l4proto udp" in (
+        message
+    )  # a route does not say which protocol its packets carry
     assert nft_drops(route(), {6: 2}) == []  # `ip6 daddr` never matches IPv4
     assert nft_drops(v6, {4: 2}) == []  # `ip daddr` never matches IPv6
 
@@ -120,6 +123,20 @@ def test_nft_rule_without_counter_that_certainly_matches():
         f for f in firewall_findings(route(), rules, rules, 1) if "handle 4" in f.message
     ]
     assert "has no counter" in finding.message and finding.severity == "problem"
+
+
+def test_nft_rule_without_counter_after_an_accepting_rule_is_not_blamed():
+    """As if `meta pkttype multicast accept` (handle 10) had been inserted first."""
+    document = recorded("nft_ruleset.json")
+    items = document["nftables"]
+    (accept,) = [i for i in items if i.get("rule", {}).get("handle") == 10]
+    items.remove(accept)
+    items.insert(items.index(next(i for i in items if "rule" in i)), accept)
+    for item in items:
+        if item.get("rule", {}).get("handle") == 4:
+            item["rule"]["expr"] = [s for s in item["rule"]["expr"] if "counter" not in s]
+    rules = nft.forward_rules(document)
+    assert not [f for f in firewall_findings(route(), rules, rules, 1) if "handle 4" in f.message]
 
 
 def test_nft_policy_drop_without_an_accepting_rule():
@@ -202,7 +219,8 @@ def test_iptables_negated_source_and_unknown_matches():
     rule = "-A FORWARD ! -s 192.0.2.0/24"
     assert legacy_drops(route(group="233.252.0.8"), counted(rule, 3)) == []  # from 192.0.2.1
     (message,) = legacy_drops(route(group="233.252.0.8", source="203.0.113.5"), counted(rule, 3))
-    assert "rule 2 of chain FORWARD" in message and "rejects it" in message
+    assert "rule 2 of chain FORWARD" in message and "may reject it" in message
+    assert "it also matches on --dport 5001, -p udp" in message
 
 
 def test_iptables_mangle_postrouting_names_the_output_it_drops():
