@@ -169,13 +169,12 @@ def test_firewall_drop_in_the_forward_hook_is_named(w: World, family: str):
         Flow(w.lab, family, dropped, PORTS[0]),
         Flow(w.lab, family, passed, PORTS[1]),
     ):
-        assert rx_passed.wait(ARRIVED, timeout=10) >= ARRIVED, "the control flow never arrived"
+        arrived = rx_passed.wait(ARRIVED, timeout=10)
+        assert arrived >= ARRIVED, "the control flow never arrived"
         status, report = w.diagnose(dropped, source)
         healthy_status, healthy = w.diagnose(passed, source)
-        control = rx_passed.count
-        lost = rx_dropped.count
-    assert control > ARRIVED + RATE  # both diagnoses ran while the flows were running
-    assert lost == 0, "the firewall rule let packets through"
+        assert rx_passed.count > arrived, "the control flow stopped during the diagnosis"
+        assert rx_dropped.count == 0, "the firewall rule let packets through"
     # The kernel counted them as forwarded, the firewall dropped them, diagnose says so.
     assert report["routes"][0]["packets_delta"] > 0
     assert (status, codes(report)) == (1, ["firewall"])
