@@ -154,12 +154,14 @@ def _policy_finding(
 
 
 def _finding(
-    rule: FirewallRule, route: RouteInfo, rules: list[FirewallRule], grew: int | None, span: str
+    rule: FirewallRule, route: RouteInfo, rules: list[FirewallRule], grew: int | None, interval: float
 ) -> Finding | None:
     outs = _outputs_hit(rule, route) if rule.verdict in DROPPING else []
     if not outs:
         return None
-    counted = f" (its counter +{grew}{span})" if grew else ""
+    counted = ""
+    if grew:
+        counted = f" (its counter +{grew} in {interval:g} s)" if interval else f" (its counter {grew})"
     if rule.policy:
         if grew == 0 or _accepting(rules, route, rule):
             return None
@@ -178,11 +180,10 @@ def firewall_findings(
 ) -> list[Finding]:
     """The rules (and chain policies) that drop `route`'s forwarded packets."""
     old = {r.key: r.packets for r in before}
-    span = f" in {interval:g} s" if interval else ""
     findings = []
     for rule in after:
         grew = None if rule.packets is None else rule.packets - (old.get(rule.key) or 0)
-        finding = _finding(rule, route, after, grew, span)
+        finding = _finding(rule, route, after, grew, interval)
         if finding is not None:
             findings.append(finding)
     return findings

@@ -161,6 +161,8 @@ def test_nft_rules_of_iptables_nft_are_read_there():
         finding.message
     )
     assert iptables.is_nft_backend(recorded("iptables_nft_save.txt"))
+    (total,) = firewall_findings(route(group="233.252.0.3"), [], after, 0)  # interval 0: totals
+    assert "handle 2 drops it (its counter 7)" in total.message
 
 
 # -- iptables (legacy) ---------------------------------------------------------------------------
