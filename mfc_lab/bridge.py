@@ -161,6 +161,16 @@ class SnoopingLab:
         netns_run(self.sw, "ip", "link", "set", port, "up")
         netns_run(host_ns, "ip", "link", "set", self.interface, "up")
 
+    def unplug_router(self) -> None:
+        """Delete the router's interface (and with it the bridge's router port)."""
+        netns_run(self.rtr, "ip", "link", "del", self.interface)
+
+    def plug_router(self) -> None:
+        """Connect the router again: a new interface of the same name, a new index."""
+        self._veth(self.rtr, self.router_port)
+        for address, prefix in ROUTER_ADDRESS.values():
+            self._address(self.rtr, address, prefix)
+
     def _address(self, ns: str, address: str, prefix: int) -> None:
         extra = ["nodad"] if ":" in address else []
         netns_run(ns, "ip", "addr", "add", f"{address}/{prefix}", "dev", self.interface, *extra)

@@ -255,13 +255,15 @@ class JoinManager:
         for key in self._joins:
             if not key.matches(name) or name in self._held.get(key, {}):
                 continue
-            changed.add(key)
+            before = self._status(key)
             try:
                 self._check_total(key, [name])
                 self._acquire(key, name, ifindex)
             except MfcError as exc:
                 self._errors.setdefault(key, {})[name] = exc.message
                 log.warning("join %s on %s (index %d) failed: %s", key, name, ifindex, exc)
+            if self._status(key) != before:
+                changed.add(key)
         return [self._status(key) for key in self._joins if key in changed]
 
     def interface_disappeared(self, name: str, ifindex: int) -> list[JoinStatus]:

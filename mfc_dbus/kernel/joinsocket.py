@@ -32,6 +32,10 @@ from .abi import ffi
 _LEVEL = {Family.IPV4: socket.IPPROTO_IP, Family.IPV6: socket.IPPROTO_IPV6}
 _SOCKET_FAMILY = {Family.IPV4: socket.AF_INET, Family.IPV6: socket.AF_INET6}
 _FULL = (errno_codes.ENOBUFS, errno_codes.ENOMEM)
+_LIMIT_NAMES = {
+    Family.IPV4: "net.ipv4.igmp_max_memberships, net.ipv4.igmp_max_msf, net.core.optmem_max",
+    Family.IPV6: "net.ipv6.mld_max_msf, net.core.optmem_max",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +218,7 @@ class JoinSocket:
             if not self.groups:
                 raise KernelError(
                     f"a fresh {self.family} join socket refuses a group: {exc.strerror}; "
-                    "check net.ipv4.igmp_max_memberships and net.core.optmem_max",
+                    f"the per-socket limits allow none: check {_LIMIT_NAMES[self.family]}",
                     exc.errno,
                 )
             self.group_limit = len(self.groups)

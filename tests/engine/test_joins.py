@@ -248,9 +248,11 @@ def test_a_refusal_on_hotplug_is_reported_and_retried(manager, kernel):
     kernel.live.add(12)
     kernel.refuse[member(12, "232.1.1.1")] = KernelError("join: No buffer space", 105)
     [status] = manager.interface_appeared("eth2", 12)
+    assert status.join.key == key
     assert status.state is JoinState.FAILED
     assert status.error == "eth2: join: No buffer space"
     assert status.interfaces == ("eth0", "eth1")
+    assert manager.interface_appeared("eth2", 12) == []  # refused again: no change
 
     del kernel.refuse[member(12, "232.1.1.1")]
     [status] = manager.interface_appeared("eth2", 12)  # the next RTM_NEWLINK retries

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from mfc_dbus.engine.joins import Join, JoinManager, JoinState, make_join_key
 from mfc_dbus.errors import AlreadyExists, InvalidArgument, NoSuchInterface, NotFound
 from mfc_dbus.kernel import abi
 from mfc_dbus.kernel.abi import ffi
@@ -258,6 +259,34 @@ def test_the_drop_all_filter_drops_what_a_bound_member_socket_would_receive(benc
             # chance by now.
             assert filtered.count == 0
             assert _receive_queue(filtered.sock) == 0
+
+
+def test_the_join_manager_follows_the_router_interface_through_unplug_and_plug(bench):
+    """The manager on the real kernel layer, told of link changes as the engine will."""
+    stream = Flow(bench.source(), group(bench.family, 7))
+    manager = JoinManager(bench.memberships, {"eth0": bench.ifindex})
+    with in_netns(bench.lab.rtr):
+        status = manager.add(Join(make_join_key("eth0", "*", stream.group)))
+    assert status.state is JoinState.JOINED
+    bench.prober.until(lambda arrived: stream in arrived, [stream], bench.flooded)
+
+    bench.lab.unplug_router()
+    [status] = manager.interface_disappeared("eth0", bench.ifindex)
+    assert status.state is JoinState.WAITING
+    assert len(bench.memberships) == 0
+    assert bench.memberships.sockets(Family(bench.family)) == []
+
+    bench.lab.plug_router()
+    new_index = bench.lab.router_ifindex()
+    assert new_index != bench.ifindex
+    bench.capture.close()  # the old one watched the deleted interface
+    bench.capture = bench.prober.capture = bench.lab.capture()
+    bench.never_arrives([stream], bench.flooded, rounds=3)  # a new port: not joined yet
+    with in_netns(bench.lab.rtr):
+        [status] = manager.interface_appeared("eth0", new_index)
+    assert status.state is JoinState.JOINED
+    assert bench.memberships.memberships() == {membership(new_index, stream.group)}
+    bench.prober.until(lambda arrived: stream in arrived, [stream], bench.flooded)
 
 
 # -- errors and the kernel's limits (no traffic needed) ----------------------------------------
