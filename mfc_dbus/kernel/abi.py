@@ -147,3 +147,56 @@ MSG_WHOLEPKT = 3
 MSG_WRVIFWHOLE = 4
 
 ICMP6_FILTER = 1  # <netinet/icmp6.h>, level IPPROTO_ICMPV6
+
+# Group joins (RFC 3678 protocol-independent API, <linux/in.h>) and the socket filter
+# that keeps join sockets from receiving data (<linux/filter.h>).
+ffi.cdef("""
+    struct sockaddr_in {
+        sa_family_t sin_family;
+        uint16_t sin_port;
+        struct in_addr sin_addr;
+        unsigned char __pad[8];
+    };
+
+    struct __kernel_sockaddr_storage {
+        union {
+            struct {
+                sa_family_t ss_family;
+                char __data[126];
+            };
+            void *__align;
+        };
+    };
+
+    struct group_req {
+        uint32_t gr_interface;
+        struct __kernel_sockaddr_storage gr_group;
+    };
+
+    struct group_source_req {
+        uint32_t gsr_interface;
+        struct __kernel_sockaddr_storage gsr_group;
+        struct __kernel_sockaddr_storage gsr_source;
+    };
+
+    struct sock_filter {
+        uint16_t code;
+        uint8_t jt;
+        uint8_t jf;
+        uint32_t k;
+    };
+
+    struct sock_fprog {
+        unsigned short len;
+        struct sock_filter *filter;
+    };
+    """)
+
+# Same values at level IPPROTO_IP and IPPROTO_IPV6.
+MCAST_JOIN_GROUP = 42
+MCAST_LEAVE_GROUP = 45
+MCAST_JOIN_SOURCE_GROUP = 46
+MCAST_LEAVE_SOURCE_GROUP = 47
+
+SO_ATTACH_FILTER = 26  # level SOL_SOCKET; SO_GET_FILTER has the same value
+BPF_RET_K = 0x06  # BPF_RET | BPF_K: return the constant k (0: drop the packet)
