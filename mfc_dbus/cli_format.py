@@ -1,6 +1,6 @@
 """Output of the mfc-dbus command: aligned tables for people, stable JSON for programs.
 
-The JSON keys are documented in README.md and man/mfc-dbus.1; change them only
+The JSON keys are documented in man/mfc-dbus.1 and README.md; change them only
 by adding keys.
 """
 
