@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,7 +27,7 @@ import pytest
 import mfc_dbus
 from mfc_dbus.client import MfcClient
 from mfc_dbus.errors import InvalidArgument
-from mfc_dbus.names import ACTION_MANAGE_ROUTES, BUS_NAME
+from mfc_dbus.names import ACTION_MANAGE_ROUTES, BUS_NAME, OBJECT_PATH
 from mfc_lab import Lab
 from mfc_lab.bus import MOCK_POLKIT_POLICY, PrivateBus
 from mfc_lab.netns import Receiver
@@ -389,3 +391,46 @@ def test_diagnose_no_route_pending_and_silence(w: World):
     report = json.loads(w.cli("-j", "diagnose", G4, "interval", "0.5").stdout)
     assert [f["code"] for f in report["findings"]] == ["no-packets"]
     assert "rp_filter" in report["findings"][0]["message"]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_INTERFACES = {"eth0": "up0", "eth1": "down0", "eth2": "down1"}
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n### {title}\n")
+    end = text.index("\n#", start + 1)
+    return text[start:end]
+
+
+def readme_busctl_calls() -> list[list[str]]:
+    """Every call of the README's busctl table, in its order."""
+    prefix = ["busctl", "--system", "call", BUS_NAME, OBJECT_PATH, BUS_NAME]
+    rows = re.findall(
+        r"^\| [A-Za-z, ]+ \| `([A-Z]\w+ .*?|Reload)`", readme_section("With busctl"), re.M
+    )
+    return [prefix + shlex.split(row) for row in rows]
+
+
+def readme_gdbus_calls() -> list[list[str]]:
+    """The README's gdbus block, `$F` expanded; `gdbus monitor` left out (it never ends)."""
+    section = readme_section("With gdbus")
+    block = section[section.index("```sh\n") + 6 : section.rindex("```")].replace("\\\n", "")
+    lines = [shlex.split(line, comments=True) for line in block.splitlines()]
+    common = shlex.split(lines[0][0].removeprefix("F="))
+    calls = []
+    for words in lines[1:]:
+        argv = [part for word in words for part in (common if word == "$F" else [word])]
+        if argv[:2] != ["gdbus", "monitor"]:
+            calls.append(argv)
+    return calls
+
+
+def test_the_readmes_busctl_and_gdbus_examples_work(w: World):
+    busctl, gdbus = readme_busctl_calls(), readme_gdbus_calls()
+    assert len(busctl) >= 10 and len(gdbus) >= 5, (busctl, gdbus)  # found them all
+    for argv in busctl + gdbus:
+        argv = [README_INTERFACES.get(word, word) for word in argv]
+        result = subprocess.run(argv, env=w.bus.env(), capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, (argv, result.stderr)
