@@ -1,13 +1,13 @@
 """Output of the mfc-dbus command: aligned tables for people, stable JSON for programs.
 
-The JSON keys are documented in docs/client.md and man/mfc-dbus.1; change them only
+The JSON keys are documented in man/mfc-dbus.1 and README.md; change them only
 by adding keys.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from .client import Event, RouteInfo, VifInfo
@@ -52,7 +52,7 @@ def dumps(value: Any, pretty: bool = False) -> str:
 
 
 def table(
-    headers: Sequence[str], rows: Iterable[Sequence[Any]], right: set[int] = frozenset()
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Collection[int] = frozenset()
 ) -> str:
     """Aligned columns; `right` holds the indexes of right-aligned (numeric) columns."""
     text_rows = [[str(cell) for cell in row] for row in rows]

@@ -6,18 +6,21 @@ import os
 
 import pytest
 
-from mfc_dbus import cli
+from mfc_dbus import cli, cli_agent
+from mfc_dbus.cli_commands import HANDLERS
+from mfc_dbus.cli_grammar import GRAMMARS, Command, UsageError, parse_command, parse_options
+from mfc_dbus.cli_prepare import parse_batch, prepare, read_batch, route_spec
 from mfc_dbus.client import RouteSpec
 from mfc_dbus.errors import InvalidArgument
 
 
-def command(*words: str) -> cli.Command:
-    return cli.parse_command(list(words))
+def command(*words: str) -> Command:
+    return parse_command(list(words))
 
 
 def prepared(*words: str) -> dict:
-    opts = cli.parse_options(list(words))
-    return cli.prepare(cli.parse_command(opts.words), opts)
+    opts = parse_options(list(words))
+    return prepare(parse_command(opts.words), opts)
 
 
 @pytest.mark.parametrize(
@@ -49,11 +52,11 @@ def test_prefixes_resolve_in_ip_order(words, obj, verb):
 
 
 def test_unknown_words_are_usage_errors_naming_the_choices():
-    with pytest.raises(cli.UsageError, match="unknown object 'x'; use one of: route, vif"):
+    with pytest.raises(UsageError, match="unknown object 'x'; use one of: route, vif"):
         command("x")
-    with pytest.raises(cli.UsageError, match="unknown route command 'zap'; use one of: add"):
+    with pytest.raises(UsageError, match="unknown route command 'zap'; use one of: add"):
         command("route", "zap")
-    with pytest.raises(cli.UsageError, match="no command given"):
+    with pytest.raises(UsageError, match="no command given"):
         command()
 
 
@@ -90,7 +93,7 @@ def test_route_add_second_positional_is_the_source():
     ],
 )
 def test_usage_errors(words, message):
-    with pytest.raises(cli.UsageError, match=message):
+    with pytest.raises(UsageError, match=message):
         command(*words)
 
 
@@ -103,7 +106,7 @@ def test_legacy_mfc_form_matches_the_keyword_form():
         "route", "add", "232.1.1.1", "from", "192.0.2.1", "iif", "up0", "oif", "down0", "down1"
     )
     assert (legacy.obj, legacy.verb) == ("route", "add")
-    assert cli.route_spec(legacy.values) == cli.route_spec(keyword.values)
+    assert route_spec(legacy.values) == route_spec(keyword.values)
     deleted = command("mfc", "del", "--group", "232.1.1.1")
     assert (deleted.obj, deleted.verb, deleted.values) == (
         "route",
@@ -113,7 +116,7 @@ def test_legacy_mfc_form_matches_the_keyword_form():
 
 
 def test_route_spec_normalises_and_maps_flags():
-    spec = cli.route_spec(
+    spec = route_spec(
         {"group": "ff3e::1", "source": "*", "input": "a", "outputs": ["b"], "temporary": True}
     )
     assert spec == RouteSpec("", "ff3e::1", "a", ("b",), persistent=False, lease=None)
@@ -139,10 +142,10 @@ def test_bad_values_fail_before_any_bus_traffic(words, message):
 
 
 def test_global_flags_anywhere_and_family_options():
-    opts = cli.parse_options(["route", "show", "-j", "-6", "--no-ask-password"])
+    opts = parse_options(["route", "show", "-j", "-6", "--no-ask-password"])
     assert opts.json and opts.ipv6 and opts.no_ask_password and not opts.ipv4
     assert opts.words == ["route", "show"]
-    ready = cli.prepare(cli.parse_command(opts.words), opts)
+    ready = prepare(parse_command(opts.words), opts)
     assert ready["family"] == "ipv6"
     ready = prepared("-4", "route", "flush", "family", "ipv6")  # the keyword wins
     assert ready["family"] == "ipv6"
@@ -176,7 +179,7 @@ def test_batch_lines(tmp_path):
         mfc add --group ff3e::1 --iif up0 --oifs down1
         r a 232.1.1.3 iif up0 oif down0 table 5
     """
-    specs = cli.parse_batch(text.splitlines(), "routes.txt")
+    specs = parse_batch(text.splitlines(), "routes.txt")
     assert [(s.source, s.group, s.outputs) for s in specs] == [
         ("192.0.2.1", "232.1.1.1", ("down0",)),
         ("", "232.1.1.2", ("down0", "down1")),
@@ -189,22 +192,22 @@ def test_batch_lines(tmp_path):
 @pytest.mark.parametrize(
     "line, error, message",
     [
-        ("route del 232.1.1.1", cli.UsageError, r"routes.txt:2: unknown command 'del'"),
+        ("route del 232.1.1.1", UsageError, r"routes.txt:2: unknown command 'del'"),
         ("route add 10.0.0.1 iif a oif b", InvalidArgument, r"routes.txt:2: group '10.0.0.1'"),
-        ("route add 232.1.1.1 iif a", cli.UsageError, r"routes.txt:2: missing outputs"),
-        ("route add 'unterminated", cli.UsageError, r"routes.txt:2: No closing quotation"),
+        ("route add 232.1.1.1 iif a", UsageError, r"routes.txt:2: missing outputs"),
+        ("route add 'unterminated", UsageError, r"routes.txt:2: No closing quotation"),
     ],
 )
 def test_batch_errors_name_file_and_line(line, error, message):
     with pytest.raises(error, match=message):
-        cli.parse_batch(["route add 232.1.1.9 iif a oif b", line], "routes.txt")
+        parse_batch(["route add 232.1.1.9 iif a oif b", line], "routes.txt")
 
 
 def test_empty_batch_is_refused(tmp_path):
     path = tmp_path / "empty"
     path.write_text("# nothing\n\n")
     with pytest.raises(InvalidArgument, match="no routes to add"):
-        cli.read_batch(str(path))
+        read_batch(str(path))
 
 
 def test_run_exit_status_for_usage_and_invalid_arguments(capsys):
@@ -242,25 +245,29 @@ def test_polkit_agent_is_registered_for_this_process_and_stopped_by_pid(tmp_path
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
-    agent = cli.PolkitAgent(wanted=True)
+    monkeypatch.setattr(cli_agent.os, "geteuid", lambda: 1000)
+    agent = cli_agent.PolkitAgent(wanted=True)
     agent.start()
     assert agent.process is not None and agent.process.poll() is None
     argv = record.read_text().split()
     assert argv[0] == "--notify-fd" and argv[2] == "--process"
     pid, start = argv[3].split(",")
     assert int(pid) == os.getpid()
-    assert int(start) == cli.process_start_time(os.getpid()) > 0
+    assert int(start) == cli_agent.process_start_time(os.getpid()) > 0
     process = agent.process
     agent.stop()
     assert process.poll() is not None and agent.process is None
 
 
 def test_polkit_agent_not_wanted_or_root(monkeypatch):
-    agent = cli.PolkitAgent(wanted=False)
+    agent = cli_agent.PolkitAgent(wanted=False)
     agent.start()
     assert agent.process is None
-    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
-    agent = cli.PolkitAgent(wanted=True)
+    monkeypatch.setattr(cli_agent.os, "geteuid", lambda: 0)
+    agent = cli_agent.PolkitAgent(wanted=True)
     agent.start()  # root needs no agent: polkit is not asked for uid 0
     assert agent.process is None
+
+
+def test_every_command_of_the_grammar_has_a_handler():
+    assert set(HANDLERS) == set(GRAMMARS)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mfc_dbus import cli
+from mfc_dbus import cli_grammar as grammar
 from mfc_dbus.client import ACTION_BY_METHOD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,14 +23,14 @@ METHODS = sorted({*ACTION_BY_METHOD, "ListRoutes", "ListVifs"})
 def test_every_command_is_documented_in_the_man_page_and_readme():
     man = MAN1.read_text().replace("\\-", "-").replace("\\fP", "").replace("\\fI", "")
     doc = DOC.read_text()
-    for obj in cli.OBJECTS:
+    for obj in grammar.OBJECTS:
         assert re.search(rf"^\.B(R)? {obj}\b", man, re.M) or f".B {obj} " in man, obj
         assert re.search(rf"^(mfc-dbus )?{obj}\b", doc, re.M), obj
-    for obj, verbs in cli.VERBS.items():
+    for obj, verbs in grammar.VERBS.items():
         for verb in verbs:
-            if verb not in cli.VERB_ALIASES:
+            if verb not in grammar.VERB_ALIASES:
                 assert f"{obj} {verb}" in man and f"{obj} {verb}" in doc, (obj, verb)
-    for flag in cli.GLOBAL_FLAGS:
+    for flag in grammar.GLOBAL_FLAGS:
         assert flag in man and flag in doc, flag
 
 
@@ -64,7 +64,7 @@ def complete(*words: str) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_bash_completion():
-    assert complete("") == list(cli.OBJECTS)
+    assert complete("") == list(grammar.OBJECTS)
     assert complete("r") == ["route", "reload"]
     assert complete("route", "") == ["add", "del", "show", "flush", "list", "delete"]
     assert complete("route", "add", "233.252.0.1", "iif", "l") == ["lo"]
