@@ -154,14 +154,20 @@ def _policy_finding(
 
 
 def _finding(
-    rule: FirewallRule, route: RouteInfo, rules: list[FirewallRule], grew: int | None, interval: float
+    rule: FirewallRule,
+    route: RouteInfo,
+    rules: list[FirewallRule],
+    grew: int | None,
+    interval: float,
 ) -> Finding | None:
     outs = _outputs_hit(rule, route) if rule.verdict in DROPPING else []
     if not outs:
         return None
     counted = ""
     if grew:
-        counted = f" (its counter +{grew} in {interval:g} s)" if interval else f" (its counter {grew})"
+        counted = f" (its counter {grew})"
+        if interval:
+            counted = f" (its counter +{grew} in {interval:g} s)"
     if rule.policy:
         if grew == 0 or _accepting(rules, route, rule):
             return None
