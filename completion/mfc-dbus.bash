@@ -22,7 +22,7 @@ _mfc_dbus()
 
     local options="-j --json -p --pretty -s --stats -4 -6 --no-ask-password --timeout
         --address -V --version -h --help"
-    local objects="route vif mfc show monitor reload batch diagnose status help"
+    local objects="route vif mfc show monitor reload batch diagnose status config help"
 
     case $prev in
         --timeout|--address|table|threshold|ttl-threshold|count|interval|from|source|to|group)
@@ -60,7 +60,7 @@ _mfc_dbus()
 
     case $obj in
         ro*|r) obj=route ;; v*) obj=vif ;; m|mf*) obj=mfc ;; mo*) obj=monitor ;;
-        b*) obj=batch ;; d*) obj=diagnose ;;
+        b*) obj=batch ;; d*) obj=diagnose ;; c*) obj=config ;;
     esac
     case $obj in
         route|vif|mfc)
@@ -73,6 +73,13 @@ _mfc_dbus()
             ;;
         batch)
             [[ -z $verb ]] && { compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur") -); }
+            return ;;
+        config)
+            if [[ -z $verb ]]; then
+                COMPREPLY=($(compgen -W "check export import" -- "$cur"))
+            elif [[ $verb != e* ]] && ((nargs == 0)); then
+                compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur"))
+            fi
             return ;;
         monitor)
             COMPREPLY=($(compgen -W "count" -- "$cur")); return ;;

@@ -29,6 +29,7 @@ from .cli_grammar import (
 )
 from .cli_prepare import prepare
 from .client import ActivationFailed, ServiceUnavailable
+from .config import EX_CONFIG, ConfigurationError
 from .errors import AccessDenied, InteractiveAuthorizationRequired, InvalidArgument, MfcError
 from .names import (
     ACTION_MANAGE_INTERFACES,
@@ -99,6 +100,9 @@ def run(argv: Sequence[str], out: TextIO | None = None) -> int:
     except UsageError as exc:
         fail(str(exc))
         return EXIT_USAGE
+    except ConfigurationError as exc:
+        print(exc.message, file=sys.stderr, flush=True)
+        return EX_CONFIG
     except MfcError as exc:
         message, status = describe_error(exc)
         fail(message)

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from . import cli_config
 from . import cli_format as fmt
 from .cli_agent import PolkitAgent
 from .cli_diagnose import Snapshot, diagnose
@@ -247,11 +248,20 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("diagnose", ""): run_diagnose,
     ("status", ""): status,
     ("reload", ""): reload,
+    ("config", "export"): cli_config.export,
+    ("config", "import"): cli_config.import_file,
+}
+# Commands that never need the service.
+LOCAL_HANDLERS: dict[tuple[str, str], Callable[[Context, Ready], int]] = {
+    ("config", "check"): cli_config.check_file,
 }
 
 
 async def execute(ctx: Context, command: Command, ready: Ready) -> int:
     """Connect, run the command's handler, and close the connection whatever happens."""
+    local = LOCAL_HANDLERS.get((command.obj, command.verb))
+    if local is not None:
+        return local(ctx, ready)
     handler = HANDLERS[(command.obj, command.verb)]
     client = await ctx.connect()
     try:

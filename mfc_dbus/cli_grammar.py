@@ -42,6 +42,10 @@ usage: {PROG} [OPTIONS] OBJECT COMMAND [ARGUMENTS]
   diagnose GROUP [SOURCE] [table N] [interval SECONDS]
                             explain why GROUP does not forward
   status                    version, route and VIF counts, families
+  config check FILE         read a configuration file (mfc-dbus.conf(5)) without
+                            applying it; exit status 78 names every problem
+  config export             print the routes and VIF settings in that syntax
+  config import FILE        apply a file's routes and VIF settings, all or nothing
   help
 
 SOURCE '*' (or none) means any source; SOURCE and GROUP may be prefixes.
@@ -57,7 +61,8 @@ options:
   -V, --version         print the client's version
   -h, --help            this help
 
-exit status: 0 ok, 1 error, 2 usage or invalid argument, 4 not authorized
+exit status: 0 ok, 1 error, 2 usage or invalid argument, 4 not authorized,
+             78 a configuration file with problems
 """
 
 # Order matters: a prefix that fits several words means the first (as in `ip`).
@@ -71,13 +76,16 @@ OBJECTS = (
     "batch",
     "diagnose",
     "status",
+    "config",
     "help",
 )
 VERBS = {
     "route": ("add", "del", "show", "flush", "list", "delete"),
     "vif": ("add", "del", "show", "list", "delete"),
     "mfc": ("add", "del", "show", "delete", "list"),
+    "config": ("check", "export", "import"),
 }
+DEFAULT_VERB = {"route": "show", "vif": "show", "mfc": "show"}
 VERB_ALIASES = {"delete": "del", "list": "show", "ls": "show"}
 GLOBAL_FLAGS = {
     "-j": "json",
@@ -199,6 +207,13 @@ GRAMMARS = {
     ("batch", ""): Grammar({}, positionals=("file",), required=("file",), usage="batch FILE|-"),
     ("reload", ""): Grammar({}, usage="reload"),
     ("status", ""): Grammar({}, usage="status"),
+    ("config", "check"): Grammar(
+        {}, positionals=("file",), required=("file",), usage="config check FILE"
+    ),
+    ("config", "export"): Grammar({}, usage="config export"),
+    ("config", "import"): Grammar(
+        {}, positionals=("file",), required=("file",), usage="config import FILE"
+    ),
 }
 
 
@@ -296,7 +311,9 @@ def parse_command(words: Sequence[str]) -> Command:
     if obj == "show":
         obj, rest = "route", ["show", *rest]
     if obj in VERBS:
-        verb = resolve(rest[0], VERBS[obj], f"{obj} command") if rest else "show"
+        if not rest and obj not in DEFAULT_VERB:
+            raise UsageError(f"{obj} needs a command: {', '.join(VERBS[obj])}")
+        verb = resolve(rest[0], VERBS[obj], f"{obj} command") if rest else DEFAULT_VERB[obj]
         return _object_command(obj, verb, rest[1:])
     if obj == "help":
         return Command("help", "", {})

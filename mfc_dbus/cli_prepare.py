@@ -10,10 +10,13 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from .cli_config import importable
 from .cli_grammar import GRAMMARS, Command, UsageError, parse_keywords, parse_mfc, resolve
 from .client import RouteSpec
+from .config import load_file
 from .errors import InvalidArgument, MfcError
 from .model import (
     MAX_TABLE_ID,
@@ -154,6 +157,12 @@ def prepare(command: Command, opts: argparse.Namespace) -> dict[str, Any]:
         ready["interval"] = parse_seconds(values.get("interval"), 2.0)
     if command.obj == "batch":
         ready["specs"] = read_batch(values["file"])
+    if command.obj == "config" and "file" in values:
+        ready["file"] = values["file"]
+        configuration = load_file(Path(values["file"]))
+        if command.verb == "import":
+            configuration = importable(configuration)
+        ready["configuration"] = configuration
     return ready
 
 

@@ -118,6 +118,7 @@ PY
     put 644 README.md "$DOCDIR/README.md"
     put 644 man/mfc-dbus.1 "$MANDIR/man1/mfc-dbus.1"
     put 644 man/mfc-dbusd.8 "$MANDIR/man8/mfc-dbusd.8"
+    put 644 man/mfc-dbus.conf.5 "$MANDIR/man5/mfc-dbus.conf.5"
     put 644 completion/mfc-dbus.bash "$BASHCOMPDIR/mfc-dbus"
     mkdir -p "$stage$UNITDIR"
     sed "s|^ExecStart=/usr/bin/mfc-dbusd |ExecStart=$daemon |" systemd/mfc-dbus.service \

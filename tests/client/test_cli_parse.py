@@ -7,7 +7,7 @@ import os
 import pytest
 
 from mfc_dbus import cli, cli_agent
-from mfc_dbus.cli_commands import HANDLERS
+from mfc_dbus.cli_commands import HANDLERS, LOCAL_HANDLERS
 from mfc_dbus.cli_grammar import GRAMMARS, Command, UsageError, parse_command, parse_options
 from mfc_dbus.cli_prepare import parse_batch, prepare, read_batch, route_spec
 from mfc_dbus.client import RouteSpec
@@ -270,4 +270,5 @@ def test_polkit_agent_not_wanted_or_root(monkeypatch):
 
 
 def test_every_command_of_the_grammar_has_a_handler():
-    assert set(HANDLERS) == set(GRAMMARS)
+    assert set(HANDLERS) | set(LOCAL_HANDLERS) == set(GRAMMARS)
+    assert not set(HANDLERS) & set(LOCAL_HANDLERS)

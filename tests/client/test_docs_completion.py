@@ -15,6 +15,7 @@ from mfc_dbus.client import ACTION_BY_METHOD
 ROOT = Path(__file__).resolve().parents[2]
 MAN1 = ROOT / "man" / "mfc-dbus.1"
 MAN8 = ROOT / "man" / "mfc-dbusd.8"
+MAN5 = ROOT / "man" / "mfc-dbus.conf.5"
 DOC = ROOT / "README.md"
 COMPLETION = ROOT / "completion" / "mfc-dbus.bash"
 METHODS = sorted({*ACTION_BY_METHOD, "ListRoutes", "ListVifs"})
@@ -41,7 +42,7 @@ def test_readme_gives_a_busctl_call_for_every_method():
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="needs groff")
-@pytest.mark.parametrize("page", [MAN1, MAN8], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [MAN1, MAN8, MAN5], ids=lambda p: p.name)
 def test_man_pages_render_without_warnings(page):
     result = subprocess.run(
         ["groff", "-man", "-ww", "-z", str(page)], capture_output=True, text=True
@@ -70,4 +71,5 @@ def test_bash_completion():
     assert complete("route", "add", "233.252.0.1", "iif", "l") == ["lo"]
     assert "lo" in complete("route", "add", "233.252.0.1", "iif", "lo", "oif", "")
     assert complete("vif", "show", "family", "") == ["ipv4", "ipv6"]
+    assert complete("config", "") == ["check", "export", "import"]
     assert "--oifs" in complete("mfc", "add", "--")
