@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli_lab import World, delivered, w, world  # noqa: F401 (fixtures)
+import test_cli_lab
+from test_cli_lab import World, delivered
 
 from mfc_lab import Lab
 
 pytestmark = pytest.mark.root
+
+world = test_cli_lab.world  # the lab, the private bus and the service of those tests
+w = test_cli_lab.w
 
 G4 = Lab.group("ipv4")
 G6 = Lab.group("ipv6")
