@@ -5,7 +5,7 @@ explicit VIF settings (vifs.py) and the templates (templates.py). Installed stat
 table, the live VIFs and MFC entries (table.py), changed only together with the
 kernel. Every public mutation goes through `_apply`, which validates, changes the
 desired state, reconciles the kernel, writes the state file and only then tells the
-listeners; any failure undoes everything (journal.py).
+listeners; any failure undoes everything (undo.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from ..model import (
 )
 from . import ReloadResult
 from .adopt import seed_installed
-from .journal import NULL, Journal, put_or_pop
 from .runtime import RuntimeFile, RuntimeRecord
 from .runtime import render as render_runtime
 from .sockets import KernelSockets
@@ -52,6 +51,9 @@ from .state import (
     vif_record,
 )
 from .table import SG, Learned, Table
+from .undo import NO_UNDO as NULL
+from .undo import UndoLog as Journal
+from .undo import put_or_pop
 from .validate import check_interface_name, check_route, check_table, check_vif
 
 log = logging.getLogger(__name__)
