@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from ..errors import FamilyUnavailable, InvalidArgument, KernelBusy, MfcError, NotFound
 from ..gcpause import gc_paused_if_many
-from ..kernel import MrouteSocket, Upcall, UpcallKind
-from ..kernel.mfcdump import RawEntry, dump_raw, our_table_id
-from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes
+from ..kernel import Upcall, UpcallKind
+from ..kernel.mfcdump import RawEntry, our_table_id
+from ..kernel.netlink import LinkEvent
 from ..model import (
     Counters,
     Family,
@@ -33,11 +32,11 @@ from ..model import (
     VifConfig,
     VifStatus,
 )
-from . import ReloadResult
 from .adopt import seed_installed
+from .api import ReloadResult
+from .port import KernelPort, LinkWatcher, LinuxKernel
 from .runtime import RuntimeFile, RuntimeRecord
 from .runtime import render as render_runtime
-from .sockets import KernelSockets
 from .state import (
     SavedState,
     StateFile,
@@ -64,23 +63,6 @@ _HOST_PREFIX = {Family.IPV4: 32, Family.IPV6: 128}
 _NO_COUNTERS = Counters()
 
 
-def _if_nametoindex(name: str) -> int | None:
-    try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        return None
-
-
-def _dump_kernel(families: set[Family]) -> dict[Family, list[RawEntry]]:
-    """The kernel's MFC entries of `families` (every table), by one dump each; empty
-    when rtnetlink fails (the adopted entries are then written again, in place)."""
-    try:
-        return {family: dump_raw(family) for family in families}
-    except OSError as exc:
-        log.error("cannot read the adopted kernel tables: %s", exc)
-        return {}
-
-
 def _addresses(sg: SG) -> tuple[IPAddress, IPAddress]:
     """The ipaddress objects of a packed (S, G): for templates, messages and read-back."""
     return ipaddress.ip_address(sg[0]), ipaddress.ip_address(sg[1])
@@ -94,11 +76,8 @@ class Engine:
         state_file: Path | None,
         *,
         learned_expiry: float = 60.0,
-        kernel_factory: Callable[[Family, int], MrouteSocket] | None = None,
+        kernel: KernelPort | None = None,
         runtime_file: Path | None = None,
-        link_monitor_factory: Callable[[], LinkMonitor] = LinkMonitor,
-        interface_lister: Callable[[], dict[str, int]] = interface_indexes,
-        interface_resolver: Callable[[str], int | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         expiry_interval: float | None = None,
         busy_retry: float = 5.0,
@@ -106,7 +85,7 @@ class Engine:
         self._state = StateFile(state_file) if state_file is not None else None
         self.learned_expiry = learned_expiry
         self._expiry_interval = expiry_interval or max(0.05, min(learned_expiry / 4, 5.0))
-        self._kernel_factory = kernel_factory or KernelSockets()
+        self._kernel: KernelPort = kernel if kernel is not None else LinuxKernel()
         self._runtime = RuntimeFile(runtime_file) if runtime_file is not None else None
         self._runtime_saved = RuntimeRecord()
         self._runtime_version = -1  # of what the runtime record holds; see _save_runtime
@@ -114,9 +93,6 @@ class Engine:
         self._transient_version = 0
         self._adopted: list[Table] = []  # adopted tables not settled yet
         self._kernel_dump: dict[Family, list[RawEntry]] = {}  # read once at start
-        self._link_monitor_factory = link_monitor_factory
-        self._interface_lister = interface_lister
-        self._resolve_interface = interface_resolver or _if_nametoindex
         self._clock = clock
         self._busy_retry = busy_retry
         self.families: tuple[Family, ...] = ()
@@ -131,7 +107,7 @@ class Engine:
         self._listeners: list = []
         self._events: list[tuple[str, object]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._monitor: LinkMonitor | None = None
+        self._monitor: LinkWatcher | None = None
         self._tasks: list[asyncio.Task] = []
         self._last_busy_retry = 0.0
 
@@ -139,17 +115,17 @@ class Engine:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         try:
-            self._monitor = self._link_monitor_factory()  # subscribe before the dump
+            self._monitor = self._kernel.watch_links()  # subscribe before the dump
         except OSError as exc:
             log.error("cannot watch interfaces (rtnetlink): %s; hotplug is disabled", exc)
-        self._ifindex = dict(self._interface_lister())
+        self._ifindex = dict(self._kernel.interface_indexes())
         if self._monitor is not None:
             self._loop.add_reader(self._monitor.fileno(), self._on_link_events)
         if self._runtime is not None:
             self._runtime_saved = self._runtime.load()
-        adopted = list(getattr(self._kernel_factory, "adopted_tables", ()))
+        adopted = self._kernel.adopted_tables()
         if adopted:
-            self._kernel_dump = _dump_kernel({family for family, _ in adopted})
+            self._kernel_dump = self._dump_kernel({family for family, _ in adopted})
         for family in Family:
             self._open(self._table(family, 0))
         for family, number in adopted:
@@ -208,6 +184,15 @@ class Engine:
     def add_listener(self, listener) -> None:
         self._listeners.append(listener)
 
+    def _dump_kernel(self, families: set[Family]) -> dict[Family, list[RawEntry]]:
+        """The kernel's MFC entries of `families` (every table), by one dump each; empty
+        when rtnetlink fails (the adopted entries are then written again, in place)."""
+        try:
+            return {family: self._kernel.read_entries(family) for family in families}
+        except OSError as exc:
+            log.error("cannot read the adopted kernel tables: %s", exc)
+            return {}
+
     # == kernel tables ===================================================================
     def _table(self, family: Family, table: int) -> Table:
         found = self._tables.get((family, table))
@@ -220,7 +205,7 @@ class Engine:
         if table.sock is not None:
             return True
         try:
-            sock = self._kernel_factory(table.family, table.table)
+            sock = self._kernel.open_table(table.family, table.table)
         except (KernelBusy, FamilyUnavailable, MfcError) as exc:
             if table.error is None or str(table.error) != str(exc):
                 log.warning("%s: %s", table.describe, exc)
@@ -293,7 +278,7 @@ class Engine:
         index = self._ifindex.get(name)
         if index is None:
             # Created a moment ago and its link event is not read yet?
-            index = self._resolve_interface(name)
+            index = self._kernel.ifindex(name)
             if index is not None:
                 self._ifindex[name] = index
         return index
@@ -1021,7 +1006,7 @@ class Engine:
         self._emit_events()
 
     def _resync_links(self) -> None:
-        now = dict(self._interface_lister())
+        now = dict(self._kernel.interface_indexes())
         for name, index in list(self._ifindex.items()):
             if now.get(name) != index:
                 self._handle_link(LinkEvent("del", name, index))

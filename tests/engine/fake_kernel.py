@@ -105,7 +105,11 @@ class FakeKernel:
         self.busy: set[tuple] = set()
         self.monitor: FakeMonitor | None = None
 
-    def open(self, family, table):
+    # -- the engine's kernel port (mfc_dbus.engine.port.KernelPort) ----------------------
+    def adopted_tables(self) -> list:
+        return []
+
+    def open_table(self, family, table):
         from mfc_dbus.errors import KernelBusy
 
         if (family, table) in self.busy:
@@ -113,12 +117,18 @@ class FakeKernel:
         sock = self.sockets[(family, table)] = FakeSocket(family, table, self.interfaces, self.log)
         return sock
 
-    def make_monitor(self):
+    def read_entries(self, family) -> list:
+        return []
+
+    def watch_links(self):
         self.monitor = FakeMonitor()
         return self.monitor
 
-    def lister(self) -> dict[str, int]:
+    def interface_indexes(self) -> dict[str, int]:
         return dict(self.interfaces)
+
+    def ifindex(self, name: str) -> int | None:
+        return self.interfaces.get(name)
 
     def link(self, kind: str, name: str, index: int) -> None:
         """Create or delete an interface, and queue its link event."""
@@ -132,14 +142,6 @@ class FakeKernel:
                         del sock.vifs[vif]
         assert self.monitor is not None
         self.monitor.queue(LinkEvent(kind, name, index))
-
-    def kwargs(self) -> dict:
-        return {
-            "kernel_factory": self.open,
-            "link_monitor_factory": self.make_monitor,
-            "interface_lister": self.lister,
-            "interface_resolver": self.interfaces.get,
-        }
 
 
 class FakeMonitor:

@@ -27,7 +27,7 @@ class Harness:
     def __init__(self, state_file=None, kernel: FakeKernel | None = None, **kwargs) -> None:
         self.kernel = kernel or FakeKernel()
         self.loop = asyncio.new_event_loop()
-        self.engine = Engine(state_file, **self.kernel.kwargs(), **kwargs)
+        self.engine = Engine(state_file, kernel=self.kernel, **kwargs)
         self.loop.run_until_complete(self.engine.start())
 
     def sock(self, family=V4, table=0):
