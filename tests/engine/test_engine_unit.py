@@ -14,7 +14,7 @@ import pytest
 from engine_helpers import route
 from fake_kernel import FakeKernel
 
-from mfc_dbus.engine.core import Engine
+from mfc_dbus.engine import Engine
 from mfc_dbus.engine.state import StateFile, StateFileError
 from mfc_dbus.errors import InvalidArgument, KernelBusy, KernelError, LimitExceeded, NotFound
 from mfc_dbus.kernel import SgCounters, Upcall, UpcallKind
@@ -33,8 +33,10 @@ class Harness:
     def sock(self, family=V4, table=0):
         return self.kernel.sockets[(family, table)]
 
-    def spin(self) -> None:
-        self.loop.run_until_complete(asyncio.sleep(0.01))
+    def deliver(self) -> None:
+        """Run the engine's loop until it has read, and so handled, every link event and
+        upcall queued on the fake kernel."""
+        self.loop.run_until_complete(asyncio.wait_for(self.kernel.all_read(), 5.0))
 
     def close(self) -> None:
         self.loop.run_until_complete(self.engine.stop())
@@ -218,15 +220,15 @@ def test_hotplug_bookkeeping_follows_link_events(h):
     assert h.sock().mfc[(ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("233.252.0.1"))] \
         == (0, {1: 1})  # fmt: skip
     h.kernel.link("new", "eth9", 40)
-    h.spin()
+    h.deliver()
     assert h.engine.list_routes()[0].state == "installed"
     assert h.sock().vifs[2] == (40, 1)
     assert list(h.sock().mfc.values()) == [(0, {1: 1, 2: 1})]
     h.kernel.link("del", "up0", 2)
-    h.spin()
+    h.deliver()
     assert h.sock().mfc == {} and h.engine.list_routes()[0].missing_interfaces == ("up0",)
     h.kernel.link("new", "up0", 41)
-    h.spin()
+    h.deliver()
     assert h.sock().vifs[0] == (41, 1)
     assert list(h.sock().mfc.values()) == [(0, {1: 1, 2: 1})]
 
@@ -377,7 +379,7 @@ def test_learned_flow_expiry_counts_packets_minus_wrong_if():
         forwarded, wrong = (ipaddress.ip_address(f"192.0.2.{n}") for n in (10, 11))
         for source in (forwarded, wrong):
             h.sock().queue_upcall(Upcall(UpcallKind.NOCACHE, V4, 0, source, group, up0.index))
-        h.spin()
+        h.deliver()
         learned = {str(s.route.key.source) for s in h.engine.list_routes() if s.state == "learned"}
         assert learned == {"192.0.2.10/32", "192.0.2.11/32"}
 
