@@ -83,7 +83,7 @@ class Engine:
         self._runtime = RuntimeState(runtime_file)
         self._listeners = Listeners()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._links: LinkWatcher | None = None
+        self._link_watcher: LinkWatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -122,12 +122,12 @@ class Engine:
     def _watch_links(self) -> None:
         assert self._loop is not None
         try:
-            self._links = self._kernel.watch_links()  # subscribe before the list is read
+            self._link_watcher = self._kernel.watch_links()  # subscribe before the list is read
         except OSError as exc:
             log.error("cannot watch interfaces (rtnetlink): %s; hotplug is disabled", exc)
         self._interfaces.read()
-        if self._links is not None:
-            self._loop.add_reader(self._links.fileno(), self._on_link_events)
+        if self._link_watcher is not None:
+            self._loop.add_reader(self._link_watcher.fileno(), self._on_link_events)
 
     def _restore(self, saved: SavedState, transient: Sequence[Route]) -> None:
         routes: dict[RouteKey, Route | None] = {route.key: route for route in transient}
@@ -156,10 +156,10 @@ class Engine:
     def _stop_watching(self) -> None:
         if self._loop is None:
             return
-        if self._links is not None:
-            self._loop.remove_reader(self._links.fileno())
-            self._links.close()
-            self._links = None
+        if self._link_watcher is not None:
+            self._loop.remove_reader(self._link_watcher.fileno())
+            self._link_watcher.close()
+            self._link_watcher = None
         for table in self._tables:
             if table.sock is not None:
                 self._loop.remove_reader(table.sock.fileno())
@@ -356,10 +356,10 @@ class Engine:
             self._flows.on_wrongvif(table, upcall, arrival, change)
 
     def _on_link_events(self) -> None:
-        assert self._links is not None
+        assert self._link_watcher is not None
         change = Change.best_effort()
         try:
-            events = self._links.read_events()
+            events = self._link_watcher.read_events()
         except OSError as exc:  # ENOBUFS: events were lost; take a fresh list
             log.warning("link events lost (%s): re-reading the interface list", exc)
             self._hotplug.resync(change)

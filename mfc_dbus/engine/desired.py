@@ -52,8 +52,8 @@ def change_desired(
     for tid, table_change in result.tables.items():
         _count_users(tables[tid], table_change, change)
     for (family, number, name), config in vifs.items():
-        _change_vif(tables[(family, number)], result.tables[(family, number)], name, config,
-                    change)  # fmt: skip
+        tid = (family, number)
+        _change_vif(tables[tid], result.tables[tid], name, config, change)
     return result
 
 
