@@ -38,7 +38,9 @@ class ReloadResult:
 class EngineAPI(Protocol):
     """The contract implemented by mfc_dbus.engine.core.Engine."""
 
-    families: tuple[Family, ...]  # families whose kernel socket opened (table 0)
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """The families whose kernel socket opened (table 0)."""
 
     async def start(self) -> None:
         """Load the state file (a corrupt one is moved aside and reported, never fatal),
