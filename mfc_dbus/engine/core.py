@@ -20,11 +20,10 @@ from pathlib import Path
 
 from ..errors import InvalidArgument, NotFound
 from ..gcpause import gc_paused_if_many
-from ..kernel import Upcall, UpcallKind
 from ..model import Family, IPAddress, Route, RouteKey, RouteStatus, VifConfig, VifStatus
 from .adopt import Adoption
 from .api import EngineListener, ReloadResult
-from .change import Change, RouteChange, VifId
+from .change import Change, VifId
 from .desired import change_desired
 from .events import Listeners
 from .learned import Flows
@@ -180,7 +179,7 @@ class Engine:
         routes: dict[RouteKey, Route | None],
         vifs: dict[VifId, VifConfig | None],
         change: Change,
-    ) -> list[RouteChange]:
+    ) -> None:
         tables = self._tables.prepare(routes, vifs, change.strict)
         # A batch allocates many objects and no cycles (gcpause.py); one route, few.
         with gc_paused_if_many(len(routes)):
@@ -197,7 +196,6 @@ class Engine:
             self._runtime.track(desired.routes)
             self._publish(change)
             self._listeners.routes_changed(desired.routes)
-        return desired.routes
 
     def _publish(self, change: Change) -> None:
         """A change is made: record it for the next process, tell the listeners."""
@@ -336,24 +334,10 @@ class Engine:
         change = Change.best_effort()
         for upcall in upcalls:
             try:
-                self._handle_upcall(table, upcall, change)
+                self._reconciler.on_upcall(table, upcall, change)
             except Exception:
                 log.exception("%s: upcall %s failed", table.describe, upcall)
         self._publish(change)
-
-    def _handle_upcall(self, table: Table, upcall: Upcall, change: Change) -> None:
-        slot_owner = table.live_vifs.get(upcall.vif)
-        if slot_owner is None:
-            return
-        arrival = slot_owner[0]
-        if upcall.kind == UpcallKind.NOCACHE:
-            key = table.exact.get((upcall.source.packed, upcall.group.packed))
-            if key is not None:  # configured: (re)install exactly that
-                self._reconciler.sync_exact(table, key, change)
-            else:
-                self._flows.on_nocache(table, upcall, arrival, change)
-        elif upcall.kind == UpcallKind.WRONGVIF:
-            self._flows.on_wrongvif(table, upcall, arrival, change)
 
     def _on_link_events(self) -> None:
         assert self._link_watcher is not None

@@ -1,5 +1,6 @@
 """Reconciliation: bring a kernel table in line with its desired state after a change
-(desired.py), and keep it there as interfaces come and go.
+(desired.py), and keep it there as interfaces come and go and the kernel asks about
+flows (upcalls).
 
 The order avoids any gap in forwarding: new VIFs first, then the entries (an add
 replaces an entry in place), then the VIFs nothing uses any more; at the 32-slot limit
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..kernel import Upcall, UpcallKind
 from ..model import Route, RouteKey
 from .change import Change
 from .desired import TableChange
@@ -134,6 +136,22 @@ class Reconciler:
             if name == learned.input or name in learned.outputs:
                 want = table.want(learned.input, learned.outputs)
                 table.set_entry(sg, want, change.undo, change.strict)
+
+    def on_upcall(self, table: Table, upcall: Upcall, change: Change) -> None:
+        """The kernel asks about a flow: a configured exact route's entry is installed
+        again; otherwise the flow is learned (NOCACHE) or moved (WRONGVIF)."""
+        slot_owner = table.live_vifs.get(upcall.vif)
+        if slot_owner is None:
+            return
+        arrival = slot_owner[0]
+        if upcall.kind == UpcallKind.NOCACHE:
+            key = table.exact.get((upcall.source.packed, upcall.group.packed))
+            if key is not None:
+                self.sync_exact(table, key, change)
+            else:
+                self._flows.on_nocache(table, upcall, arrival, change)
+        elif upcall.kind == UpcallKind.WRONGVIF:
+            self._flows.on_wrongvif(table, upcall, arrival, change)
 
     def install_table(self, table: Table, change: Change) -> None:
         """A table's socket just opened: install all its VIFs and routes."""
