@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common import parse_args, rate, report, timed
 
-from mfc_dbus.engine.core import Engine
+from mfc_dbus.engine import Engine
 from mfc_dbus.kernel import open_mroute_socket
 from mfc_dbus.model import Family, Route, make_route_key
 from mfc_lab import Lab, Sender, in_netns, netns_run

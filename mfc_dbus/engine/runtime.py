@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model import Family, Route, make_route_key
+from ..model import Family, Route, RouteKey, make_route_key
+from .change import RouteChange
+from .table import Table
 from .validate import check_route
 
 log = logging.getLogger(__name__)
@@ -109,3 +112,52 @@ class RuntimeFile:
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
         self._written = None
+
+
+class RuntimeState:
+    """This process's side of the runtime record: the non-persistent routes and the
+    live VIFs, written again whenever either changed."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._file = RuntimeFile(path) if path is not None else None
+        self.previous = RuntimeRecord()  # what the previous process left
+        self._transient: dict[RouteKey, Route] = {}
+        self._version = 0  # counts changes of the non-persistent routes
+        self._written = -1  # the version (with the tables' live versions) last written
+
+    def load(self) -> None:
+        if self._file is not None:
+            self.previous = self._file.load()
+
+    def track(self, changes: list[RouteChange]) -> None:
+        if self._file is None:
+            return
+        transient = self._transient
+        for old, new in changes:
+            if old is not None and not old.persistent:
+                transient.pop(old.key, None)
+                self._version += 1
+            if new is not None and not new.persistent:
+                transient[new.key] = new
+                self._version += 1
+
+    def save(self, tables: Iterable[Table]) -> None:
+        """Rewrite the record if the non-persistent routes or a live VIF changed."""
+        if self._file is None:
+            return
+        tables = list(tables)
+        version = self._version + sum(table.live_version for table in tables)
+        if version == self._written:
+            return
+        self._written = version
+        vifs = {
+            (table.family, table.table): dict(table.live_vifs)
+            for table in tables
+            if table.live_vifs
+        }
+        self._file.write(render(list(self._transient.values()), vifs))
+
+    def remove(self) -> None:
+        """An explicit stop: nothing carries over to the next process."""
+        if self._file is not None:
+            self._file.remove()

@@ -36,9 +36,9 @@ def _keep_nothing(fd: int, name: str) -> bool:
 
 
 class KernelSockets:
-    """The engine's kernel factory: adopts the socket passed back for the table, else
-    opens a new one; `keep(fd, name)` is told of every socket handed out and says
-    whether it is kept (stored) outside this process."""
+    """Adopts the socket passed back for a table, else opens a new one; `keep(fd, name)`
+    is told of every socket handed out and says whether it is kept (stored) outside
+    this process."""
 
     def __init__(
         self,
@@ -61,7 +61,7 @@ class KernelSockets:
         """The tables whose sockets systemd passed back (before they are opened)."""
         return sorted(self._passed, key=lambda t: (t[0].value, t[1]))
 
-    def __call__(self, family: Family, table: int) -> MrouteSocket:
+    def open(self, family: Family, table: int) -> MrouteSocket:
         fd = self._passed.pop((family, table), None)
         if fd is not None:
             sock = adopt_mroute_socket(family, table, fd)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from ..errors import MfcError, NoSuchInterface, NotFound
 from ..kernel import MrouteSocket
 from ..model import Family, IPAddress, Route, RouteKey
-from .journal import Journal
 from .templates import TemplateIndex
+from .undo import UndoLog as Journal
 from .vifs import VifAllocator
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,6 @@ class TemplateIndex:
     def __init__(self) -> None:
         self._by_group: dict[IPAddress, list[Route]] = {}
         self._prefixes: list[Route] = []
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
 
     def _bucket(self, key: RouteKey) -> list[Route]:
         group = key.group
@@ -38,14 +34,12 @@ class TemplateIndex:
                 return
         bucket.append(route)
         bucket.sort(key=_specificity, reverse=True)
-        self._count += 1
 
     def remove(self, key: RouteKey) -> None:
         bucket = self._bucket(key)
         for i, other in enumerate(bucket):
             if other.key == key:
                 del bucket[i]
-                self._count -= 1
                 break
         if not bucket and bucket is not self._prefixes:
             del self._by_group[key.group.network_address]

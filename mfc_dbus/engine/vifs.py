@@ -12,8 +12,7 @@ from collections.abc import Iterable
 
 from ..errors import LimitExceeded
 from ..model import MAX_VIFS, VifConfig
-from .journal import NULL as _NO_JOURNAL
-from .journal import Journal, put_or_pop
+from .undo import NO_UNDO, UndoLog, put_or_pop
 
 
 class VifAllocator:
@@ -24,10 +23,10 @@ class VifAllocator:
         self.users: dict[str, int] = {}  # name -> how many configured routes use it
         self.explicit: dict[str, VifConfig] = {}
 
-    # -- users (journaled) --------------------------------------------------------
+    # -- users (undoable) --------------------------------------------------------
     # A count per name, not the set of keys: batches touch it for every route, and the
     # routes using a name are only needed on the rare hotplug (the engine scans then).
-    def add_users(self, name: str, change: int, journal: Journal) -> None:
+    def add_users(self, name: str, change: int, undo: UndoLog) -> None:
         count = self.users.get(name, 0) + change
         if count < 0:
             raise AssertionError(f"{self.describe}: {name} would have {count} users")
@@ -35,10 +34,10 @@ class VifAllocator:
             self.users[name] = count
         else:
             self.users.pop(name, None)
-        journal.push(self.add_users, name, -change, _NO_JOURNAL)
+        undo.push(self.add_users, name, -change, NO_UNDO)
 
-    def set_explicit(self, name: str, config: VifConfig | None, journal: Journal) -> None:
-        journal.push(put_or_pop, self.explicit, name, self.explicit.get(name))
+    def set_explicit(self, name: str, config: VifConfig | None, undo: UndoLog) -> None:
+        undo.push(put_or_pop, self.explicit, name, self.explicit.get(name))
         put_or_pop(self.explicit, name, config)
 
     # -- queries --------------------------------------------------------------------
@@ -65,14 +64,14 @@ class VifAllocator:
                 "table: remove routes or VIFs of unused interfaces, or use another table"
             )
 
-    # -- slots (journaled) ----------------------------------------------------------
-    def allocate(self, name: str, avoid: set[int], journal: Journal) -> int | None:
+    # -- slots (undoable) ----------------------------------------------------------
+    def allocate(self, name: str, avoid: set[int], undo: UndoLog) -> int | None:
         """Give `name` the lowest free slot not in `avoid`; None when there is none."""
         for slot in range(MAX_VIFS):
             if slot not in self.names and slot not in avoid:
                 self.slots[name] = slot
                 self.names[slot] = name
-                journal.push(self._release, name)
+                undo.push(self._release, name)
                 return slot
         return None
 
@@ -80,10 +79,10 @@ class VifAllocator:
         """Give `name` the slot the kernel already has for it (adopting a table)."""
         self._bind(name, slot)
 
-    def release(self, name: str, journal: Journal) -> None:
+    def release(self, name: str, undo: UndoLog) -> None:
         slot = self.slots[name]
         self._release(name)
-        journal.push(self._bind, name, slot)
+        undo.push(self._bind, name, slot)
 
     def _bind(self, name: str, slot: int) -> None:
         self.slots[name] = slot

@@ -107,12 +107,12 @@ def bus_address(options: Options) -> str | None:
 
 
 def make_engine(options: Options, sockets: KernelSockets | None = None) -> Any:
-    from ..engine import Engine  # the real engine (mfc_dbus.engine.core)
+    from ..engine import Engine, LinuxKernel
 
     return Engine(
         options.state_file,
         learned_expiry=options.learned_expiry,
-        kernel_factory=sockets,
+        kernel=LinuxKernel(sockets),
         runtime_file=options.runtime_file,
     )
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mfc_dbus.engine.core import Engine
+from mfc_dbus.engine import Engine
 from mfc_dbus.kernel.mfcdump import NetlinkReader
 from mfc_dbus.model import Family, Route, make_route_key
 from mfc_lab import Lab, in_netns
@@ -21,7 +21,7 @@ def route(source: str, group: str, input: str, *outputs: str, table: int = 0, **
 @contextlib.contextmanager
 def engine_in(lab: Lab, state_file: Path | None = None, **kwargs) -> Iterator[Engine]:
     """An engine started inside the lab's router namespace, on a fresh event loop that
-    the test drives with `spin`. The current thread stays in the router namespace for
+    the test drives with `spin_until`. The current thread stays in the router namespace for
     the body (in_netns nests, so senders and receivers still work)."""
     loop = asyncio.new_event_loop()
     with in_netns(lab.rtr):
@@ -35,18 +35,15 @@ def engine_in(lab: Lab, state_file: Path | None = None, **kwargs) -> Iterator[En
             loop.close()
 
 
-def spin(engine: Engine, seconds: float = 0.05) -> None:
-    """Let the engine's loop handle upcalls and link events for a while."""
-    loop: asyncio.AbstractEventLoop = engine.loop  # type: ignore[attr-defined]
-    loop.run_until_complete(asyncio.sleep(seconds))
-
-
 def spin_until(engine: Engine, predicate, timeout: float = 3.0, step: float = 0.02) -> bool:
+    """Run the engine's loop (upcalls, link events) until `predicate()` holds or
+    `timeout` passes; whether it holds."""
+    loop: asyncio.AbstractEventLoop = engine.loop  # type: ignore[attr-defined]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        spin(engine, step)
+        loop.run_until_complete(asyncio.sleep(step))
     return predicate()
 
 

@@ -1,7 +1,9 @@
-"""A fake multicast-routing socket and link monitor: engine logic tests without root."""
+"""A fake kernel port (multicast-routing sockets, link events, interface names): engine
+logic tests without root."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 
@@ -16,13 +18,14 @@ def _address(value):
 
 
 class FakeSocket:
-    def __init__(self, family, table, interfaces: dict[str, int], log: list) -> None:
+    def __init__(self, family, table, kernel: FakeKernel) -> None:
         self.family, self.table = family, table
         self.adopted = False  # a fresh MRT_INIT (the real one: True when taken from an fd)
-        self.interfaces = interfaces  # the fake namespace's name -> ifindex (shared)
+        self.kernel = kernel
+        self.interfaces = kernel.interfaces  # the fake namespace's name -> ifindex (shared)
         self.vifs: dict[int, tuple[int, int]] = {}
         self.mfc: dict[tuple, tuple[int, dict[int, int]]] = {}
-        self.log = log  # every call, in order, shared by all sockets of one fake kernel
+        self.log = kernel.log  # every call, in order, shared by all sockets of the kernel
         self.fail_add_mfc_after: int | None = None
         self.counters: dict[tuple, SgCounters] = {}  # (S, G) -> what sg_counters reads
         self._upcalls: list = []
@@ -87,6 +90,7 @@ class FakeSocket:
         except BlockingIOError:
             pass
         upcalls, self._upcalls = self._upcalls, []
+        self.kernel.was_read()
         return upcalls
 
     def close(self) -> None:
@@ -104,21 +108,50 @@ class FakeKernel:
         self.log: list = []
         self.busy: set[tuple] = set()
         self.monitor: FakeMonitor | None = None
+        self._read: asyncio.Event | None = None  # set when the engine read all queued
 
-    def open(self, family, table):
+    # -- waiting for the engine ------------------------------------------------------------
+    def unread(self) -> int:
+        """Link events and upcalls queued that the engine has not read yet."""
+        upcalls = sum(len(sock._upcalls) for sock in self.sockets.values() if not sock.closed)
+        return upcalls + (len(self.monitor._events) if self.monitor is not None else 0)
+
+    def was_read(self) -> None:
+        if self._read is not None and not self.unread():
+            self._read.set()
+
+    async def all_read(self) -> None:
+        """Return once the engine has read everything queued. It handles what it reads
+        in the same loop callback, so by the time this returns that is done too."""
+        while self.unread():
+            self._read = asyncio.Event()
+            await self._read.wait()
+        self._read = None
+
+    # -- the engine's kernel port (mfc_dbus.engine.port.KernelPort) ----------------------
+    def adopted_tables(self) -> list:
+        return []
+
+    def open_table(self, family, table):
         from mfc_dbus.errors import KernelBusy
 
         if (family, table) in self.busy:
             raise KernelBusy(f"{family} table {table}: owned by another process")
-        sock = self.sockets[(family, table)] = FakeSocket(family, table, self.interfaces, self.log)
+        sock = self.sockets[(family, table)] = FakeSocket(family, table, self)
         return sock
 
-    def make_monitor(self):
-        self.monitor = FakeMonitor()
+    def read_entries(self, family) -> list:
+        return []
+
+    def watch_links(self):
+        self.monitor = FakeMonitor(self)
         return self.monitor
 
-    def lister(self) -> dict[str, int]:
+    def interface_indexes(self) -> dict[str, int]:
         return dict(self.interfaces)
+
+    def ifindex(self, name: str) -> int | None:
+        return self.interfaces.get(name)
 
     def link(self, kind: str, name: str, index: int) -> None:
         """Create or delete an interface, and queue its link event."""
@@ -133,17 +166,10 @@ class FakeKernel:
         assert self.monitor is not None
         self.monitor.queue(LinkEvent(kind, name, index))
 
-    def kwargs(self) -> dict:
-        return {
-            "kernel_factory": self.open,
-            "link_monitor_factory": self.make_monitor,
-            "interface_lister": self.lister,
-            "interface_resolver": self.interfaces.get,
-        }
-
 
 class FakeMonitor:
-    def __init__(self) -> None:
+    def __init__(self, kernel: FakeKernel) -> None:
+        self.kernel = kernel
         self._r, self._w = socket.socketpair()
         self._r.setblocking(False)
         self._events: list[LinkEvent] = []
@@ -161,6 +187,7 @@ class FakeMonitor:
         except BlockingIOError:
             pass
         events, self._events = self._events, []
+        self.kernel.was_read()
         return events
 
     def close(self) -> None:

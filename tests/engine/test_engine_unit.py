@@ -14,7 +14,7 @@ import pytest
 from engine_helpers import route
 from fake_kernel import FakeKernel
 
-from mfc_dbus.engine.core import Engine
+from mfc_dbus.engine import Engine
 from mfc_dbus.engine.state import StateFile, StateFileError
 from mfc_dbus.errors import InvalidArgument, KernelBusy, KernelError, LimitExceeded, NotFound
 from mfc_dbus.kernel import SgCounters, Upcall, UpcallKind
@@ -27,14 +27,16 @@ class Harness:
     def __init__(self, state_file=None, kernel: FakeKernel | None = None, **kwargs) -> None:
         self.kernel = kernel or FakeKernel()
         self.loop = asyncio.new_event_loop()
-        self.engine = Engine(state_file, **self.kernel.kwargs(), **kwargs)
+        self.engine = Engine(state_file, kernel=self.kernel, **kwargs)
         self.loop.run_until_complete(self.engine.start())
 
     def sock(self, family=V4, table=0):
         return self.kernel.sockets[(family, table)]
 
-    def spin(self) -> None:
-        self.loop.run_until_complete(asyncio.sleep(0.01))
+    def deliver(self) -> None:
+        """Run the engine's loop until it has read, and so handled, every link event and
+        upcall queued on the fake kernel."""
+        self.loop.run_until_complete(asyncio.wait_for(self.kernel.all_read(), 5.0))
 
     def close(self) -> None:
         self.loop.run_until_complete(self.engine.stop())
@@ -218,15 +220,15 @@ def test_hotplug_bookkeeping_follows_link_events(h):
     assert h.sock().mfc[(ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("233.252.0.1"))] \
         == (0, {1: 1})  # fmt: skip
     h.kernel.link("new", "eth9", 40)
-    h.spin()
+    h.deliver()
     assert h.engine.list_routes()[0].state == "installed"
     assert h.sock().vifs[2] == (40, 1)
     assert list(h.sock().mfc.values()) == [(0, {1: 1, 2: 1})]
     h.kernel.link("del", "up0", 2)
-    h.spin()
+    h.deliver()
     assert h.sock().mfc == {} and h.engine.list_routes()[0].missing_interfaces == ("up0",)
     h.kernel.link("new", "up0", 41)
-    h.spin()
+    h.deliver()
     assert h.sock().vifs[0] == (41, 1)
     assert list(h.sock().mfc.values()) == [(0, {1: 1, 2: 1})]
 
@@ -377,7 +379,7 @@ def test_learned_flow_expiry_counts_packets_minus_wrong_if():
         forwarded, wrong = (ipaddress.ip_address(f"192.0.2.{n}") for n in (10, 11))
         for source in (forwarded, wrong):
             h.sock().queue_upcall(Upcall(UpcallKind.NOCACHE, V4, 0, source, group, up0.index))
-        h.spin()
+        h.deliver()
         learned = {str(s.route.key.source) for s in h.engine.list_routes() if s.state == "learned"}
         assert learned == {"192.0.2.10/32", "192.0.2.11/32"}
 
@@ -393,3 +395,72 @@ def test_learned_flow_expiry_counts_packets_minus_wrong_if():
         assert set(h.sock().mfc) == {(forwarded, group)}
     finally:
         h.close()
+
+
+class Recorder:
+    """A listener that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple] = []
+
+    def route_added(self, route: Route) -> None:
+        self.told.append(("route_added", str(route.key), route.outputs))
+
+    def route_removed(self, route: Route) -> None:
+        self.told.append(("route_removed", str(route.key)))
+
+    def vif_added(self, vif) -> None:
+        self.told.append(("vif_added", vif.interface, vif.index))
+
+    def vif_removed(self, vif) -> None:
+        self.told.append(("vif_removed", vif.interface, vif.index))
+
+
+class Failing:
+    def __getattr__(self, name):
+        def fail(value) -> None:
+            raise RuntimeError(f"{name} failed")
+
+        return fail
+
+
+def test_listeners_hear_of_calls_hotplug_and_flows_but_not_of_a_failed_call(h, caplog):
+    listener = Recorder()
+    h.engine.add_listener(Failing())  # logged; the next listener is still told
+    h.engine.add_listener(listener)
+    with caplog.at_level(logging.ERROR):
+        h.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0"))
+    assert "route_added failed" in caplog.text
+    assert listener.told == [
+        ("vif_added", "up0", 0),
+        ("vif_added", "down0", 1),
+        ("route_added", "(10.0.0.1, 233.252.0.1)", ("down0",)),
+    ]
+    listener.told.clear()
+    h.sock().fail_add_mfc_after = 0
+    with pytest.raises(KernelError):
+        h.engine.add_route(route("10.0.0.2", "233.252.0.1", "up0", "down1"))
+    assert listener.told == []  # down1's VIF came and went with the failed call
+    h.sock().fail_add_mfc_after = None
+
+    h.kernel.link("del", "down0", 3)
+    h.deliver()
+    assert listener.told == [
+        ("vif_added", "down0", None),  # still allocated, its interface gone
+        ("route_added", "(10.0.0.1, 233.252.0.1)", ("down0",)),  # now pending
+    ]
+    listener.told.clear()
+
+    h.engine.add_route(route("*", "233.252.0.2", "up0", "down1"))
+    up0 = h.engine.list_vifs()[0]
+    source, group = ipaddress.ip_address("192.0.2.7"), ipaddress.ip_address("233.252.0.2")
+    h.sock().queue_upcall(Upcall(UpcallKind.NOCACHE, V4, 0, source, group, up0.index))
+    h.deliver()
+    assert listener.told[-1] == ("route_added", "(192.0.2.7, 233.252.0.2)", ("down1",))
+    listener.told.clear()
+    h.engine.remove_route(make_route_key("*", "233.252.0.2"))
+    assert listener.told == [
+        ("route_removed", "(192.0.2.7, 233.252.0.2)"),  # the flow went with its template
+        ("vif_removed", "down1", 2),
+        ("route_removed", "(*, 233.252.0.2)"),
+    ]

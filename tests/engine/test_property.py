@@ -120,7 +120,7 @@ def test_the_property_check_catches_a_divergence(lab: Lab):
     with engine_in(lab) as engine, in_netns(lab.rtr), NetlinkReader() as reader:
         engine.add_route(route("192.0.2.1", "233.252.0.1", "up0", "down0"))
         check(engine, lab, reader)
-        table = engine._tables[(Family.IPV4, 0)]
+        table = engine._tables.find(Family.IPV4, 0)
         key = make_route_key("192.0.2.1", "233.252.0.1")
         table.sock.del_mfc(key.source.network_address, key.group.network_address)
         try:

@@ -1,0 +1,96 @@
+"""The engine's public API: what the service codes against. It knows nothing of D-Bus.
+
+All methods run on the asyncio loop's thread; the kernel calls they make are fast,
+non-blocking setsockopt calls, so they are plain functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..model import Family, Route, RouteKey, RouteStatus, VifConfig, VifStatus
+
+
+class EngineListener(Protocol):
+    """Told of every change, whatever caused it (a call, an upcall, expiry, hotplug,
+    a lease ending, Reload). The service turns these into D-Bus signals.
+    route_added is called for each route of a batch: keep it cheap."""
+
+    def route_added(self, route: Route) -> None: ...
+
+    def route_removed(self, route: Route) -> None: ...
+
+    def vif_added(self, vif: VifStatus) -> None: ...
+
+    def vif_removed(self, vif: VifStatus) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    added: int
+    removed: int
+    changed: int
+    unchanged: int
+
+
+class EngineAPI(Protocol):
+    """The contract implemented by mfc_dbus.engine.core.Engine."""
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """The families whose kernel socket opened (table 0)."""
+
+    async def start(self) -> None:
+        """Load the state file (a corrupt one is moved aside and reported, never fatal),
+        subscribe to link events, then install what can be installed."""
+
+    async def stop(self, flush: bool = True) -> None:
+        """Save the state file, then close the kernel sockets (which flushes the kernel)."""
+
+    def add_route(self, route: Route, *, counters: bool = True) -> RouteStatus:
+        """Add, or replace in place (no forwarding gap), a route. Validates first.
+        counters=False: the returned status has zero counters (no kernel read)."""
+
+    def add_routes(self, routes: Sequence[Route]) -> int:
+        """All-or-nothing batch: validate all, apply, roll back everything on failure."""
+
+    def remove_route(self, key: RouteKey) -> Route:
+        """Raises NotFound when no route has this key."""
+
+    def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:
+        """Remove every configured route (optionally of one family/table)."""
+
+    def remove_routes_owned_by(self, owner: str) -> list[Route]:
+        """Drop the lease routes of a bus name that left the bus."""
+
+    def lease_owners(self) -> set[str]:
+        """The bus names holding lease routes (after a restart: to check they are
+        still on the bus)."""
+
+    def list_routes(
+        self, family: Family | None = None, table: int | None = None
+    ) -> list[RouteStatus]:
+        """Configured and learned routes, with state and counters."""
+
+    def add_vif(self, config: VifConfig) -> VifStatus:
+        """Explicit VIF/MIF with a TTL threshold; LimitExceeded when the table is full."""
+
+    def remove_vif(self, interface: str, family: Family, table: int = 0) -> VifStatus:
+        """NotFound if absent; InvalidArgument if a route still uses it."""
+
+    def list_vifs(
+        self, family: Family | None = None, table: int | None = None
+    ) -> list[VifStatus]: ...
+
+    def reload(self) -> ReloadResult:
+        """Re-read the state file and apply only the difference."""
+
+    def add_listener(self, listener: EngineListener) -> None: ...
+
+    @property
+    def route_count(self) -> int: ...
+
+    @property
+    def vif_count(self) -> int: ...

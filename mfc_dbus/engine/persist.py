@@ -1,0 +1,214 @@
+"""Persistence: the persistent routes and explicit VIFs in the state file (state.py).
+
+The JSON record of each is made once, when it changes, and kept: a change appends the
+records it touched to the file's journal, and a snapshot is a join of all of them.
+A state file that cannot be read at start is moved aside and the engine starts
+empty; if it cannot even be moved, persistent changes are refused until it is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import InvalidArgument
+from ..model import Route, RouteKey, VifConfig
+from .api import ReloadResult
+from .change import Change, RouteChange, VifId
+from .state import (
+    SavedState,
+    StateFile,
+    StateFileError,
+    journal_route,
+    journal_unroute,
+    journal_unvif,
+    journal_vif,
+    render,
+    route_record,
+    vif_record,
+)
+from .table import Table
+from .undo import put_or_pop
+
+log = logging.getLogger(__name__)
+
+RouteLine = tuple[str | None, RouteKey]  # (record, key); None: removed
+
+
+class Persistence:
+    def __init__(self, path: Path | None) -> None:
+        self._file = StateFile(path) if path is not None else None
+        self.error: str | None = None  # why the state file was set aside at start
+        self.aside: Path | None = None  # where it went
+        self._blocked: str | None = None  # why persistent changes are refused
+        self._routes: dict[RouteKey, str] = {}
+        self._vifs: dict[VifId, str] = {}
+
+    # -- start, stop ----------------------------------------------------------------
+    def load_at_start(self) -> SavedState:
+        """What the state file holds; empty (and the file set aside) when it is bad."""
+        if self._file is None:
+            return SavedState()
+        try:
+            return self._file.load()
+        except StateFileError as exc:
+            self.error = str(exc)
+            self._set_aside(exc)
+            return SavedState()
+
+    def _set_aside(self, exc: StateFileError) -> None:
+        assert self._file is not None
+        try:
+            self.aside = self._file.set_aside()
+        except OSError as aside_exc:
+            self._blocked = (
+                f"{exc}; it could not be moved aside ({aside_exc.strerror}), so "
+                "persistent changes are refused until it is fixed or removed"
+            )
+            log.error("%s", self._blocked)
+        else:
+            log.error("%s; it was moved to %s and the service starts with no routes",
+                      exc, self.aside)  # fmt: skip
+
+    def compact_after_replay(self) -> None:
+        """After start: write what the journal replayed into a snapshot."""
+        if self._file is not None and self._file.journal_entries:
+            self._compact()
+
+    def close(self) -> None:
+        """Write the snapshot (compacting the journal) and close the file."""
+        if self._file is not None:
+            self._compact()
+            self._file.close()
+
+    def _compact(self) -> None:
+        if self._blocked is None:
+            try:
+                self._write_snapshot()
+            except StateFileError as exc:
+                log.error("%s", exc)
+
+    # -- changes ----------------------------------------------------------------------
+    def record(
+        self, routes: list[RouteChange], vifs: dict[VifId, VifConfig | None], change: Change
+    ) -> None:
+        """Keep the records of a change, and write it if the change persists; raises
+        StateFileError (the change is then undone)."""
+        if self._file is None:
+            return
+        lines = self._record_routes(routes, change)
+        vif_lines = self._record_vifs(vifs, change)
+        if (lines or vif_lines) and change.persist:
+            self._save(lines, vif_lines)
+
+    def _record_routes(self, routes: list[RouteChange], change: Change) -> list[RouteLine]:
+        records = self._routes
+        undo: list[tuple[RouteKey, str | None]] = []  # one undo step for the whole batch
+        change.undo.push(_restore_records, records, undo)
+        lines: list[RouteLine] = []
+        for old, new in routes:
+            if new is not None and new.persistent and new.owner is None:
+                key = new.key
+                undo.append((key, records.get(key) if old is not None else None))
+                record = records[key] = route_record(new)
+                lines.append((record, key))
+            elif old is not None and old.key in records:
+                key = old.key
+                undo.append((key, records.pop(key)))
+                lines.append((None, key))
+        return lines
+
+    def _record_vifs(self, vifs: dict[VifId, VifConfig | None], change: Change) -> list[str]:
+        lines: list[str] = []
+        for vid, config in vifs.items():
+            old = self._vifs.get(vid)
+            new = vif_record(config) if config is not None and config.persistent else None
+            if new == old:
+                continue
+            put_or_pop(self._vifs, vid, new)
+            change.undo.push(put_or_pop, self._vifs, vid, old)
+            lines.append(journal_vif(new) if new is not None else journal_unvif(*vid))
+        return lines
+
+    def _save(self, lines: list[RouteLine], vif_lines: list[str]) -> None:
+        """Make a change durable: append it to the journal, or write a new snapshot when
+        the journal would outgrow twice the snapshot (a big batch goes straight there)."""
+        assert self._file is not None
+        if self._blocked is not None:
+            raise StateFileError(self._blocked)
+        size = len(self._routes) + len(self._vifs)
+        if self._file.journal_entries + len(lines) + len(vif_lines) > 2 * size + 64:
+            self._write_snapshot()
+        else:
+            entries = [
+                journal_route(record) if record is not None else journal_unroute(key)
+                for record, key in lines
+            ]
+            self._file.append(entries + vif_lines)
+
+    def _write_snapshot(self) -> None:
+        assert self._file is not None
+        if self._blocked is not None:
+            raise StateFileError(self._blocked)
+        self._file.write(render(list(self._routes.values()), list(self._vifs.values())))
+
+    # -- Reload ---------------------------------------------------------------------------
+    def reload(
+        self, routes: dict[RouteKey, Route], tables: Iterable[Table]
+    ) -> tuple[dict[RouteKey, Route | None], dict[VifId, VifConfig | None], ReloadResult]:
+        """The changes that bring the persistent routes and VIFs to what the state file
+        holds now, and their count; raises StateFileError (then nothing changes)."""
+        if self._file is None:
+            raise InvalidArgument("this engine has no state file to reload")
+        saved = self._file.load()
+        route_changes, result = _route_plan(routes, saved.routes)
+        return route_changes, _vif_plan(tables, saved.vifs), result
+
+
+def _restore_records(
+    records: dict[RouteKey, str], undo: list[tuple[RouteKey, str | None]]
+) -> None:
+    for key, record in reversed(undo):
+        put_or_pop(records, key, record)
+
+
+def _route_plan(
+    routes: dict[RouteKey, Route], saved: Iterable[Route]
+) -> tuple[dict[RouteKey, Route | None], ReloadResult]:
+    wanted = {route.key: route for route in saved}
+    changes: dict[RouteKey, Route | None] = {}
+    added = changed = unchanged = removed = 0
+    for key, route in routes.items():
+        if route.persistent and route.owner is None and key not in wanted:
+            changes[key] = None
+            removed += 1
+    for key, route in wanted.items():
+        current = routes.get(key)
+        if current == route:
+            unchanged += 1
+            continue
+        changes[key] = route
+        if current is None:
+            added += 1
+        else:
+            changed += 1
+    return changes, ReloadResult(added, removed, changed, unchanged)
+
+
+def _vif_plan(
+    tables: Iterable[Table], saved: Iterable[VifConfig]
+) -> dict[VifId, VifConfig | None]:
+    wanted = {(c.family, c.table, c.interface): c for c in saved}
+    changes: dict[VifId, VifConfig | None] = {}
+    explicit: dict[VifId, VifConfig] = {}
+    for table in tables:
+        for name, config in table.vifs.explicit.items():
+            explicit[(table.family, table.table, name)] = config
+    for vid, config in explicit.items():
+        if config.persistent and vid not in wanted:
+            changes[vid] = None
+    for vid, config in wanted.items():
+        if explicit.get(vid) != config:
+            changes[vid] = config
+    return changes
