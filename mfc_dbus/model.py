@@ -290,6 +290,7 @@ class Route:
     outputs: tuple[str, ...]
     persistent: bool = True
     owner: str | None = None  # unique bus name of the lease holder, if any
+    origin: str | None = None  # "FILE:LINE" of a configuration file's route
 
     @property
     def interfaces(self) -> tuple[str, ...]:
@@ -305,6 +306,7 @@ class VifConfig:
     table: int = 0
     ttl_threshold: int = 1
     persistent: bool = True
+    origin: str | None = None  # "FILE:LINE" of a configuration file's phyint
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import InvalidArgument, NotFound
 from ..gcpause import gc_paused_if_many
 from ..model import Family, IPAddress, Route, RouteKey, RouteStatus, VifConfig, VifStatus
+from . import configured
 from .adopt import Adoption
 from .api import EngineListener, ReloadResult
 from .change import Change, VifId
@@ -64,7 +65,9 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         expiry_interval: float | None = None,
         busy_retry: float = 5.0,
+        config_file: Path | None = None,
     ) -> None:
+        self._config = configured.ConfigFiles(config_file) if config_file else None
         self._kernel: KernelPort = kernel if kernel is not None else LinuxKernel()
         self._clock = clock
         self._expiry_interval = expiry_interval or max(0.05, min(learned_expiry / 4, 5.0))
@@ -112,6 +115,12 @@ class Engine:
         self._adoption.opened()
         self._tables.update_families()
         self._restore(self._state.load_at_start(), self._runtime.previous.routes)
+        if self._config is not None:
+            found = self._config.plan_at_start(
+                self._routes, self._tables, self._interfaces.current()
+            )
+            if found is not None:
+                self._apply(found.routes, found.vifs, Change.best_effort())
         change = Change.best_effort()
         self._adoption.settle(self._flows, change)
         self._publish(change)
@@ -207,6 +216,7 @@ class Engine:
         """counters=False skips the kernel counter read for the returned status (the
         service replies nothing, so it does not need them)."""
         check_route(route)
+        configured.refuse_replacing(self._routes.get(route.key))
         self._apply({route.key: route}, {}, Change.call())
         return route_status(self._tables.of(route.key), route, counters)
 
@@ -214,6 +224,7 @@ class Engine:
         batch: dict[RouteKey, Route | None] = {}
         for route in routes:
             check_route(route)
+            configured.refuse_replacing(self._routes.get(route.key))
             batch[route.key] = route
         if len(batch) < len(routes):
             raise InvalidArgument(
@@ -226,6 +237,7 @@ class Engine:
         route = self._routes.get(key)
         if route is None:
             raise NotFound(f"no route {key} is configured; ListRoutes shows the configured routes")
+        configured.refuse_removing(route)
         self._apply({key: None}, {}, Change.call())
         return route
 
@@ -233,7 +245,9 @@ class Engine:
         gone = [
             route
             for key, route in self._routes.items()
-            if (family is None or key.family == family) and (table is None or key.table == table)
+            if (family is None or key.family == family)
+            and (table is None or key.table == table)
+            and not route.origin  # a configuration file's routes stay
         ]
         self._apply({route.key: None for route in gone}, {}, Change.call())
         return gone
@@ -249,6 +263,9 @@ class Engine:
 
     def add_vif(self, config: VifConfig) -> VifStatus:
         check_vif(config)
+        existing = self._tables.find(config.family, config.table)
+        if existing is not None:
+            configured.refuse_vif_change(existing.vifs.explicit.get(config.interface))
         vid = (config.family, config.table, config.interface)
         self._apply({}, {vid: config}, Change.call())
         return vif_status(self._tables.get(config.family, config.table), config.interface)
@@ -269,12 +286,20 @@ class Engine:
                 f"interface {interface!r} is still used by {users} route(s), such as "
                 f"{example}; remove those routes first"
             )
+        configured.refuse_vif_change(found.vifs.explicit.get(interface))
         status = vif_status(found, interface)
         self._apply({}, {(family, table, interface): None}, Change.call())
         return status
 
     def reload(self) -> ReloadResult:
+        """The state file and the configuration files again: both are read (and a
+        problem in either raised) before anything changes."""
         routes, vifs, result = self._state.reload(self._routes, self._tables)
+        if self._config is not None:
+            found = self._config.plan(self._routes, self._tables, self._interfaces.current())
+            routes.update(found.routes)
+            vifs.update(found.vifs)
+            result = found.summed(result)
         self._apply(routes, vifs, Change.call())
         return result
 

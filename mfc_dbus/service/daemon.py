@@ -24,6 +24,8 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.constants import NameFlag
 
 from .. import __version__, contract
+from ..config import CONFIG_FILE, EX_CONFIG, ConfigurationError, load_file
+from ..engine import configured
 from ..engine.sockets import KernelSockets
 from ..errors import MfcError
 from ..names import BUS_NAME, DEFAULT_STATE_FILE, OBJECT_PATH
@@ -54,6 +56,7 @@ class Options:
     learned_expiry: float = 60.0
     trust_root: bool = True
     runtime_file: Path | None = None
+    config_file: Path | None = None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, str]:
@@ -83,6 +86,20 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, str]:
         "restarts (default: runtime.json in $RUNTIME_DIRECTORY under systemd, else none)",
     )
     parser.add_argument(
+        "--config",
+        default=str(CONFIG_FILE),
+        help="the administrator's configuration (mfc-dbus.conf(5)), with conf.d/*.conf "
+        f"beside it; 'none' reads no file (default {CONFIG_FILE})",
+    )
+    parser.add_argument(
+        "--check",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="read the configuration (or FILE) without applying it or starting; exit "
+        f"status 0 if it is good, {EX_CONFIG} naming every problem otherwise",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument("--version", action="version", version=f"mfc-dbusd {__version__}")
@@ -94,8 +111,35 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, str]:
         else None
     )
     runtime_file = None if runtime in (None, "none") else Path(runtime)
-    options = Options(state, args.address, args.learned_expiry, runtime_file=runtime_file)
+    config = None if args.config == "none" else Path(args.config)
+    if args.check is not None:
+        sys.exit(check_configuration(Path(args.check) if args.check else config, bool(args.check)))
+    options = Options(
+        state,
+        args.address,
+        args.learned_expiry,
+        runtime_file=runtime_file,
+        config_file=config,
+    )
     return options, args.log_level
+
+
+def check_configuration(path: Path | None, one_file: bool) -> int:
+    """`mfc-dbusd --check [FILE]`: the service's files (the main file and conf.d/) or
+    one FILE with its includes, read as a start would, applied nowhere."""
+    if path is None:
+        print("mfc-dbusd: --config none: no configuration to check", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        configuration = load_file(path) if one_file else configured.read(path)
+    except ConfigurationError as exc:
+        print(exc.message, file=sys.stderr)
+        return EX_CONFIG
+    print(
+        f"{path}: good: {len(configuration.routes)} routes, {len(configuration.joins)} "
+        f"group joins, {len(configuration.interfaces)} interface settings"
+    )
+    return 0
 
 
 def bus_address(options: Options) -> str | None:
@@ -114,6 +158,7 @@ def make_engine(options: Options, sockets: KernelSockets | None = None) -> Any:
         learned_expiry=options.learned_expiry,
         kernel=LinuxKernel(sockets),
         runtime_file=options.runtime_file,
+        config_file=options.config_file,
     )
 
 

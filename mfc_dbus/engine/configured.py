@@ -1,0 +1,208 @@
+"""Routes and VIF settings from the administrator's configuration files (mfc-dbus.conf).
+
+They are neither in the state file (machine-owned) nor leased: each carries its origin,
+"FILE:LINE", and is non-persistent, so the runtime record keeps it across a restart
+until the files are read again. Files win: a route of a file replaces a runtime route
+with the same key, and D-Bus calls cannot change or remove it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Configuration, ConfigurationError, Location, Problem, load_configuration
+from ..config.check import ANY_SOURCE, WILDCARD, ConfigInterface
+from ..errors import AlreadyExists, InvalidArgument
+from ..model import Family, Route, RouteKey, VifConfig, make_route_key
+from .api import ReloadResult
+from .change import VifId
+from .tables import KernelTables
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigPlan:
+    routes: dict[RouteKey, Route | None]
+    vifs: dict[VifId, VifConfig | None]
+    added: int
+    removed: int
+    changed: int
+    unchanged: int
+
+    def summed(self, result: ReloadResult) -> ReloadResult:
+        """The counts of a state file reload with this plan's added."""
+        return ReloadResult(
+            result.added + self.added,
+            result.removed + self.removed,
+            result.changed + self.changed,
+            result.unchanged + self.unchanged,
+        )
+
+
+class ConfigFiles:
+    """The administrator's files: /etc/mfc-dbus/mfc-dbus.conf and conf.d/*.conf."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def plan(
+        self, routes: dict[RouteKey, Route], tables: KernelTables, interfaces: Iterable[str]
+    ) -> ConfigPlan:
+        """Read the files; ConfigurationError names every problem (nothing changes)."""
+        explicit = {
+            (table.family, table.table, name): config
+            for table in tables
+            for name, config in table.vifs.explicit.items()
+        }
+        configuration = read(self.path)
+        if configuration.joins:
+            places = ", ".join(str(join.origin) for join in configuration.joins)
+            log.warning("group joins (mgroup) are not applied by this version: %s", places)
+        return plan(configuration, routes, explicit, tables.families, interfaces)
+
+    def plan_at_start(
+        self, routes: dict[RouteKey, Route], tables: KernelTables, interfaces: Iterable[str]
+    ) -> ConfigPlan | None:
+        """At start a configuration with problems is logged, problem by problem, and not
+        applied: what the previous process had from the files (the runtime record)
+        stays until a reload applies good files."""
+        try:
+            return self.plan(routes, tables, interfaces)
+        except ConfigurationError as exc:
+            log.error("the configuration is not applied: %s", exc.message)
+            return None
+
+
+def read(path: Path) -> Configuration:
+    """The configuration of the main file and conf.d/; ConfigurationError names every
+    problem (nothing of it may be applied then)."""
+    configuration = load_configuration(path)
+    wildcards = []
+    for route in configuration.routes:
+        if route.input.endswith(WILDCARD) and route.origin is not None:
+            message = (
+                f"interface wildcard {route.input!r} as a route's input is not supported: "
+                "name one interface per mroute line"
+            )
+            wildcards.append(Problem(route.origin, message))
+    if wildcards:
+        raise ConfigurationError(wildcards)
+    return configuration
+
+
+def plan(
+    configuration: Configuration,
+    routes: dict[RouteKey, Route],
+    explicit_vifs: dict[VifId, VifConfig],
+    families: Iterable[Family],
+    interfaces: Iterable[str],
+) -> ConfigPlan:
+    """The changes that make the configured routes and VIFs what the files say."""
+    wanted_routes = {route.key: route for route in _routes(configuration)}
+    wanted_vifs = {
+        (config.family, config.table, config.interface): config
+        for config in _vifs(configuration.interfaces, tuple(families), list(interfaces))
+    }
+    route_changes: dict[RouteKey, Route | None] = {
+        key: None for key, route in routes.items() if route.origin and key not in wanted_routes
+    }
+    removed = len(route_changes)
+    added = changed = unchanged = 0
+    for key, route in wanted_routes.items():
+        current = routes.get(key)
+        if current == route:
+            unchanged += 1
+            continue
+        route_changes[key] = route
+        if current is None or not current.origin:
+            added += 1
+        else:
+            changed += 1
+    vif_changes: dict[VifId, VifConfig | None] = {
+        vid: None
+        for vid, config in explicit_vifs.items()
+        if config.origin and vid not in wanted_vifs
+    }
+    vif_changes.update(
+        (vid, config) for vid, config in wanted_vifs.items() if explicit_vifs.get(vid) != config
+    )
+    return ConfigPlan(route_changes, vif_changes, added, removed, changed, unchanged)
+
+
+def _routes(configuration: Configuration) -> list[Route]:
+    return [
+        Route(
+            make_route_key(
+                "" if route.source == ANY_SOURCE else route.source, route.group, route.table
+            ),
+            route.input,
+            route.outputs,
+            persistent=False,
+            origin=_where(route.origin),
+        )
+        for route in configuration.routes
+    ]
+
+
+def _vifs(
+    settings: list[ConfigInterface], families: tuple[Family, ...], interfaces: list[str]
+) -> list[VifConfig]:
+    """An enabled phyint is a VIF in every family the kernel offers (smcroute's phyint
+    covers both); a wildcard such as eth+ means the interfaces present now."""
+    configs = []
+    for setting in settings:
+        if not setting.enabled:
+            continue
+        for name in _matching(setting.interface, interfaces):
+            for family in families:
+                configs.append(
+                    VifConfig(
+                        name,
+                        family,
+                        setting.table,
+                        setting.ttl_threshold,
+                        persistent=False,
+                        origin=_where(setting.origin),
+                    )
+                )
+    return configs
+
+
+def _matching(pattern: str, interfaces: list[str]) -> list[str]:
+    if pattern.endswith(WILDCARD) and len(pattern) > 1:
+        stem = pattern[:-1]
+        return sorted(name for name in interfaces if name.startswith(stem))
+    return [pattern]
+
+
+def _where(origin: Location | None) -> str:
+    return f"{origin.path}:{origin.line}" if origin is not None else "a configuration file"
+
+
+# -- what D-Bus calls may not do to them ------------------------------------------------
+def refuse_replacing(current: Route | None) -> None:
+    if current is not None and current.origin:
+        raise AlreadyExists(
+            f"route {current.key} is configured in {current.origin}; change it there and "
+            "reload (mfc-dbus reload)"
+        )
+
+
+def refuse_removing(current: Route) -> None:
+    if current.origin:
+        raise InvalidArgument(
+            f"route {current.key} is configured in {current.origin}; remove it there and "
+            "reload (mfc-dbus reload)"
+        )
+
+
+def refuse_vif_change(current: VifConfig | None) -> None:
+    if current is not None and current.origin:
+        raise InvalidArgument(
+            f"the {current.family} VIF of {current.interface!r} is configured in "
+            f"{current.origin}; change it there and reload (mfc-dbus reload)"
+        )
