@@ -31,6 +31,8 @@ pytestmark = pytest.mark.system
 G_SG, G_STAR, G_V6, G_POLKIT = "233.252.0.1", "233.252.0.2", "ff3e::db8:1", "233.252.0.9"
 SG_ROUTE = f"({SOURCE_V4},{G_SG})"
 V6_ROUTE = f"({SOURCE_V6},{G_V6})"
+G_CONFIG = "233.252.0.20"
+CONFIG_ROUTE = f"({SOURCE_V4},{G_CONFIG})"
 SECURITY_EXPOSURE_MAX = 2.5  # `systemd-analyze security` overall exposure; README states it
 CAP_NET_ADMIN, CAP_NET_RAW = 12, 13
 
@@ -239,6 +241,32 @@ def test_reload_keeps_flows_running(debian: DebianSystem) -> None:
     debian.record("reload: longest gap, ms", gap * 1000)
     assert debian.main_pid() == pid  # a reload, not a restart
     assert received == set(range(count)), f"lost {count - len(received)} during reload"
+
+
+def test_configuration_drop_ins_apply_on_reload(debian: DebianSystem) -> None:
+    debian.require_running()
+    ensure_topology(debian.c)
+    assert debian.run("test", "-f", "/etc/mfc-dbus/mfc-dbus.conf").returncode == 0
+    drop_in = "/etc/mfc-dbus/conf.d/50-test.conf"
+    line = f"mroute from up0 source {SOURCE_V4} group {G_CONFIG} to down0\n"
+    debian.run("sh", "-c", f"printf '{line}' > {drop_in}", check=True)
+    assert debian.run("mfc-dbusd", "--check").returncode == 0
+    debian.systemctl("reload", UNIT)
+    debian.wait_mroute(CONFIG_ROUTE)
+    assert _forwards(debian, G_CONFIG, "config", 20) == set(range(20))
+    shown = debian.run("mfc-dbus", "route", "show", check=True).stdout
+    assert f"config {drop_in}:1" in shown, shown
+
+    debian.run("sh", "-c", f"printf 'mroute from up0 group 10.0.0.1 to down0\\n' > {drop_in}")
+    checked = debian.run("mfc-dbusd", "--check")
+    assert checked.returncode == 78 and f"{drop_in}:1:23:" in checked.stderr
+    refused = debian.run("mfc-dbus", "reload")
+    assert refused.returncode != 0 and f"{drop_in}:1:23:" in refused.stderr
+    assert CONFIG_ROUTE in debian.mroute("ipv4").replace(" ", "")  # nothing changed
+
+    debian.run("rm", drop_in, check=True)
+    debian.systemctl("reload", UNIT)
+    assert wait_for(lambda: CONFIG_ROUTE not in debian.mroute("ipv4").replace(" ", ""))
 
 
 def test_restart_restores_persistent_routes(debian: DebianSystem) -> None:
