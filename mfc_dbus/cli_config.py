@@ -82,8 +82,8 @@ def importable(configuration: Configuration) -> Configuration:
     problems = [
         Problem(
             join.origin,
-            "group joins (mgroup) cannot be imported: this version of the service "
-            "does not join groups; remove the line to import the rest",
+            "group joins (mgroup) are applied from the service's configuration files "
+            "only: put this line in /etc/mfc-dbus/conf.d/ and reload",
         )
         for join in configuration.joins
         if join.origin is not None

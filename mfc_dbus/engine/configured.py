@@ -15,10 +15,11 @@ from pathlib import Path
 
 from ..config import Configuration, ConfigurationError, Location, Problem, load_configuration
 from ..config.check import ANY_SOURCE, WILDCARD, ConfigInterface
-from ..errors import AlreadyExists, InvalidArgument
+from ..errors import AlreadyExists, InvalidArgument, MfcError
 from ..model import Family, Route, RouteKey, VifConfig, make_route_key
 from .api import ReloadResult
 from .change import VifId
+from .joins import Join, JoinKey, JoinManager, make_join_key
 from .tables import KernelTables
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 class ConfigPlan:
     routes: dict[RouteKey, Route | None]
     vifs: dict[VifId, VifConfig | None]
+    joins: JoinPlan
     added: int
     removed: int
     changed: int
@@ -50,7 +52,11 @@ class ConfigFiles:
         self.path = path
 
     def plan(
-        self, routes: dict[RouteKey, Route], tables: KernelTables, interfaces: Iterable[str]
+        self,
+        routes: dict[RouteKey, Route],
+        tables: KernelTables,
+        interfaces: Iterable[str],
+        joins: Iterable[Join],
     ) -> ConfigPlan:
         """Read the files; ConfigurationError names every problem (nothing changes)."""
         explicit = {
@@ -58,20 +64,20 @@ class ConfigFiles:
             for table in tables
             for name, config in table.vifs.explicit.items()
         }
-        configuration = read(self.path)
-        if configuration.joins:
-            places = ", ".join(str(join.origin) for join in configuration.joins)
-            log.warning("group joins (mgroup) are not applied by this version: %s", places)
-        return plan(configuration, routes, explicit, tables.families, interfaces)
+        return plan(read(self.path), routes, explicit, tables.families, interfaces, joins)
 
     def plan_at_start(
-        self, routes: dict[RouteKey, Route], tables: KernelTables, interfaces: Iterable[str]
+        self,
+        routes: dict[RouteKey, Route],
+        tables: KernelTables,
+        interfaces: Iterable[str],
+        joins: Iterable[Join],
     ) -> ConfigPlan | None:
         """At start a configuration with problems is logged, problem by problem, and not
         applied: what the previous process had from the files (the runtime record)
         stays until a reload applies good files."""
         try:
-            return self.plan(routes, tables, interfaces)
+            return self.plan(routes, tables, interfaces, joins)
         except ConfigurationError as exc:
             log.error("the configuration is not applied: %s", exc.message)
             return None
@@ -100,8 +106,9 @@ def plan(
     explicit_vifs: dict[VifId, VifConfig],
     families: Iterable[Family],
     interfaces: Iterable[str],
+    joins: Iterable[Join] = (),
 ) -> ConfigPlan:
-    """The changes that make the configured routes and VIFs what the files say."""
+    """The changes that make the configured routes, VIFs and joins what the files say."""
     wanted_routes = {route.key: route for route in _routes(configuration)}
     wanted_vifs = {
         (config.family, config.table, config.interface): config
@@ -130,7 +137,40 @@ def plan(
     vif_changes.update(
         (vid, config) for vid, config in wanted_vifs.items() if explicit_vifs.get(vid) != config
     )
-    return ConfigPlan(route_changes, vif_changes, added, removed, changed, unchanged)
+    join_plan = plan_joins(configuration, joins)
+    return ConfigPlan(route_changes, vif_changes, join_plan, added, removed, changed, unchanged)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinPlan:
+    leave: list[JoinKey]
+    join: list[Join]
+
+
+def plan_joins(configuration: Configuration, current: Iterable[Join]) -> JoinPlan:
+    """Joins are not part of a change's transaction (a join is no kernel table entry):
+    those gone from the files are left, new or changed ones joined, after the routes."""
+    wanted: dict[JoinKey, Join] = {}
+    for join in configuration.joins:
+        source = "" if join.source == ANY_SOURCE else join.source
+        key = make_join_key(join.interface, source, join.group, join.table)
+        wanted[key] = Join(key, persistent=False, origin=_where(join.origin))
+    held = {join.key: join for join in current}
+    leave = [key for key, join in held.items() if join.origin and wanted.get(key) != join]
+    join_now = [join for key, join in wanted.items() if held.get(key) != join]
+    return JoinPlan(leave, join_now)
+
+
+def apply_joins(manager: JoinManager, joins: JoinPlan) -> None:
+    """Leave, then join; a join the kernel refuses is logged and the others go on (its
+    status says why, and it is tried again when its interface comes back)."""
+    for key in joins.leave:
+        manager.remove(key)
+    for join in joins.join:
+        try:
+            manager.add(join)
+        except MfcError as exc:
+            log.error("%s: group join %s: %s", join.origin, join.key, exc.message)
 
 
 def _routes(configuration: Configuration) -> list[Route]:

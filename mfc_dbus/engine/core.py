@@ -27,6 +27,7 @@ from .api import EngineListener, ReloadResult
 from .change import Change, VifId
 from .desired import change_desired
 from .events import Listeners
+from .joins import JoinManager, follow_interface
 from .learned import Flows
 from .links import Hotplug, Interfaces
 from .persist import Persistence
@@ -87,6 +88,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._link_watcher: LinkWatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.joins = JoinManager(self._kernel.memberships())  # group joins (IGMP/MLD)
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -115,12 +117,15 @@ class Engine:
         self._adoption.opened()
         self._tables.update_families()
         self._restore(self._state.load_at_start(), self._runtime.previous.routes)
+        for name, index in self._interfaces.current().items():
+            self.joins.interface_appeared(name, index)
         if self._config is not None:
             found = self._config.plan_at_start(
-                self._routes, self._tables, self._interfaces.current()
+                self._routes, self._tables, self._interfaces.current(), self.joins.joins()
             )
             if found is not None:
                 self._apply(found.routes, found.vifs, Change.best_effort())
+                configured.apply_joins(self.joins, found.joins)
         change = Change.best_effort()
         self._adoption.settle(self._flows, change)
         self._publish(change)
@@ -158,6 +163,7 @@ class Engine:
         if flush:
             self._runtime.remove()
             self._tables.close()
+            self.joins.close()
         else:
             self._runtime.save(self._tables)
 
@@ -295,12 +301,17 @@ class Engine:
         """The state file and the configuration files again: both are read (and a
         problem in either raised) before anything changes."""
         routes, vifs, result = self._state.reload(self._routes, self._tables)
+        found = None
         if self._config is not None:
-            found = self._config.plan(self._routes, self._tables, self._interfaces.current())
+            found = self._config.plan(
+                self._routes, self._tables, self._interfaces.current(), self.joins.joins()
+            )
             routes.update(found.routes)
             vifs.update(found.vifs)
             result = found.summed(result)
         self._apply(routes, vifs, Change.call())
+        if found is not None:
+            configured.apply_joins(self.joins, found.joins)
         return result
 
     # == reads =========================================================================
@@ -376,6 +387,7 @@ class Engine:
         for event in events:
             try:
                 self._hotplug.handle(event, change)
+                follow_interface(self.joins, event)
             except Exception:
                 log.exception("link event %s failed", event)
         self._publish(change)

@@ -34,6 +34,7 @@ from ..errors import (
     NotFound,
 )
 from ..kernel.membership import Membership
+from ..kernel.netlink import LinkEvent
 from ..model import (
     MAX_TABLE_ID,
     Family,
@@ -166,6 +167,7 @@ class Join:
     key: JoinKey
     persistent: bool = True  # kept across restarts
     owner: str | None = None  # the unique bus name of a lease holder, if any
+    origin: str | None = None  # "FILE:LINE" of a configuration file's mgroup
 
 
 class JoinState(StrEnum):
@@ -416,3 +418,11 @@ class JoinManager:
 
 def _selected(key: JoinKey, family: Family | None, table: int | None) -> bool:
     return (family is None or key.family is family) and (table is None or key.table == table)
+
+
+def follow_interface(manager: JoinManager, event: LinkEvent) -> None:
+    """Joins follow interfaces: a link event for the manager."""
+    if event.kind == "del":
+        manager.interface_disappeared(event.name, event.index)
+    else:
+        manager.interface_appeared(event.name, event.index)

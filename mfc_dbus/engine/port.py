@@ -8,9 +8,11 @@ import socket
 from typing import Protocol
 
 from ..kernel import MrouteSocket, netlink
+from ..kernel.membership import Memberships
 from ..kernel.mfcdump import RawEntry, dump_raw
 from ..kernel.netlink import LinkEvent, LinkMonitor
 from ..model import Family
+from .joins import MembershipKernel
 from .sockets import KernelSockets, TableId
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ class KernelPort(Protocol):
     def ifindex(self, name: str) -> int | None:
         """The ifindex of one interface, None if it does not exist."""
 
+    def memberships(self) -> MembershipKernel:
+        """Where group joins are made (sockets that never receive the data)."""
+
 
 class LinuxKernel:
     """The kernel port onto this namespace's kernel (mfc_dbus.kernel)."""
@@ -67,6 +72,9 @@ class LinuxKernel:
 
     def interface_indexes(self) -> dict[str, int]:
         return netlink.interface_indexes()
+
+    def memberships(self) -> MembershipKernel:
+        return Memberships()
 
     def ifindex(self, name: str) -> int | None:
         try:

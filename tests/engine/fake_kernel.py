@@ -6,9 +6,18 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Container
 
-from mfc_dbus.errors import KernelError, LimitExceeded, NoSuchInterface, NotFound
+from mfc_dbus.errors import (
+    AlreadyExists,
+    KernelError,
+    LimitExceeded,
+    MfcError,
+    NoSuchInterface,
+    NotFound,
+)
 from mfc_dbus.kernel import SgCounters, VifCounters
+from mfc_dbus.kernel.membership import Membership
 from mfc_dbus.kernel.netlink import LinkEvent
 
 
@@ -99,6 +108,44 @@ class FakeSocket:
         self._w.close()
 
 
+class StandInMemberships:
+    """Keeps memberships as the kernel layer does and raises the same errors; `live`
+    is the set of interface indexes that exist, `refuse` injects refusals."""
+
+    def __init__(self, live: Container[int]) -> None:
+        self.live = live
+        self.joined: set[Membership] = set()
+        self.refuse: dict[Membership, MfcError] = {}
+        self.calls: list[tuple] = []
+        self.closed = False
+
+    def join(self, membership: Membership) -> None:
+        self.calls.append(("join", membership))
+        if membership in self.joined:
+            raise AlreadyExists(f"join {membership}: already joined")
+        if membership.ifindex not in self.live:
+            raise NoSuchInterface(f"join {membership}: no interface has this index")
+        if membership in self.refuse:
+            raise self.refuse[membership]
+        self.joined.add(membership)
+
+    def leave(self, membership: Membership) -> None:
+        self.calls.append(("leave", membership))
+        if membership not in self.joined:
+            raise NotFound(f"leave {membership}: not joined")
+        self.joined.discard(membership)
+
+    def leave_interface(self, ifindex: int) -> list[Membership]:
+        self.calls.append(("leave_interface", ifindex))
+        dropped = [m for m in self.joined if m.ifindex == ifindex]
+        self.joined.difference_update(dropped)
+        return dropped
+
+    def close(self) -> None:
+        self.closed = True
+        self.joined.clear()
+
+
 class FakeKernel:
     """Hands out FakeSockets; `busy` lists (family, table) owned by 'another router'."""
 
@@ -152,6 +199,10 @@ class FakeKernel:
 
     def ifindex(self, name: str) -> int | None:
         return self.interfaces.get(name)
+
+    def memberships(self) -> StandInMemberships:
+        self.joined = StandInMemberships(self.interfaces.values())  # live: follows links
+        return self.joined
 
     def link(self, kind: str, name: str, index: int) -> None:
         """Create or delete an interface, and queue its link event."""

@@ -157,3 +157,25 @@ def test_phyint_wildcards_mean_the_interfaces_present(service):
     )
     assert explicit == [("eth0", V4), ("eth0", V6), ("eth1", V4), ("eth1", V6)]
     assert not [v for v in service.engine.list_vifs() if v.interface == "down1"]
+
+
+def test_mgroup_lines_join_follow_interfaces_and_leave_on_reload(service):
+    service.config.write_text(
+        "mgroup from eth0 group 233.252.0.1\n"
+        "mgroup from eth1 source 192.0.2.1 group 232.1.1.1\n"
+        "mgroup from gone0 group 233.252.0.2\n"
+    )
+    service.start()
+    joined = {(m.ifindex, str(m.group), str(m.source)) for m in service.kernel.joined.joined}
+    assert joined == {(5, "233.252.0.1", "None"), (6, "232.1.1.1", "192.0.2.1")}
+    states = {str(s.join.key): (s.state, s.join.origin) for s in service.engine.joins.list_joins()}
+    assert states["(*, 233.252.0.2) on gone0"] == ("waiting", f"{service.config}:3")
+
+    service.kernel.link("new", "gone0", 9)  # the interface appears: its join is made
+    service.loop.run_until_complete(asyncio.wait_for(service.kernel.all_read(), 5))
+    assert (9, "233.252.0.2") in {(m.ifindex, str(m.group)) for m in service.kernel.joined.joined}
+
+    service.config.write_text("mgroup from eth0 group 233.252.0.1\n")
+    service.engine.reload()
+    joined = {(m.ifindex, str(m.group)) for m in service.kernel.joined.joined}
+    assert joined == {(5, "233.252.0.1")}

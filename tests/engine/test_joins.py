@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from fake_kernel import StandInMemberships
 
 from mfc_dbus.engine import joins as joins_module
 from mfc_dbus.engine.joins import (
@@ -21,51 +22,10 @@ from mfc_dbus.errors import (
     InvalidArgument,
     KernelError,
     LimitExceeded,
-    MfcError,
-    NoSuchInterface,
     NotFound,
 )
 from mfc_dbus.kernel.membership import Membership
 from mfc_dbus.model import Family
-
-
-class StandInMemberships:
-    """Keeps memberships as the kernel layer does and raises the same errors; `live`
-    is the set of interface indexes that exist, `refuse` injects refusals."""
-
-    def __init__(self, live: set[int]) -> None:
-        self.live = live
-        self.joined: set[Membership] = set()
-        self.refuse: dict[Membership, MfcError] = {}
-        self.calls: list[tuple] = []
-        self.closed = False
-
-    def join(self, membership: Membership) -> None:
-        self.calls.append(("join", membership))
-        if membership in self.joined:
-            raise AlreadyExists(f"join {membership}: already joined")
-        if membership.ifindex not in self.live:
-            raise NoSuchInterface(f"join {membership}: no interface has this index")
-        if membership in self.refuse:
-            raise self.refuse[membership]
-        self.joined.add(membership)
-
-    def leave(self, membership: Membership) -> None:
-        self.calls.append(("leave", membership))
-        if membership not in self.joined:
-            raise NotFound(f"leave {membership}: not joined")
-        self.joined.discard(membership)
-
-    def leave_interface(self, ifindex: int) -> list[Membership]:
-        self.calls.append(("leave_interface", ifindex))
-        dropped = [m for m in self.joined if m.ifindex == ifindex]
-        self.joined.difference_update(dropped)
-        return dropped
-
-    def close(self) -> None:
-        self.closed = True
-        self.joined.clear()
-
 
 INTERFACES = {"eth0": 2, "eth1": 3, "veth0": 4}
 
