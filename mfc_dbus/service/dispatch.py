@@ -228,6 +228,9 @@ class Dispatcher:
                 f"{interface}.{member} takes ({expected}), not ({message.signature})",
             )
         elif interface == DBUS_PEER_INTERFACE:
+            if message.interface is None and member == "Ping":
+                self._reply_value(message, "", None)  # dbus-fast wants the interface named
+                return True
             return None  # dbus-fast answers Ping and GetMachineId
         elif interface == DBUS_PROPERTIES_INTERFACE:
             self._properties_call(message, member)
@@ -318,7 +321,8 @@ class Dispatcher:
 
     def _reply_value(self, message: Message, signature: str, value: Any) -> None:
         if not message.flags.value & _NO_REPLY_EXPECTED:
-            self._outbox.send(Message.new_method_return(message, signature, [value]))
+            body = [value] if signature else []
+            self._outbox.send(Message.new_method_return(message, signature, body))
 
     # -- org.freedesktop.DBus.Properties (member and signature already checked) ----------
     def _properties_call(self, message: Message, member: str) -> None:

@@ -416,3 +416,24 @@ def test_unexpected_exception_is_failed_without_internals(bus, polkit, caplog) -
     assert "ZeroDivisionError" in message and "Traceback" not in message
     assert "Traceback" in caplog.text or "ZeroDivisionError" in caplog.text
     assert InvalidArgument.dbus_name != name
+
+
+def test_calls_that_name_no_interface_find_theirs() -> None:
+    dispatcher = _served(CONTRACT)
+    sent = dispatcher._outbox = _Sent()
+
+    def call(member: str, signature: str = "", body: list | None = None) -> Message:
+        message = Message(
+            destination=BUS_NAME, path=OBJECT_PATH, member=member, signature=signature,
+            body=body or [], serial=len(sent) + 1, sender=":1.9",
+        )  # fmt: skip
+        assert dispatcher.handle(message) is True
+        return sent[-1]
+
+    assert call("Ping").message_type is MessageType.METHOD_RETURN
+    assert INTERFACE in call("Introspect").body[0]
+    assert call("GetAll", "s", [INTERFACE]).body[0]["Version"].signature == "s"
+    assert call("ListVifs", "a{sv}", [{}]).body == [[]]
+    missing = call("Frobnicate")
+    assert missing.error_name == "org.freedesktop.DBus.Error.UnknownMethod"
+    assert "no method Frobnicate at /org/mfc/Forwarding1" in missing.body[0]
