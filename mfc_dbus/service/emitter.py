@@ -44,6 +44,9 @@ class Emitter:
         self._wire = wire
         self._counts = counts  # the properties that PropertiesChanged reports
         self._emitted = counts()
+        unknown = set(self._emitted) - set(self._property_types)
+        if unknown:
+            raise TypeError(f"PropertiesChanged: the contract has no property {sorted(unknown)}")
         self._outbox: Outbox | None = None  # None while the bus is away
         self._held = 0  # calls whose change is being made: they release() after the reply
         self._drain_scheduled = False
