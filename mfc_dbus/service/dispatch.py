@@ -94,14 +94,9 @@ STANDARD_METHODS: dict[str, dict[str, str]] = {
 
 class ServedObject(Protocol):
     """What the dispatcher needs of the exported object: one handler per contract
-    method (named as the member), the property values, and hold()/release() around a
-    call's change (what the change queues is sent after the reply)."""
+    method (named as the member) and the property values."""
 
     def property_value(self, name: str) -> Any: ...
-
-    def hold(self) -> None: ...
-
-    def release(self) -> None: ...
 
 
 def object_xml(contract: Contract) -> str:
@@ -283,17 +278,13 @@ class Dispatcher:
         self._commit(call, spec, change)
 
     def _commit(self, call: Call, spec: MethodSpec, change: Callable[[], Any]) -> None:
-        served = self._served
-        served.hold()
         try:
             with changing(call):
                 result = change()
         except Exception as exc:
             self._failed(call, exc)
-        else:
-            self._reply(call, spec, result)
-        finally:
-            served.release()  # the change's audit lines and signals, after the reply
+            return
+        self._reply(call, spec, result)
 
     def _reply(self, call: Call, spec: MethodSpec, result: Any) -> None:
         outputs = len(spec.outputs)

@@ -1,11 +1,11 @@
 """What the service sends after a change: its audit lines, its signals, and
 PropertiesChanged for the counts.
 
-A call's reply leaves first: the dispatcher holds the queue while a call's change is
-made and releases it after the reply, which writes the audit lines and sends the
-signals in the same loop turn. Changes the engine makes on its own (upcalls, expiry,
-hotplug, leases, Reload by SIGHUP) are sent in the next loop turn. Signal bodies are
-built from the contract (convert.Wire): the XML's arguments, in its order.
+A call's reply leaves first: what its change queued is sent in the next loop turn,
+after the replies to every call read in this one (a caller is not held up behind
+other callers' signals when many call at once). Changes the engine makes on its own
+(upcalls, expiry, hotplug, leases, Reload by SIGHUP) are sent the same way. Signal
+bodies are built from the contract (convert.Wire): the XML's arguments, in its order.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ class Emitter:
         if unknown:
             raise TypeError(f"PropertiesChanged: the contract has no property {sorted(unknown)}")
         self._outbox: Outbox | None = None  # None while the bus is away
-        self._held = 0  # calls whose change is being made: they release() after the reply
         self._drain_scheduled = False
         self._properties_sent = -PROPERTIES_INTERVAL  # loop time of the last one
         self._properties_timer: asyncio.TimerHandle | None = None
@@ -72,18 +71,8 @@ class Emitter:
             self._audit_lines.append((call, what))
             self._schedule_drain()
 
-    def hold(self) -> None:
-        """A call's change begins: what it queues waits for release()."""
-        self._held += 1
-
-    def release(self) -> None:
-        """The call has its reply: send what it queued, now."""
-        self._held -= 1
-        if not self._held and (self._signals or self._audit_lines):
-            self.drain()
-
     def _schedule_drain(self) -> None:
-        if not self._drain_scheduled and not self._held:
+        if not self._drain_scheduled:
             self._drain_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_drain)
 

@@ -191,12 +191,6 @@ class Forwarding:
     def property_value(self, name: str) -> Any:
         return self._properties[name]()
 
-    def hold(self) -> None:
-        self.emitter.hold()
-
-    def release(self) -> None:
-        self.emitter.release()
-
     def _counts(self) -> dict[str, int]:
         engine = self._raw_engine
         return {"RouteCount": engine.route_count, "VifCount": engine.vif_count}
