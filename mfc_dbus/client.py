@@ -1,9 +1,11 @@
 """Async D-Bus client for org.mfc.Forwarding1, reusable by any program.
 
-One coroutine per D-Bus method. D-Bus error names come back as the same
-`mfc_dbus.errors` classes the service raised; bus-level failures (service absent,
-activation failed, no bus) become the client-only classes defined here. Nothing in
-this module touches the kernel.
+One coroutine per D-Bus method, its signature, option types and polkit action taken
+from the interface XML (mfc_dbus.contract); signals become Events whose arguments are
+named as in the XML (RouteAdded: source, group, input, outputs, table, family).
+D-Bus error names come back as the same `mfc_dbus.errors` classes the service raised;
+bus-level failures (service absent, activation failed, no bus) become the client-only
+classes defined here. Nothing in this module touches the kernel.
 
     async with await MfcClient.connect() as client:
         await client.add_route("", "232.1.1.1", "eth0", ["eth1"])
