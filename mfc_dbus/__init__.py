@@ -1,3 +1,3 @@
 """mfc-dbus: program the Linux multicast forwarding cache over D-Bus."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,9 +1,11 @@
 """Async D-Bus client for org.mfc.Forwarding1, reusable by any program.
 
-One coroutine per D-Bus method. D-Bus error names come back as the same
-`mfc_dbus.errors` classes the service raised; bus-level failures (service absent,
-activation failed, no bus) become the client-only classes defined here. Nothing in
-this module touches the kernel.
+One coroutine per D-Bus method, its signature, option types and polkit action taken
+from the interface XML (mfc_dbus.contract); signals become Events whose arguments are
+named as in the XML (RouteAdded: source, group, input, outputs, table, family).
+D-Bus error names come back as the same `mfc_dbus.errors` classes the service raised;
+bus-level failures (service absent, activation failed, no bus) become the client-only
+classes defined here. Nothing in this module touches the kernel.
 
     async with await MfcClient.connect() as client:
         await client.add_route("", "232.1.1.1", "eth0", ["eth1"])
@@ -23,10 +25,15 @@ from dbus_fast import BusType, Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
-from .errors import ERROR_BY_DBUS_NAME, AccessDenied, InteractiveAuthorizationRequired, MfcError
+from . import contract
+from .errors import (
+    ERROR_BY_DBUS_NAME,
+    AccessDenied,
+    InteractiveAuthorizationRequired,
+    InvalidArgument,
+    MfcError,
+)
 from .names import (
-    ACTION_MANAGE_INTERFACES,
-    ACTION_MANAGE_ROUTES,
     BUS_NAME,
     DBUS_DAEMON_INTERFACE,
     DBUS_DAEMON_NAME,
@@ -45,24 +52,16 @@ DBUS_NO_REPLY = ("org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Err
 DEFAULT_SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket"  # libdbus' default address
 DEFAULT_TIMEOUT = 25.0  # seconds, as libdbus
 
+CONTRACT = contract.load()
 # Which polkit action guards each mutating method (reads need none).
 ACTION_BY_METHOD: dict[str, str] = {
-    "AddRoute": ACTION_MANAGE_ROUTES,
-    "AddRoutes": ACTION_MANAGE_ROUTES,
-    "RemoveRoute": ACTION_MANAGE_ROUTES,
-    "Flush": ACTION_MANAGE_ROUTES,
-    "Reload": ACTION_MANAGE_ROUTES,
-    "AddVif": ACTION_MANAGE_INTERFACES,
-    "RemoveVif": ACTION_MANAGE_INTERFACES,
+    name: spec.action for name, spec in CONTRACT.methods.items() if spec.action
 }
-
 # D-Bus type of every option and filter key the contract defines.
-OPTION_SIGNATURES: dict[str, str] = {
-    "persistent": "b",
-    "lease": "b",
-    "table": "u",
-    "family": "s",
-    "ttl_threshold": "u",
+OPTION_SIGNATURES: dict[str, str] = CONTRACT.option_types()
+# Each signal's argument names, in order.
+SIGNAL_ARGS: dict[str, tuple[str, ...]] = {
+    name: spec.arg_names for name, spec in CONTRACT.signals.items()
 }
 
 
@@ -230,12 +229,17 @@ def unwrap(value: Any) -> Any:
 
 
 def make_options(**values: Any) -> dict[str, Variant]:
-    """An a{sv} from keyword arguments; None means "not given: service default"."""
+    """An a{sv} from keyword arguments, typed as the contract says; None means "not
+    given: service default"."""
     options: dict[str, Variant] = {}
     for key, value in values.items():
         if value is None:
             continue
-        options[key] = Variant(OPTION_SIGNATURES[key], value)
+        signature = OPTION_SIGNATURES.get(key)
+        if signature is None:
+            valid = ", ".join(sorted(OPTION_SIGNATURES))
+            raise InvalidArgument(f"unknown option {key!r}; valid options: {valid}")
+        options[key] = Variant(signature, value)
     return options
 
 
@@ -338,6 +342,10 @@ class MfcClient:
             raise error_from_dbus(reply.error_name or "", text, member)
         return list(reply.body)
 
+    async def invoke(self, member: str, *args: Any) -> list[Any]:
+        """Call the contract's method `member` with its signature from the contract."""
+        return await self.call(member, CONTRACT.methods[member].in_signature, args)
+
     # -- routes ------------------------------------------------------------------------------
     async def add_route(
         self,
@@ -351,7 +359,7 @@ class MfcClient:
         table: int | None = None,
     ) -> None:
         options = make_options(persistent=persistent, lease=lease, table=table)
-        await self.call("AddRoute", "sssasa{sv}", [source, group, input, list(outputs), options])
+        await self.invoke("AddRoute", source, group, input, list(outputs), options)
 
     async def add_routes(
         self, routes: Iterable[RouteSpec], options: Mapping[str, Any] | None = None
@@ -361,22 +369,20 @@ class MfcClient:
             [[r.source, r.group, r.input, list(r.outputs), r.options()] for r in routes],
             make_options(**(options or {})),
         ]
-        (count,) = await self.call("AddRoutes", "a(sssasa{sv})a{sv}", body)
+        (count,) = await self.invoke("AddRoutes", *body)
         return int(count)
 
     async def remove_route(self, source: str, group: str, *, table: int | None = None) -> None:
-        await self.call("RemoveRoute", "ssa{sv}", [source, group, make_options(table=table)])
+        await self.invoke("RemoveRoute", source, group, make_options(table=table))
 
     async def flush(self, *, family: str | None = None, table: int | None = None) -> int:
-        (removed,) = await self.call("Flush", "a{sv}", [make_options(family=family, table=table)])
+        (removed,) = await self.invoke("Flush", make_options(family=family, table=table))
         return int(removed)
 
     async def list_routes(
         self, *, family: str | None = None, table: int | None = None
     ) -> list[RouteInfo]:
-        (items,) = await self.call(
-            "ListRoutes", "a{sv}", [make_options(family=family, table=table)]
-        )
+        (items,) = await self.invoke("ListRoutes", make_options(family=family, table=table))
         return [RouteInfo.from_dbus(item) for item in items]
 
     # -- VIFs ----------------------------------------------------------------------------------
@@ -393,25 +399,23 @@ class MfcClient:
         options = make_options(
             family=family, table=table, ttl_threshold=ttl_threshold, persistent=persistent
         )
-        (index,) = await self.call("AddVif", "sa{sv}", [interface, options])
+        (index,) = await self.invoke("AddVif", interface, options)
         return None if index == PENDING_VIF_INDEX else int(index)
 
     async def remove_vif(
         self, interface: str, *, family: str | None = None, table: int | None = None
     ) -> None:
-        await self.call(
-            "RemoveVif", "sa{sv}", [interface, make_options(family=family, table=table)]
-        )
+        await self.invoke("RemoveVif", interface, make_options(family=family, table=table))
 
     async def list_vifs(
         self, *, family: str | None = None, table: int | None = None
     ) -> list[VifInfo]:
-        (items,) = await self.call("ListVifs", "a{sv}", [make_options(family=family, table=table)])
+        (items,) = await self.invoke("ListVifs", make_options(family=family, table=table))
         return [VifInfo.from_dbus(item) for item in items]
 
     # -- service -------------------------------------------------------------------------------
     async def reload(self) -> None:
-        await self.call("Reload")
+        await self.invoke("Reload")
 
     async def properties(self) -> dict[str, Any]:
         """Version, RouteCount, VifCount, Families."""
@@ -448,14 +452,6 @@ class MfcClient:
                 asyncio.ensure_future(result)
 
         self.bus.add_message_handler(handler)
-
-
-SIGNAL_ARGS: dict[str, tuple[str, ...]] = {
-    "RouteAdded": ("source", "group", "input", "outputs"),
-    "RouteRemoved": ("source", "group"),
-    "VifAdded": ("interface", "index", "family"),
-    "VifRemoved": ("interface", "index", "family"),
-}
 
 
 def event_from_message(message: Message) -> Event | None:

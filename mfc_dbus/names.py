@@ -47,7 +47,7 @@ PENDING_VIF_INDEX = 0xFFFFFFFF
 EXAMPLE_RULES_INSTALLED = "/usr/share/doc/mfc-dbus/examples/" + POLKIT_EXAMPLE_RULES
 
 # Standard D-Bus interfaces and errors the service answers or sends itself.
-DBUS_INTROSPECTABLE_INTERFACE = "org.freedesktop.DBus.Introspectable"
+DBUS_PEER_INTERFACE = "org.freedesktop.DBus.Peer"
 DBUS_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 DBUS_UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 DBUS_UNKNOWN_INTERFACE = "org.freedesktop.DBus.Error.UnknownInterface"

@@ -8,7 +8,7 @@ DEBS=(python3 iproute2 dbus-daemon polkitd libdbus-1-dev libglib2.0-dev pkg-conf
       gcc linux-libc-dev smcroute systemd bash-completion groff-base passwd
       python3-venv python3-setuptools python3-dbus-fast python3-pyroute2 python3-cffi
       python3-pytest python3-dbusmock python3-hypothesis libglib2.0-bin lintian
-      nftables)
+      nftables python3-gi gir1.2-glib-2.0)
 missing=()
 for pkg in "${DEBS[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \

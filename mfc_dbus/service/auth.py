@@ -6,7 +6,9 @@
   dispatcher refuses to start when the marks and the XML disagree.
 - `Authorizer.authorize(call)` is the one check: uid 0 passes without asking (the
   uid of a unique bus name never changes, so it is kept per name); everyone else is
-  asked of polkit's CheckAuthorization.
+  asked of polkit's CheckAuthorization. A caller that left the bus before it could be
+  identified is CallerGone: its call is not made (see the contract's documentation
+  of calls that expect no reply).
 - The engine is reached through `GuardedEngine`, which refuses every mutating
   engine call outside an authorized call.
 """
@@ -14,8 +16,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -40,6 +41,7 @@ log = logging.getLogger("mfc_dbus.service.auth")
 PUBLIC_MARK = "__mfc_public__"
 _POLKIT_ABSENT = (DBUS_SERVICE_UNKNOWN, DBUS_NAME_HAS_NO_OWNER)
 _ALLOW_INTERACTIVE = MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION.value  # int: Flag & is slow
+_LEFT_THE_BUS = "the caller left the bus before it could be authorized"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,6 +54,10 @@ def public(fn: F) -> F:
 
 def is_public(fn: Callable[..., Any]) -> bool:
     return bool(getattr(fn, PUBLIC_MARK, False))
+
+
+class CallerGone(AccessDenied):
+    """The caller left the bus before its call could be authorized."""
 
 
 @dataclass(slots=True)
@@ -81,16 +87,22 @@ class Call:
 _call: ContextVar[Call | None] = ContextVar("mfc_dbus_current_call", default=None)
 
 
-@contextmanager
-def changing(call: Call) -> Iterator[None]:
-    """The engine's mutators are open for `call` (authorized) while inside."""
-    if not call.authorized:
-        raise AccessDenied(f"{call.member} was not authorized")
-    token = _call.set(call)
-    try:
-        yield
-    finally:
-        _call.reset(token)
+class changing:  # lower case: used like a function, `with changing(call):`
+    """The engine's mutators are open for `call` (authorized) while inside. A class,
+    not @contextmanager: it is entered once per call and a generator costs more."""
+
+    __slots__ = ("_call", "_token")
+
+    def __init__(self, call: Call) -> None:
+        if not call.authorized:
+            raise AccessDenied(f"{call.member} was not authorized")
+        self._call = call
+
+    def __enter__(self) -> None:
+        self._token = _call.set(self._call)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _call.reset(self._token)
 
 
 class Authorizer:
@@ -117,6 +129,8 @@ class Authorizer:
         if uid is None:
             reply = await self._outbox.call(daemon_call("GetConnectionUnixUser", "s", [sender]))
             if reply.message_type is MessageType.ERROR:
+                if reply.error_name == DBUS_NAME_HAS_NO_OWNER:
+                    raise CallerGone(_LEFT_THE_BUS)
                 raise AccessDenied(f"cannot identify caller {sender}: {reply.body}")
             uid = int(reply.body[0])
             self._uids[sender] = uid
@@ -147,7 +161,17 @@ class Authorizer:
                 ],
             )
         )
+        if (
+            reply.message_type is MessageType.ERROR
+            and reply.error_name not in _POLKIT_ABSENT
+            and not await self._on_the_bus(call.sender)
+        ):
+            raise CallerGone(_LEFT_THE_BUS)  # polkit could not look it up either
         call.uid = self._decide(reply, uid, call.action, interactive)
+
+    async def _on_the_bus(self, name: str) -> bool:
+        reply = await self._outbox.call(daemon_call("NameHasOwner", "s", [name]))
+        return reply.message_type is not MessageType.METHOD_RETURN or bool(reply.body[0])
 
     @staticmethod
     def _decide(reply: Message, uid: int, action: str, interactive: bool) -> int:

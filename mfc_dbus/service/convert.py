@@ -1,98 +1,160 @@
-"""Model values <-> D-Bus values (no bus access here)."""
+"""Model values <-> the contract's D-Bus values (no bus access here).
+
+Which keys a details dict has, which arguments a signal has, in which order and of
+which type, is the contract's; this module only knows how to read each one from a
+model value. Building a `Wire` fails (TypeError) when the contract names a key or a
+signal argument it cannot fill, or when it fills one the contract does not name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dbus_fast import Variant
 
+from ..contract import Contract
 from ..errors import InvalidArgument
-from ..model import (
-    Route,
-    RouteKey,
-    RouteStatus,
-    VifStatus,
-    make_route_key,
-    validate_interface_name,
-)
+from ..model import Route, RouteStatus, VifStatus, make_route_key, validate_interface_name
 from ..names import PENDING_VIF_INDEX
-from . import options as opts
+from .options import OptionSpec, option_spec
 
-_NO_OPTIONS: dict[str, Any] = {}  # never modified
 RouteTuple = tuple[str, str, str, list[str], dict[str, Variant]]
 VifTuple = tuple[str, int, dict[str, Variant]]
-
-
-def route_from_args(
-    source: str,
-    group: str,
-    input: str,
-    outputs: list[str],
-    options: dict[str, Variant],
-    *,
-    sender: str,
-    where: str,
-    defaults: dict[str, Any] | None = None,
-) -> Route:
-    given = opts.parse(options, opts.ROUTE_OPTIONS, where) if options else _NO_OPTIONS
-    merged = {**defaults, **given} if defaults else given
-    lease = bool(merged.get("lease", False))
-    if lease and given.get("persistent") is True:
-        raise InvalidArgument(
-            f"{where}: options lease=true and persistent=true conflict: a lease route "
-            "ends with its caller and is never saved; drop one of them"
-        )
-    try:
-        key = make_route_key(source, group, merged.get("table", 0))
-        validate_interface_name(input)
-        for name in outputs:
-            validate_interface_name(name)
-    except InvalidArgument as exc:  # name the call (and a batch's position), as parse() does
-        raise InvalidArgument(f"{where}: {exc.message}") from None
-    return Route(
-        key=key,
-        input=input,
-        outputs=tuple(outputs),
-        persistent=False if lease else bool(merged.get("persistent", True)),
-        owner=sender if lease else None,
-    )
-
-
-def key_strings(key: RouteKey) -> tuple[str, str]:
-    return key.texts
-
-
-def route_tuple(status: RouteStatus) -> RouteTuple:
-    route = status.route
-    source, group = key_strings(route.key)
-    extra = {
-        "packets": Variant("t", status.counters.packets),
-        "bytes": Variant("t", status.counters.bytes),
-        "wrong_if": Variant("t", status.counters.wrong_if),
-        "state": Variant("s", status.state),
-        "persistent": Variant("b", route.persistent),
-        "owner": Variant("s", route.owner or ""),
-        "table": Variant("u", route.key.table),
-        "family": Variant("s", route.key.family.value),
-        "missing": Variant("as", list(status.missing_interfaces)),
-    }
-    return source, group, route.input, list(route.outputs), extra
+Getter = Callable[[Any], Any]
 
 
 def vif_index(vif: VifStatus) -> int:
     return PENDING_VIF_INDEX if vif.index is None else vif.index
 
 
-def vif_tuple(vif: VifStatus) -> VifTuple:
-    extra = {
-        "family": Variant("s", vif.family.value),
-        "table": Variant("u", vif.table),
-        "ttl_threshold": Variant("u", vif.ttl_threshold),
-        "explicit": Variant("b", vif.explicit),
-        "state": Variant("s", "pending" if vif.index is None else "installed"),
-        "in_packets": Variant("t", vif.in_packets),
-        "out_packets": Variant("t", vif.out_packets),
-        "in_bytes": Variant("t", vif.in_bytes),
-        "out_bytes": Variant("t", vif.out_bytes),
-    }
-    return vif.interface, vif_index(vif), extra
+ROUTE_DETAILS: dict[str, Callable[[RouteStatus], Any]] = {
+    "packets": lambda status: status.counters.packets,
+    "bytes": lambda status: status.counters.bytes,
+    "wrong_if": lambda status: status.counters.wrong_if,
+    "state": lambda status: status.state,
+    "persistent": lambda status: status.route.persistent,
+    "owner": lambda status: status.route.owner or "",
+    "table": lambda status: status.route.key.table,
+    "family": lambda status: status.route.key.family.value,
+    "missing": lambda status: list(status.missing_interfaces),
+}
+VIF_DETAILS: dict[str, Callable[[VifStatus], Any]] = {
+    "family": lambda vif: vif.family.value,
+    "table": lambda vif: vif.table,
+    "ttl_threshold": lambda vif: vif.ttl_threshold,
+    "explicit": lambda vif: vif.explicit,
+    "state": lambda vif: "pending" if vif.index is None else "installed",
+    "in_packets": lambda vif: vif.in_packets,
+    "out_packets": lambda vif: vif.out_packets,
+    "in_bytes": lambda vif: vif.in_bytes,
+    "out_bytes": lambda vif: vif.out_bytes,
+}
+# Signal arguments by name, read from the value the engine's listener call carries.
+ROUTE_SIGNAL_ARGS: dict[str, Callable[[Route], Any]] = {
+    "source": lambda route: route.key.texts[0],
+    "group": lambda route: route.key.texts[1],
+    "input": lambda route: route.input,
+    "outputs": lambda route: list(route.outputs),
+    "table": lambda route: route.key.table,
+    "family": lambda route: route.key.family.value,
+}
+VIF_SIGNAL_ARGS: dict[str, Callable[[VifStatus], Any]] = {
+    "interface": lambda vif: vif.interface,
+    "index": vif_index,
+    "family": lambda vif: vif.family.value,
+    "table": lambda vif: vif.table,
+}
+SIGNAL_VALUES: dict[str, Mapping[str, Getter]] = {
+    "RouteAdded": ROUTE_SIGNAL_ARGS,
+    "RouteRemoved": ROUTE_SIGNAL_ARGS,
+    "VifAdded": VIF_SIGNAL_ARGS,
+    "VifRemoved": VIF_SIGNAL_ARGS,
+}
+
+
+def _matched(wanted: Iterable[str], known: Iterable[str], what: str) -> None:
+    if set(wanted) != set(known):
+        raise TypeError(
+            f"{what}: the contract names {sorted(wanted)}, the service fills {sorted(known)}"
+        )
+
+
+def _details(
+    wanted: Mapping[str, str], known: Mapping[str, Getter], what: str
+) -> tuple[tuple[str, str, Getter], ...]:
+    _matched(wanted, known, what)
+    return tuple((key, signature, known[key]) for key, signature in wanted.items())
+
+
+class Wire:
+    """The conversions of one contract, checked against it once."""
+
+    def __init__(self, contract: Contract) -> None:
+        self.route_options = option_spec(contract, "AddRoute")
+        self.batch_options = option_spec(contract, "AddRoutes")
+        self.batch_route_options = option_spec(contract, "AddRoutes", "routes")
+        self._route_details = _details(
+            contract.methods["ListRoutes"].arg("routes").keys, ROUTE_DETAILS, "ListRoutes"
+        )
+        self._vif_details = _details(
+            contract.methods["ListVifs"].arg("vifs").keys, VIF_DETAILS, "ListVifs"
+        )
+        _matched(contract.signals, SIGNAL_VALUES, "signals")
+        self._signal_args: dict[str, tuple[Getter, ...]] = {}
+        for name, spec in contract.signals.items():
+            known = SIGNAL_VALUES[name]
+            missing = [arg for arg in spec.arg_names if arg not in known]
+            if missing:
+                raise TypeError(f"signal {name}: the service cannot fill {missing}")
+            self._signal_args[name] = tuple(known[arg] for arg in spec.arg_names)
+
+    def route_from_args(
+        self,
+        source: str,
+        group: str,
+        input: str,
+        outputs: list[str],
+        options: dict[str, Variant],
+        *,
+        sender: str,
+        where: str,
+        spec: OptionSpec | None = None,
+        defaults: dict[str, Any] | None = None,
+    ) -> Route:
+        given = (spec or self.route_options).parse(options, where) if options else {}
+        merged = {**defaults, **given} if defaults else given
+        lease = bool(merged.get("lease", False))
+        if lease and given.get("persistent") is True:
+            raise InvalidArgument(
+                f"{where}: options lease=true and persistent=true conflict: a lease route "
+                "ends with its caller and is never saved; drop one of them"
+            )
+        try:
+            key = make_route_key(source, group, merged.get("table", 0))
+            validate_interface_name(input)
+            for name in outputs:
+                validate_interface_name(name)
+        except InvalidArgument as exc:  # name the call (and a batch's position), as parse()
+            raise InvalidArgument(f"{where}: {exc.message}") from None
+        return Route(
+            key=key,
+            input=input,
+            outputs=tuple(outputs),
+            persistent=False if lease else bool(merged.get("persistent", True)),
+            owner=sender if lease else None,
+        )
+
+    def route_tuple(self, status: RouteStatus) -> RouteTuple:
+        route = status.route
+        source, group = route.key.texts
+        details = {key: Variant(sig, get(status)) for key, sig, get in self._route_details}
+        return source, group, route.input, list(route.outputs), details
+
+    def vif_tuple(self, vif: VifStatus) -> VifTuple:
+        details = {key: Variant(sig, get(vif)) for key, sig, get in self._vif_details}
+        return vif.interface, vif_index(vif), details
+
+    def signal_body(self, member: str, value: Any) -> list[Any]:
+        """The body of signal `member` for the engine's value, in the contract's order."""
+        return [get(value) for get in self._signal_args[member]]

@@ -29,7 +29,7 @@ from ..engine import configured
 from ..engine.sockets import KernelSockets
 from ..errors import MfcError
 from ..names import BUS_NAME, DEFAULT_STATE_FILE, OBJECT_PATH
-from . import fdstore, logsetup
+from . import audit, fdstore, logsetup
 from .auth import Authorizer
 from .dispatch import Dispatcher
 from .interface import Forwarding
@@ -246,8 +246,7 @@ class Service:
         except MfcError as exc:
             log.error("reload failed: %s", exc.message)
         else:
-            audit = logging.getLogger("mfc_dbus.audit")
-            audit.info("uid=%d SIGHUP reload: %s", os.getuid(), result)
+            audit.reload_on_signal(os.getuid(), result)
         notify("READY=1", self.status())
 
     def status(self) -> str:

@@ -5,8 +5,13 @@ handler validate its arguments (it returns the change still to be made), authori
 the call when the XML names a polkit action, make the change, reply. A root caller
 already known is authorized without a round trip, so its call is answered in the
 loop turn it is read; otherwise the rest waits for polkit in a task.
-Introspection, org.freedesktop.DBus.Properties and the path's ancestors are
-answered from the contract too; Peer is left to dbus-fast.
+Introspection (documentation included), org.freedesktop.DBus.Properties and the
+path's ancestors are answered from the contract too; Peer's two methods are left to
+dbus-fast. Every other call to the path is answered here as GDBus and sd-bus services
+answer it: a known method with another signature is InvalidArgs naming the expected
+one, anything else UnknownMethod or UnknownInterface (ObjectManager is not
+implemented: the object has no children; its state is ListRoutes, ListVifs and the
+properties).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from dbus_fast import Message, MessageFlag, MessageType, Variant
 
 from ..contract import Contract, MethodSpec
 from ..names import (
-    DBUS_INTROSPECTABLE_INTERFACE,
     DBUS_INVALID_ARGS,
+    DBUS_PEER_INTERFACE,
     DBUS_PROPERTIES_INTERFACE,
     DBUS_PROPERTY_READ_ONLY,
     DBUS_UNKNOWN_INTERFACE,
@@ -30,7 +35,7 @@ from ..names import (
     DBUS_UNKNOWN_PROPERTY,
     OBJECT_PATH,
 )
-from .auth import Authorizer, Call, changing, is_public
+from .auth import Authorizer, Call, CallerGone, changing, is_public
 from .boundary import error_of
 from .outbox import Outbox
 
@@ -73,6 +78,18 @@ _STANDARD_INTERFACES = """\
 """
 
 Handler = Callable[..., Any]
+# The standard interfaces' methods: member -> input signature.
+STANDARD_METHODS: dict[str, dict[str, str]] = {
+    interface.get("name", ""): {
+        method.get("name", ""): "".join(
+            arg.get("type", "")
+            for arg in method.findall("arg")
+            if arg.get("direction", "in") == "in"
+        )
+        for method in interface.findall("method")
+    }
+    for interface in ET.fromstring(f"<node>{_STANDARD_INTERFACES}</node>").iter("interface")
+}
 
 
 class ServedObject(Protocol):
@@ -83,6 +100,8 @@ class ServedObject(Protocol):
 
 
 def object_xml(contract: Contract) -> str:
+    """The introspection of the object: the standard interfaces and the contract's,
+    documentation included."""
     interface = next(
         node
         for node in ET.fromstring(contract.xml).iter("interface")
@@ -104,17 +123,26 @@ def ancestors_xml(path: str) -> dict[str, str]:
 
 
 def handlers_of(served: ServedObject, contract: Contract) -> dict[str, Handler]:
-    """Each contract method's handler; TypeError if one is missing, or if the XML
-    names no polkit action for a handler not marked @public (or names one for a
-    handler that is): default-deny is decided when the service is built."""
+    """Each contract method's handler; TypeError if one is missing, if the object has a
+    handler-like method (a capitalised name) the contract does not name, or if the XML
+    names no polkit action for a handler not marked @public (or names one for a handler
+    that is): default-deny is decided when the service is built."""
+    kind = type(served).__name__
+    extra = [
+        name
+        for name in dir(served)
+        if name[:1].isupper() and callable(getattr(served, name)) and name not in contract.methods
+    ]
+    if extra:
+        raise TypeError(f"{kind} has handlers the contract does not name: {extra}")
     handlers: dict[str, Handler] = {}
     for name, spec in contract.methods.items():
         handler = getattr(served, name, None)
         if handler is None:
-            raise TypeError(f"{type(served).__name__} has no handler for {name}")
+            raise TypeError(f"{kind} has no handler for {name}")
         if (spec.action is None) != is_public(handler):
             raise TypeError(
-                f"{type(served).__name__}.{name}: the contract names "
+                f"{kind}.{name}: the contract names "
                 + (f"polkit action {spec.action}" if spec.action else "no polkit action")
                 + (" but the handler is @public" if is_public(handler) else "")
                 + ("" if spec.action or is_public(handler) else " and it is not @public")
@@ -140,40 +168,81 @@ class Dispatcher:
         self._outbox = outbox
         self._object_xml = object_xml(contract)
         self._ancestors = ancestors_xml(OBJECT_PATH)
+        self._interfaces = ", ".join([*STANDARD_METHODS, contract.interface])
         self._waiting: set[asyncio.Task[None]] = set()  # calls waiting for polkit
 
     def handle(self, message: Message) -> bool | None:
         """True when the message was ours (answered now or later); None otherwise."""
-        if message.message_type is not MessageType.METHOD_CALL:
+        member = message.member
+        if message.message_type is not MessageType.METHOD_CALL or member is None:
             return None
-        interface = message.interface
         if message.path != OBJECT_PATH:
-            if message.member == "Introspect" and message.path in self._ancestors:
+            if member == "Introspect" and message.path in self._ancestors:
                 self._reply_value(message, "s", self._ancestors[message.path])
                 return True
             return None
-        if interface == self._contract.interface or (
-            interface is None and message.member in self._handlers
-        ):
-            self._method_call(message)
-        elif interface == DBUS_PROPERTIES_INTERFACE:
-            self._properties_call(message)
-        elif interface in (DBUS_INTROSPECTABLE_INTERFACE, None) and message.member == "Introspect":
-            self._reply_value(message, "s", self._object_xml)
-        else:
-            return None  # Peer (dbus-fast answers it) or an unknown interface
-        return True
-
-    # -- the contract's methods --------------------------------------------------------
-    def _method_call(self, message: Message) -> None:
-        member = message.member
-        spec = self._contract.methods.get(member)
-        if spec is None:
+        interface = message.interface or self._interface_of(member)
+        if interface == self._contract.interface:
+            self._method_call(message, member)
+        elif interface in STANDARD_METHODS:
+            return self._standard_call(message, interface, member)
+        elif interface is None:
             self._error(
                 message,
                 DBUS_UNKNOWN_METHOD,
-                f"{member} is not a method of "
-                f"{self._contract.interface}; see its introspection",
+                f"no method {member} at {OBJECT_PATH}; it implements {self._interfaces}",
+            )
+        else:
+            self._error(
+                message,
+                DBUS_UNKNOWN_INTERFACE,
+                f"{OBJECT_PATH} does not implement {interface}; it implements "
+                f"{self._interfaces} (see its introspection)",
+            )
+        return True
+
+    def _interface_of(self, member: str) -> str | None:
+        """The interface of a call that names none: the contract's, else a standard one."""
+        if member in self._contract.methods:
+            return self._contract.interface
+        found = (name for name, methods in STANDARD_METHODS.items() if member in methods)
+        return next(found, None)
+
+    def _standard_call(self, message: Message, interface: str, member: str) -> bool | None:
+        methods = STANDARD_METHODS[interface]
+        expected = methods.get(member)
+        if expected is None:
+            known = ", ".join(f"{name}({signature})" for name, signature in methods.items())
+            self._error(
+                message, DBUS_UNKNOWN_METHOD, f"{interface} has no method {member}; it has {known}"
+            )
+        elif message.signature != expected:
+            self._error(
+                message,
+                DBUS_INVALID_ARGS,
+                f"{interface}.{member} takes ({expected}), not ({message.signature})",
+            )
+        elif interface == DBUS_PEER_INTERFACE:
+            if message.interface is None and member == "Ping":
+                self._reply_value(message, "", None)  # dbus-fast wants the interface named
+                return True
+            return None  # dbus-fast answers Ping and GetMachineId
+        elif interface == DBUS_PROPERTIES_INTERFACE:
+            self._properties_call(message, member)
+        else:
+            self._reply_value(message, "s", self._object_xml)
+        return True
+
+    # -- the contract's methods --------------------------------------------------------
+    def _method_call(self, message: Message, member: str) -> None:
+        spec = self._contract.methods.get(member)
+        if spec is None:
+            known = ", ".join(self._contract.methods)
+            self._error(
+                message,
+                DBUS_UNKNOWN_METHOD,
+                f"{member} is not a method of {self._contract.interface}; its methods are "
+                f"{known}",
             )
             return
         if message.signature != spec.in_signature:
@@ -224,6 +293,10 @@ class Dispatcher:
             self._outbox.send(Message.new_method_return(call.message, spec.out_signature, body))
 
     def _failed(self, call: Call, exc: BaseException) -> None:
+        if isinstance(exc, CallerGone):
+            # Nobody to answer: say so once, plainly (a fire-and-forget call lands here).
+            log.warning("%s from %s was not made: %s", call.member, call.sender, exc.message)
+            return
         name, text = error_of(exc, call.member)
         self._error(call.message, name, text)
 
@@ -239,32 +312,26 @@ class Dispatcher:
 
     def _reply_value(self, message: Message, signature: str, value: Any) -> None:
         if not message.flags.value & _NO_REPLY_EXPECTED:
-            self._outbox.send(Message.new_method_return(message, signature, [value]))
+            body = [value] if signature else []
+            self._outbox.send(Message.new_method_return(message, signature, body))
 
-    # -- org.freedesktop.DBus.Properties -------------------------------------------------
-    def _properties_call(self, message: Message) -> None:
-        member, body = message.member, message.body
-        if member == "Get" and message.signature == "ss":
+    # -- org.freedesktop.DBus.Properties (member and signature already checked) ----------
+    def _properties_call(self, message: Message, member: str) -> None:
+        body = message.body
+        if member == "Get":
             interface, name = body
             if self._property_known(message, interface, name):
                 self._reply_value(message, "v", self._variant(name))
-        elif member == "GetAll" and message.signature == "s":
+        elif member == "GetAll":
             if body[0] == self._contract.interface:
                 values = {name: self._variant(name) for name in self._contract.properties}
             else:
                 values = {}
             self._reply_value(message, "a{sv}", values)
-        elif member == "Set" and message.signature == "ssv":
+        else:  # Set
             interface, name, _value = body
             if self._property_known(message, interface, name):
                 self._error(message, DBUS_PROPERTY_READ_ONLY, f"property {name} is read-only")
-        else:
-            self._error(
-                message,
-                DBUS_UNKNOWN_METHOD,
-                f"{DBUS_PROPERTIES_INTERFACE}.{member}({message.signature}) "
-                "does not exist; use Get(ss), GetAll(s) or Set(ssv)",
-            )
 
     def _property_known(self, message: Message, interface: str, name: str) -> bool:
         if interface != self._contract.interface:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,9 +10,8 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from ..names import DBUS_DAEMON_INTERFACE, DBUS_DAEMON_NAME
+from . import audit
 from .outbox import BusGone, Outbox, daemon_call
-
-log = logging.getLogger("mfc_dbus.audit")
 
 NAME_OWNER_CHANGED = "NameOwnerChanged"
 _MATCH = (
@@ -95,4 +93,4 @@ class Leases:
             return
         self._owners.discard(owner)
         removed = self._engine.remove_routes_owned_by(owner)
-        log.info("lease holder %s %s: %d routes removed", owner, why, len(removed))
+        audit.lease_ended(owner, why, len(removed))

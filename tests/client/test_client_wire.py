@@ -13,106 +13,109 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from dbus_fast import Message, MessageFlag, PropertyAccess, Variant
+from dbus_fast import Message, MessageFlag, MessageType, Variant
 from dbus_fast.aio import MessageBus
-from dbus_fast.errors import DBusError
-from dbus_fast.service import ServiceInterface, dbus_property, method, signal
 
-from mfc_dbus import cli
+from mfc_dbus import cli, contract
 from mfc_dbus.client import MfcClient, RouteSpec
 from mfc_dbus.errors import AccessDenied, NoSuchInterface
-from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH, PENDING_VIF_INDEX
+from mfc_dbus.names import (
+    BUS_NAME,
+    DBUS_INVALID_ARGS,
+    DBUS_PROPERTIES_INTERFACE,
+    DBUS_UNKNOWN_METHOD,
+    INTERFACE,
+    OBJECT_PATH,
+    PENDING_VIF_INDEX,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")
 
 
-# Signatures as string annotations: the form every supported dbus-fast (1.84 to 5.x)
-# understands (dbus_fast.annotations exists only from 4.0).
-DBusStr, DBusUInt32, DBusDict, StrList = "s", "u", "a{sv}", "as"
-RoutesIn, VifsOut, RouteAddedBody = "a(sssasa{sv})", "a(sua{sv})", "sssas"
+CONTRACT = contract.load()
+ROUTES = [
+    ["192.0.2.1", "233.252.0.1", "up0", ["down0"], {
+        "packets": Variant("t", 5), "state": Variant("s", "installed"),
+        "family": Variant("s", "ipv4"), "table": Variant("u", 0),
+    }],
+    ["", "233.252.0.2", "up0", ["down9"], {
+        "state": Variant("s", "pending"), "missing": Variant("as", ["down9"]),
+    }],
+]  # fmt: skip
+VIFS = [
+    ["up0", 0, {"family": Variant("s", "ipv4"), "in_packets": Variant("t", 7)}],
+    ["down9", PENDING_VIF_INDEX, {"state": Variant("s", "pending")}],
+]
+# The answer to each method with outputs, from its arguments (typed by the contract's
+# out signature when it is sent).
+REPLIES: dict[str, Callable[[list], list]] = {
+    "AddRoutes": lambda args: [len(args[0])],
+    "Flush": lambda args: [3],
+    "ListRoutes": lambda args: [ROUTES],
+    "AddVif": lambda args: [2],
+    "ListVifs": lambda args: [VIFS],
+}
 
 
-class StandIn(ServiceInterface):
+class StandIn:
+    """org.mfc.Forwarding1 served from the contract alone: every call is checked against
+    the XML's signature (InvalidArgs otherwise), recorded with its flags and answered
+    (REPLIES); AddRoute also sends RouteAdded with the XML's arguments. `fail_with`
+    makes every call fail with that error."""
+
     def __init__(self) -> None:
-        super().__init__(INTERFACE)
         self.calls: list[tuple[str, list]] = []
+        self.flags: dict[str, int] = {}
         self.fail_with: tuple[str, str] | None = None
+        self.bus: MessageBus | None = None
 
-    def _record(self, name: str, *args) -> None:
-        self.calls.append((name, list(args)))
+    def handle(self, message: Message) -> bool | None:
+        if message.message_type is not MessageType.METHOD_CALL or message.path != OBJECT_PATH:
+            return None
+        if message.interface == DBUS_PROPERTIES_INTERFACE and message.member == "GetAll":
+            version = Variant(CONTRACT.properties["Version"].signature, "9.9")
+            return self._send(Message.new_method_return(message, "a{sv}", [{"Version": version}]))
+        if message.interface != INTERFACE:
+            return None
+        spec = CONTRACT.methods.get(message.member or "")
+        if spec is None:
+            return self._send(Message.new_error(message, DBUS_UNKNOWN_METHOD, message.member))
+        if message.signature != spec.in_signature:
+            text = f"{spec.name} takes ({spec.in_signature}), not ({message.signature})"
+            return self._send(Message.new_error(message, DBUS_INVALID_ARGS, text))
+        self.calls.append((spec.name, list(message.body)))
+        self.flags[spec.name] = int(message.flags)
         if self.fail_with is not None:
-            raise DBusError(*self.fail_with)
+            return self._send(Message.new_error(message, *self.fail_with))
+        body = REPLIES[spec.name](message.body) if spec.outputs else []
+        self._send(Message.new_method_return(message, spec.out_signature, body))
+        if spec.name == "AddRoute":
+            self._route_added(*message.body)
+        return True
 
-    @method()
-    def AddRoute(  # noqa: N802
-        self, source: DBusStr, group: DBusStr, iif: DBusStr, outputs: StrList, options: DBusDict
-    ) -> None:
-        self._record("AddRoute", source, group, iif, outputs, options)
-        self.RouteAdded(source, group, iif, outputs)
+    def _route_added(self, source, group, input_, outputs, options) -> None:
+        signal = CONTRACT.signals["RouteAdded"]
+        values = {
+            "source": source or "*", "group": group, "input": input_, "outputs": outputs,
+            "table": options["table"].value if "table" in options else 0,
+            "family": "ipv6" if ":" in group else "ipv4",
+        }  # fmt: skip
+        self._send(
+            Message(
+                message_type=MessageType.SIGNAL, path=OBJECT_PATH, interface=INTERFACE,
+                member=signal.name, signature=signal.signature,
+                body=[values[name] for name in signal.arg_names],
+            )
+        )  # fmt: skip
 
-    @method()
-    def AddRoutes(self, routes: RoutesIn, options: DBusDict) -> DBusUInt32:  # noqa: N802
-        self._record("AddRoutes", routes, options)
-        return len(routes)
-
-    @method()
-    def RemoveRoute(
-        self, source: DBusStr, group: DBusStr, options: DBusDict
-    ) -> None:  # noqa: N802
-        self._record("RemoveRoute", source, group, options)
-
-    @method()
-    def Flush(self, options: DBusDict) -> DBusUInt32:  # noqa: N802
-        self._record("Flush", options)
-        return 3
-
-    @method()
-    def ListRoutes(self, selector: DBusDict) -> RoutesIn:  # noqa: N802
-        self._record("ListRoutes", selector)
-        return [
-            ["192.0.2.1", "233.252.0.1", "up0", ["down0"], {
-                "packets": Variant("t", 5), "state": Variant("s", "installed"),
-                "family": Variant("s", "ipv4"), "table": Variant("u", 0),
-            }],
-            ["", "233.252.0.2", "up0", ["down9"], {
-                "state": Variant("s", "pending"), "missing": Variant("as", ["down9"]),
-            }],
-        ]  # fmt: skip
-
-    @method()
-    def AddVif(self, interface: DBusStr, options: DBusDict) -> DBusUInt32:  # noqa: N802
-        self._record("AddVif", interface, options)
-        return 2
-
-    @method()
-    def RemoveVif(self, interface: DBusStr, options: DBusDict) -> None:  # noqa: N802
-        self._record("RemoveVif", interface, options)
-
-    @method()
-    def ListVifs(self, selector: DBusDict) -> VifsOut:  # noqa: N802
-        self._record("ListVifs", selector)
-        return [
-            ["up0", 0, {"family": Variant("s", "ipv4"), "in_packets": Variant("t", 7)}],
-            ["down9", PENDING_VIF_INDEX, {"state": Variant("s", "pending")}],
-        ]
-
-    @method()
-    def Reload(self) -> None:  # noqa: N802
-        self._record("Reload")
-
-    @signal()
-    def RouteAdded(  # noqa: N802
-        self, source: DBusStr, group: DBusStr, iif: DBusStr, outputs: StrList
-    ) -> RouteAddedBody:
-        return [source, group, iif, outputs]
-
-    @dbus_property(access=PropertyAccess.READ)
-    def Version(self) -> DBusStr:  # noqa: N802
-        return "9.9"
+    def _send(self, message: Message) -> bool:
+        assert self.bus is not None
+        self.bus.send(message)
+        return True
 
 
 class Service:
@@ -121,33 +124,34 @@ class Service:
     def __init__(self, address: str) -> None:
         self.address = address
         self.interface = StandIn()
-        self.flags: dict[str, int] = {}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.bus: MessageBus | None = None
+
+    @property
+    def flags(self) -> dict[str, int]:
+        return self.interface.flags
 
     def start(self) -> None:
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
 
     async def _start(self) -> None:
-        self.bus = await MessageBus(bus_address=self.address).connect()
-
-        def spy(message: Message) -> None:
-            if message.interface == INTERFACE and message.member:
-                self.flags[message.member] = int(message.flags)
-
-        self.bus.add_message_handler(spy)
-        self.bus.export(OBJECT_PATH, self.interface)
-        await self.bus.request_name(BUS_NAME)
+        bus = self.interface.bus = await MessageBus(bus_address=self.address).connect()
+        bus.add_message_handler(self.interface.handle)
+        await bus.request_name(BUS_NAME)
 
     def stop(self) -> None:
         async def _stop() -> None:
-            self.bus.disconnect()
+            assert self.interface.bus is not None
+            self.interface.bus.disconnect()
 
         asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+def test_the_stand_in_answers_every_method_of_the_contract() -> None:
+    assert set(REPLIES) == {name for name, spec in CONTRACT.methods.items() if spec.outputs}
 
 
 @pytest.fixture
@@ -339,7 +343,7 @@ def test_monitor_prints_signals(service, tmp_path):
             async def add() -> None:
                 async with await MfcClient.connect(service.address) as client:
                     await client.add_route("", "233.252.0.1", "up0", ["down0"])
-                    await client.add_route("192.0.2.1", "233.252.0.2", "up0", ["down1"])
+                    await client.add_route("2001:db8::1", "ff3e::db8:2", "up0", ["down1"], table=5)
 
             asyncio.run(add())
             assert monitor.wait(10) == 0
@@ -350,7 +354,7 @@ def test_monitor_prints_signals(service, tmp_path):
     events = [json.loads(line) for line in out.read_text().splitlines()]
     assert events == [
         {"event": "RouteAdded", "source": "*", "group": "233.252.0.1", "input": "up0",
-         "outputs": ["down0"]},
-        {"event": "RouteAdded", "source": "192.0.2.1", "group": "233.252.0.2", "input": "up0",
-         "outputs": ["down1"]},
+         "outputs": ["down0"], "table": 0, "family": "ipv4"},
+        {"event": "RouteAdded", "source": "2001:db8::1", "group": "ff3e::db8:2", "input": "up0",
+         "outputs": ["down1"], "table": 5, "family": "ipv6"},
     ]  # fmt: skip

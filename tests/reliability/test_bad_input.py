@@ -194,7 +194,7 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
     ("vif-long-name", "AddVif", "sa{sv}", ["v" * 20, {}], INVALID, "v" * 20),
     ("vif-non-ascii", "AddVif", "sa{sv}", ["ethé", {}], INVALID, "eth\\xe9"),
     ("vif-ttl-0", "AddVif", "sa{sv}", ["down1", {"ttl_threshold": v("u", 0)}], INVALID,
-     "ttl_threshold 0"),
+     "threshold 0"),
     ("vif-ttl-256", "AddVif", "sa{sv}", ["down1", {"ttl_threshold": v("u", 256)}], INVALID,
      "256"),
     ("vif-ttl-type", "AddVif", "sa{sv}", ["down1", {"ttl_threshold": v("s", "1")}], INVALID,

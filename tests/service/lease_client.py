@@ -9,15 +9,18 @@ import sys
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from mfc_dbus.contract import load
 from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH
+
+ADD_ROUTE = load().methods["AddRoute"]
 
 
 async def main(address: str, source: str, group: str, input: str, *outputs: str) -> int:
     bus = await MessageBus(bus_address=address).connect()
     reply = await bus.call(
         Message(
-            destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member="AddRoute",
-            signature="sssasa{sv}",
+            destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member=ADD_ROUTE.name,
+            signature=ADD_ROUTE.in_signature,
             body=[source, group, input, list(outputs), {"lease": Variant("b", True)}],
         )
     )  # fmt: skip

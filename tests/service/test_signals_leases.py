@@ -10,6 +10,7 @@ from dbus_fast.aio import MessageBus
 
 from mfc_dbus.model import Route, make_route_key
 from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH
+from mfc_dbus.service.audit import AUDIT_LOGGER
 from mfc_dbus.service.auth import Call
 from mfc_dbus.service.daemon import Options, bus_address, parse_args
 
@@ -25,16 +26,25 @@ def test_signals_and_properties_for_every_change(bus, polkit) -> None:
             sub = await Subscriber.connect(bus.address)
             try:
                 await client.ok("AddRoute", "sssasa{sv}", ["", GROUP, "up0", ["down0"], {}])
-                await sub.wait_for("RouteAdded", "*", GROUP, "up0", ["down0"])
+                added = await sub.wait_for("RouteAdded", "*", GROUP)
+                assert added == ["*", GROUP, "up0", ["down0"], 0, "ipv4"]
                 changed = await sub.wait_for("PropertiesChanged", INTERFACE)
                 assert changed[1]["RouteCount"].value == 1
-                await client.ok("AddVif", "sa{sv}", ["down1", {}])
-                assert await sub.wait_for("VifAdded", "down1") == ["down1", 0, "ipv4"]
-                await client.ok("RemoveVif", "sa{sv}", ["down1", {}])
-                await sub.wait_for("VifRemoved", "down1", 0, "ipv4")
+                # The same (S,G) in another table is another route: the signal says which.
+                table_7 = {"table": Variant("u", 7)}
+                await client.ok("AddRoute", "sssasa{sv}", ["", GROUP, "up0", ["down1"], table_7])
+                assert await sub.wait_for("RouteAdded", "*", GROUP, "up0", ["down1"]) == [
+                    "*", GROUP, "up0", ["down1"], 7, "ipv4",
+                ]  # fmt: skip
+                await client.ok("AddVif", "sa{sv}", ["down1", table_7])
+                assert await sub.wait_for("VifAdded", "down1") == ["down1", 0, "ipv4", 7]
+                await client.ok("RemoveVif", "sa{sv}", ["down1", table_7])
+                await sub.wait_for("VifRemoved", "down1", 0, "ipv4", 7)
                 # A change the engine makes on its own (expiry, hotplug) is signalled too.
-                engine.remove_route(make_route_key("", GROUP))
-                await sub.wait_for("RouteRemoved", "*", GROUP)
+                engine.remove_route(make_route_key("", GROUP, 7))
+                assert await sub.wait_for("RouteRemoved", "*", GROUP) == ["*", GROUP, 7, "ipv4"]
+                await client.ok("RemoveRoute", "ssa{sv}", ["", GROUP, {}])
+                assert await sub.wait_for("RouteRemoved", "*", GROUP, 0) == ["*", GROUP, 0, "ipv4"]
             finally:
                 sub.close()
 
@@ -82,10 +92,16 @@ def test_batch_emits_one_properties_changed(bus, polkit) -> None:
                 [count] = await client.ok("AddRoutes", "a(sssasa{sv})a{sv}", [routes, {}])
                 assert count == 50
                 await sub.wait_for("RouteAdded", "*", "233.252.1.50")
-                await sub.wait_for("PropertiesChanged", INTERFACE)
-                await asyncio.sleep(0.1)
+                # A later change is the marker: its PropertiesChanged comes after any the
+                # batch could still have sent, so the list below is complete.
+                marker = ["", "233.252.1.99", "up0", ["down0"], {}]
+                await client.ok("AddRoute", "sssasa{sv}", marker)
+                await sub.wait_for("RouteAdded", "*", "233.252.1.99")
+                await sub.wait_for(
+                    "PropertiesChanged", INTERFACE, {"RouteCount": Variant("u", 51)}
+                )
                 changes = [b for m, b in sub.seen if m == "PropertiesChanged"]
-                assert [c[1]["RouteCount"].value for c in changes] == [50]
+                assert [c[1]["RouteCount"].value for c in changes] == [50, 51]
             finally:
                 sub.close()
 
@@ -125,7 +141,7 @@ def test_lease_of_a_client_already_gone_is_dropped(bus, polkit) -> None:
 
 
 def test_audit_line_names_uid_method_and_arguments(bus, polkit, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="mfc_dbus.audit")
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
 
     async def scenario() -> None:
         async with running_service(bus.address, trust_root=True) as (_s, _e, client):
@@ -133,7 +149,7 @@ def test_audit_line_names_uid_method_and_arguments(bus, polkit, caplog) -> None:
             await client.ok("Reload")
 
     asyncio.run(scenario())
-    lines = [r.getMessage() for r in caplog.records if r.name == "mfc_dbus.audit"]
+    lines = [r.getMessage() for r in caplog.records if r.name == AUDIT_LOGGER]
     assert any(
         "uid=0" in line and "AddRoute" in line and f"(192.0.2.1, {GROUP}) in up0 out down0" in line
         for line in lines
@@ -143,14 +159,16 @@ def test_audit_line_names_uid_method_and_arguments(bus, polkit, caplog) -> None:
 
 def test_shutdown_writes_the_audit_lines_still_queued(bus, polkit, caplog) -> None:
     """Audit lines are written after the reply; one queued when SIGTERM comes is kept."""
-    caplog.set_level(logging.INFO, logger="mfc_dbus.audit")
+    caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
     message = Message(sender=":1.42", path=OBJECT_PATH, interface=INTERFACE, member="AddRoute")
 
     async def scenario() -> list[str]:
         async with running_service(bus.address, trust_root=True) as (service, _e, _c):
-            service.interface._audit(Call(message, "AddRoute", "x", uid=0), "queued at the stop")
+            service.interface.emitter.audit(
+                Call(message, "AddRoute", "x", uid=0), "queued at the stop"
+            )
         # Read before asyncio.run's clean-up gives the loop more turns.
-        return [r.getMessage() for r in caplog.records if r.name == "mfc_dbus.audit"]
+        return [r.getMessage() for r in caplog.records if r.name == AUDIT_LOGGER]
 
     lines = asyncio.run(scenario())
     assert "uid=0 sender=:1.42 AddRoute: queued at the stop" in lines, lines
