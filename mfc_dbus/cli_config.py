@@ -43,8 +43,13 @@ def check_file(ctx: Context, ready: Ready) -> int:
 
 
 async def export(ctx: Context, client: MfcClient, ready: Ready) -> int:
-    # What an administrator configured: not learned flows, not routes leased to a client.
-    routes = [r for r in await client.list_routes() if r.state != "learned" and not r.owner]
+    # Runtime changes an administrator made: not learned flows, not routes leased to a
+    # client, not the routes of the configuration files (they are in those files).
+    routes = [
+        r
+        for r in await client.list_routes()
+        if r.state != "learned" and not r.owner and not r.origin
+    ]
     vifs = [v for v in await client.list_vifs() if v.explicit]
     ctx.out.write(EXPORT_HEADER + render(_interfaces(vifs), [], [_route(r) for r in routes]))
     ctx.out.flush()

@@ -28,6 +28,7 @@ def route_json(route: RouteInfo) -> dict[str, Any]:
         "packets": route.packets,
         "bytes": route.bytes,
         "wrong_if": route.wrong_if,
+        "origin": route.origin,
     }
 
 
@@ -88,7 +89,9 @@ def routes_table(routes: Sequence[RouteInfo], stats: bool = False) -> str:
         state = route.state
         if route.missing:
             state += f" (missing {','.join(route.missing)})"
-        if route.owner:
+        if route.origin:
+            state += f" config {route.origin}"
+        elif route.owner:
             state += " lease"
         elif not route.persistent:
             state += " temporary"

@@ -150,6 +150,7 @@ class RouteInfo:
     packets: int = 0
     bytes: int = 0
     wrong_if: int = 0
+    origin: str | None = None  # FILE:LINE of a configuration file's route
 
     @classmethod
     def from_dbus(cls, item: Sequence[Any]) -> RouteInfo:
@@ -169,6 +170,7 @@ class RouteInfo:
             packets=int(info.get("packets", 0)),
             bytes=int(info.get("bytes", 0)),
             wrong_if=int(info.get("wrong_if", 0)),
+            origin=info.get("origin") or None,
         )
 
 

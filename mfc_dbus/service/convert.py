@@ -38,6 +38,7 @@ ROUTE_DETAILS: dict[str, Callable[[RouteStatus], Any]] = {
     "table": lambda status: status.route.key.table,
     "family": lambda status: status.route.key.family.value,
     "missing": lambda status: list(status.missing_interfaces),
+    "origin": lambda status: status.route.origin or "",
 }
 VIF_DETAILS: dict[str, Callable[[VifStatus], Any]] = {
     "family": lambda vif: vif.family.value,

@@ -32,7 +32,7 @@ from mfc_dbus.names import BUS_NAME, INTERFACE, OBJECT_PATH, PENDING_VIF_INDEX
 
 ROUTE_KEYS = [
     "source", "group", "input", "outputs", "state", "family", "table", "persistent",
-    "owner", "missing", "packets", "bytes", "wrong_if",
+    "owner", "missing", "packets", "bytes", "wrong_if", "origin",
 ]  # fmt: skip
 VIF_KEYS = [
     "interface", "index", "family", "table", "ttl_threshold", "explicit", "state",
@@ -51,6 +51,7 @@ def route_item(source="192.0.2.1", group="233.252.0.1", **extra):
         "table": Variant("u", 0),
         "family": Variant("s", "ipv4"),
         "missing": Variant("as", []),
+        "origin": Variant("s", ""),
     }
     info.update(extra)
     return [source, group, "up0", ["down0", "down1"], info]
@@ -74,8 +75,13 @@ def test_route_from_dbus_and_json_keys_are_stable():
         "packets": 12,
         "bytes": 432,
         "wrong_if": 0,
+        "origin": None,
     }
     json.dumps(data)  # serialisable as is
+    configured = RouteInfo.from_dbus(route_item(origin=Variant("s", "/etc/mfc-dbus/a.conf:3")))
+    assert fmt.route_json(configured)["origin"] == "/etc/mfc-dbus/a.conf:3"
+    table = fmt.routes_table([configured], stats=False)
+    assert "installed config /etc/mfc-dbus/a.conf:3" in table
 
 
 def test_any_source_is_star_and_missing_keys_default():

@@ -122,7 +122,8 @@ def test_a_bad_file_on_reload_changes_nothing_and_says_why(lab: Lab, tmp_path: P
         bus, lab, tmp_path / "state.json", tmp_path / "mfc-dbusd.log",
         extra=["--config", str(config)],
     ) as service:  # fmt: skip
-        assert group in busctl_call(bus, "ListRoutes", "a{sv}", "0").stdout
+        listed = busctl_call(bus, "ListRoutes", "a{sv}", "0").stdout
+        assert group in listed and f'"origin" s "{config}:1"' in listed, listed
         config.write_text("mroute from up0 group 10.0.0.1 to down0\n")
         refused = busctl_call(bus, "Reload", check=False)
         assert refused.returncode != 0
