@@ -53,6 +53,8 @@ def _with_host(route: RouteInfo, found: list[Finding], checks: HostChecks | None
     forwarding = any(f.code == "forwarding" for f in found)
     causes = checks.causes(route, forwarding)
     if not forwarding:
+        if any(f.code == "no-packets" for f in found):
+            causes += checks.not_joined(route)
         return causes + found
     drops = checks.firewall(route)
     if any(f.severity == PROBLEM for f in drops):

@@ -1,6 +1,7 @@
 """What diagnose reads from the host it runs on, besides the service's counters.
 
-Interface flags (`ip -j link show`), multicast routing rules (`ip -N -j mrule show`,
+Interface flags (`ip -j link show`), group memberships (`ip -j maddr show`), multicast
+routing rules (`ip -N -j mrule show`,
 IPv4 and IPv6), and the firewall rules forwarded packets pass (`nft -j list ruleset`;
 `iptables-save -c` and its relatives for rules of the legacy back end). A tool that
 is missing or refuses (nft needs CAP_NET_ADMIN) leaves its part empty and says why
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 from . import iptables, nft
 from .firewall import FirewallRule
+from .joins import parse_memberships
 from .links import parse_links
 from .mrules import MRule, parse_mrules
 
@@ -70,6 +72,7 @@ class HostState:
     mrules: dict[str, list[MRule]] = field(default_factory=dict)  # family -> rules
     firewall: list[FirewallRule] = field(default_factory=list)
     firewall_read: bool = False
+    joined: dict[str, frozenset[str]] = field(default_factory=dict)  # name -> groups
     unread: tuple[str, ...] = ()
 
     @classmethod
@@ -86,12 +89,17 @@ class HostState:
             mrules=mrules,
             firewall=(firewall or []) + _read_iptables(unread),
             firewall_read=firewall is not None,
+            joined=_guarded(unread, _read_memberships) or {},
             unread=tuple(unread),
         )
 
 
 def _read_links() -> dict[str, frozenset[str]]:
     return parse_links(read_json("ip", "-j", "link", "show"))
+
+
+def _read_memberships() -> dict[str, frozenset[str]]:
+    return parse_memberships(read_json("ip", "-j", "maddr", "show"))
 
 
 def _read_mrules(family: str) -> list[MRule]:

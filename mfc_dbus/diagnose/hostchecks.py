@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..client import RouteInfo
 from .firewall import firewall_findings
 from .host import HostState
+from .joins import not_joined_finding, snooping_bridge
 from .links import multicast_flag_finding, without_multicast
 from .mrules import mrule_findings
 from .report import INFO, Finding
@@ -41,6 +42,11 @@ class HostChecks:
             finding = multicast_flag_finding(route, role, interface, forwarding)
             found += self._once(("flag", interface), [finding])
         return found
+
+    def not_joined(self, route: RouteInfo) -> list[Finding]:
+        """For a route that sees no packets: the group not joined on its input."""
+        finding = not_joined_finding(route, self.after.joined, snooping_bridge(route.input))
+        return [finding] if finding is not None else []
 
     def firewall(self, route: RouteInfo) -> list[Finding]:
         """The firewall rules dropping a route the kernel's counters call forwarding."""

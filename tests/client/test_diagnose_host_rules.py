@@ -371,3 +371,60 @@ def test_unreadable_firewall_is_a_note():
 def test_a_missing_tool_is_unreadable_not_an_error():
     with pytest.raises(host.Unreadable, match="mfc-no-such-tool is not installed"):
         host.run("mfc-no-such-tool", "-j")
+
+
+# -- a group nobody joined behind IGMP/MLD snooping ---------------------------------------
+def test_memberships_of_ip_maddr(tmp_path):
+    from mfc_dbus.diagnose.joins import parse_memberships
+
+    document = [
+        {"ifname": "up0", "maddr": [
+            {"family": "link", "address": "01:00:5e:00:00:01"},
+            {"family": "inet", "address": "233.252.0.1"},
+            {"family": "inet6", "address": "ff3e:0::db8:1"},
+        ]},
+        {"ifname": "lo"},
+    ]  # fmt: skip
+    assert parse_memberships(document) == {
+        "up0": frozenset({"233.252.0.1", "ff3e::db8:1"}),
+        "lo": frozenset(),
+    }
+
+
+def _sysfs(tmp_path, bridge: str, snooping: str, ports: list[str]):
+    (tmp_path / bridge / "bridge").mkdir(parents=True)
+    (tmp_path / bridge / "bridge" / "multicast_snooping").write_text(snooping + "\n")
+    for port in ports:
+        (tmp_path / port / "brport").mkdir(parents=True)
+        (tmp_path / port / "brport" / "bridge").symlink_to(tmp_path / bridge)
+    return tmp_path
+
+
+def test_snooping_bridges_and_their_ports(tmp_path):
+    from mfc_dbus.diagnose.joins import snooping_bridge
+
+    sysfs = _sysfs(tmp_path, "br0", "1", ["eth0"])
+    (sysfs / "eth9").mkdir()
+    assert snooping_bridge("br0", sysfs) == "br0"
+    assert snooping_bridge("eth0", sysfs) == "br0"
+    assert snooping_bridge("eth9", sysfs) is None
+    quiet = _sysfs(tmp_path / "other", "br1", "0", ["eth1"])
+    assert snooping_bridge("br1", quiet) is None and snooping_bridge("eth1", quiet) is None
+
+
+def test_not_joined_is_a_problem_behind_a_local_snooping_bridge():
+    from mfc_dbus.client import RouteInfo
+    from mfc_dbus.diagnose.joins import not_joined_finding
+
+    route = RouteInfo("192.0.2.1", "233.252.0.1", "eth0", ("eth1",))
+    joined = {"eth0": frozenset({"224.0.0.1"})}
+    finding = not_joined_finding(route, joined, "br0")
+    assert finding is not None and finding.severity == "problem"
+    assert "eth0 is a port of br0, which is a bridge with IGMP/MLD snooping" in finding.message
+    assert "`mgroup from eth0 source 192.0.2.1 group 233.252.0.1`" in finding.message
+    hint = not_joined_finding(route, joined, None)
+    assert hint is not None and hint.severity == "info"
+    assert not_joined_finding(route, {"eth0": frozenset({"233.252.0.1"})}, "br0") is None
+    assert not_joined_finding(route, {}, None) is None  # the input is not on this host
+    prefix = RouteInfo("*", "233.252.0.0/24", "eth0", ("eth1",))
+    assert not_joined_finding(prefix, joined, "br0") is None  # a prefix: nothing to name

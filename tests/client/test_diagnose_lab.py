@@ -217,7 +217,7 @@ def test_interface_with_multicast_off_is_named(w: World, family: str):
     w.rtr("ip", "link", "set", "down0", "multicast", "off")
     # Without a sender the flag is one of the possible causes: a problem.
     status, report = w.diagnose(group, source)
-    assert status == 1 and codes(report) == ["no-multicast-flag", "no-packets"]
+    assert status == 1 and codes(report) == ["no-multicast-flag", "not-joined", "no-packets"]
     text = message(report, "no-multicast-flag")
     assert "its output down0 has multicast off" in text
     assert command_in(text) == ["ip", "link", "set", "down0", "multicast", "on"]
@@ -229,4 +229,21 @@ def test_interface_with_multicast_off_is_named(w: World, family: str):
     assert report["findings"][0]["severity"] == "info"
     w.rtr(*command_in(text))
     status, report = w.diagnose(group, source)
+    assert codes(report) == ["not-joined", "no-packets"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_group_not_joined_on_the_input_is_named_when_nothing_arrives(w: World, family: str):
+    source = Lab.source_address(family)
+    group = GROUPS[family][0]
+    w.ok("route", "add", group, "from", source, "iif", "up0", "oif", "down0")
+    status, report = w.diagnose(group, source)
+    assert status == 1 and codes(report) == ["not-joined", "no-packets"]
+    text = message(report, "not-joined")
+    assert f"has not joined {group} on up0" in text
+    assert f"mgroup from up0 source {source} group {group}" in text
+    assert report["findings"][0]["severity"] == "info"  # no snooping bridge on this host
+    # Joined on the input (here by a socket in the router): no longer named.
+    with Receiver.open(w.lab.rtr, "up0", family, group, PORTS[1]):
+        status, report = w.diagnose(group, source)
     assert codes(report) == ["no-packets"]
