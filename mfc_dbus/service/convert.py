@@ -9,6 +9,7 @@ signal argument it cannot fill, or when it fills one the contract does not name.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from operator import attrgetter
 from typing import Any
 
 from dbus_fast import Variant
@@ -29,49 +30,66 @@ def vif_index(vif: VifStatus) -> int:
 
 
 ROUTE_DETAILS: dict[str, Callable[[RouteStatus], Any]] = {
-    "packets": lambda status: status.counters.packets,
-    "bytes": lambda status: status.counters.bytes,
-    "wrong_if": lambda status: status.counters.wrong_if,
-    "state": lambda status: status.state,
-    "persistent": lambda status: status.route.persistent,
+    "packets": attrgetter("counters.packets"),
+    "bytes": attrgetter("counters.bytes"),
+    "wrong_if": attrgetter("counters.wrong_if"),
+    "state": attrgetter("state"),
+    "persistent": attrgetter("route.persistent"),
     "owner": lambda status: status.route.owner or "",
-    "table": lambda status: status.route.key.table,
-    "family": lambda status: status.route.key.family.value,
+    "table": attrgetter("route.key.table"),
+    "family": attrgetter("route.key.family.value"),
     "missing": lambda status: list(status.missing_interfaces),
     "origin": lambda status: status.route.origin or "",
 }
 VIF_DETAILS: dict[str, Callable[[VifStatus], Any]] = {
-    "family": lambda vif: vif.family.value,
-    "table": lambda vif: vif.table,
-    "ttl_threshold": lambda vif: vif.ttl_threshold,
-    "explicit": lambda vif: vif.explicit,
+    "family": attrgetter("family.value"),
+    "table": attrgetter("table"),
+    "ttl_threshold": attrgetter("ttl_threshold"),
+    "explicit": attrgetter("explicit"),
     "state": lambda vif: "pending" if vif.index is None else "installed",
-    "in_packets": lambda vif: vif.in_packets,
-    "out_packets": lambda vif: vif.out_packets,
-    "in_bytes": lambda vif: vif.in_bytes,
-    "out_bytes": lambda vif: vif.out_bytes,
+    "in_packets": attrgetter("in_packets"),
+    "out_packets": attrgetter("out_packets"),
+    "in_bytes": attrgetter("in_bytes"),
+    "out_bytes": attrgetter("out_bytes"),
 }
-# Signal arguments by name, read from the value the engine's listener call carries.
-ROUTE_SIGNAL_ARGS: dict[str, Callable[[Route], Any]] = {
-    "source": lambda route: route.key.texts[0],
-    "group": lambda route: route.key.texts[1],
-    "input": lambda route: route.input,
-    "outputs": lambda route: list(route.outputs),
-    "table": lambda route: route.key.table,
-    "family": lambda route: route.key.family.value,
+# What a signal can carry about a route or a VIF, read in one go from the value the
+# engine's listener call passes; the contract's argument names pick and order them.
+ROUTE_SIGNAL_FIELDS = ("source", "group", "input", "outputs", "table", "family")
+VIF_SIGNAL_FIELDS = ("interface", "index", "family", "table")
+
+
+def route_signal_values(route: Route) -> tuple[Any, ...]:
+    key = route.key
+    source, group = key.texts
+    return source, group, route.input, list(route.outputs), key.table, key.family.value
+
+
+def vif_signal_values(vif: VifStatus) -> tuple[Any, ...]:
+    return vif.interface, vif_index(vif), vif.family.value, vif.table
+
+
+SIGNAL_VALUES: dict[str, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {
+    "RouteAdded": (ROUTE_SIGNAL_FIELDS, route_signal_values),
+    "RouteRemoved": (ROUTE_SIGNAL_FIELDS, route_signal_values),
+    "VifAdded": (VIF_SIGNAL_FIELDS, vif_signal_values),
+    "VifRemoved": (VIF_SIGNAL_FIELDS, vif_signal_values),
 }
-VIF_SIGNAL_ARGS: dict[str, Callable[[VifStatus], Any]] = {
-    "interface": lambda vif: vif.interface,
-    "index": vif_index,
-    "family": lambda vif: vif.family.value,
-    "table": lambda vif: vif.table,
-}
-SIGNAL_VALUES: dict[str, Mapping[str, Getter]] = {
-    "RouteAdded": ROUTE_SIGNAL_ARGS,
-    "RouteRemoved": ROUTE_SIGNAL_ARGS,
-    "VifAdded": VIF_SIGNAL_ARGS,
-    "VifRemoved": VIF_SIGNAL_ARGS,
-}
+
+
+def _body_builder(name: str, arg_names: tuple[str, ...]) -> Callable[[Any], list[Any]]:
+    fields, values = SIGNAL_VALUES[name]
+    missing = [arg for arg in arg_names if arg not in fields]
+    if missing:
+        raise TypeError(f"signal {name}: the service cannot fill {missing}")
+    if arg_names == fields:
+        return lambda value: list(values(value))
+    positions = [fields.index(arg) for arg in arg_names]
+
+    def body(value: Any) -> list[Any]:
+        found = values(value)
+        return [found[n] for n in positions]
+
+    return body
 
 
 def _matched(wanted: Iterable[str], known: Iterable[str], what: str) -> None:
@@ -102,13 +120,9 @@ class Wire:
             contract.methods["ListVifs"].arg("vifs").keys, VIF_DETAILS, "ListVifs"
         )
         _matched(contract.signals, SIGNAL_VALUES, "signals")
-        self._signal_args: dict[str, tuple[Getter, ...]] = {}
-        for name, spec in contract.signals.items():
-            known = SIGNAL_VALUES[name]
-            missing = [arg for arg in spec.arg_names if arg not in known]
-            if missing:
-                raise TypeError(f"signal {name}: the service cannot fill {missing}")
-            self._signal_args[name] = tuple(known[arg] for arg in spec.arg_names)
+        self._signal_bodies = {
+            name: _body_builder(name, spec.arg_names) for name, spec in contract.signals.items()
+        }
 
     def route_from_args(
         self,
@@ -158,4 +172,4 @@ class Wire:
 
     def signal_body(self, member: str, value: Any) -> list[Any]:
         """The body of signal `member` for the engine's value, in the contract's order."""
-        return [get(value) for get in self._signal_args[member]]
+        return self._signal_bodies[member](value)

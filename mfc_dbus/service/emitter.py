@@ -20,7 +20,8 @@ from dbus_fast import Message, MessageType, Variant
 from ..contract import Contract
 from ..gcpause import gc_paused_if_many
 from ..names import DBUS_PROPERTIES_INTERFACE, OBJECT_PATH
-from . import audit
+from .audit import call_line
+from .audit import enabled as audit_enabled
 from .auth import Call
 from .convert import Wire
 from .outbox import Outbox
@@ -67,7 +68,7 @@ class Emitter:
 
     def audit(self, call: Call, what: AuditText) -> None:
         """Queue one audit line; `what` may be a function, called only when it is written."""
-        if audit.enabled():
+        if audit_enabled():
             self._audit_lines.append((call, what))
             self._schedule_drain()
 
@@ -87,7 +88,7 @@ class Emitter:
         bus is away the signals wait for the next connection."""
         lines, self._audit_lines = self._audit_lines, []
         for call, what in lines:
-            audit.call_line(call.uid, call.sender, call.member, what() if callable(what) else what)
+            call_line(call.uid, call.sender, call.member, what() if callable(what) else what)
         outbox = self._outbox
         if outbox is None:
             return

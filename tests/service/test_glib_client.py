@@ -47,13 +47,12 @@ def glib_client(lab: Lab, tmp_path: Path) -> Iterator[tuple[PrivateBus, subproce
         try:
             yield bus, mirror
         finally:
+            bus.stop_owner(BUS_NAME)  # the activated service first: it outlives its bus
             if mirror.poll() is None:
                 mirror.kill()
             mirror.wait()
             for pipe in (mirror.stdin, mirror.stdout, mirror.stderr):
                 pipe.close()
-            if bus.owner_pid(BUS_NAME) is not None:
-                bus.stop_owner(BUS_NAME)
 
 
 async def _changes(client: MfcClient) -> None:
