@@ -160,13 +160,14 @@ def event_text(event: Event) -> str:
     a = event.args
     if event.name == "RouteAdded":
         outputs = " ".join(a["outputs"])
-        return f"route added {a['source']} {a['group']} iif {a['input']} oifs {outputs}"
+        route = f"{a['source']} {a['group']} iif {a['input']} oifs {outputs}"
+        return f"route added {route}{_in_table(a)}"
     if event.name == "RouteRemoved":
-        return f"route removed {a['source']} {a['group']}"
+        return f"route removed {a['source']} {a['group']}{_in_table(a)}"
     if event.name in ("VifAdded", "VifRemoved"):
         verb = "added" if event.name == "VifAdded" else "removed"
         index = "pending" if a["index"] is None else f"index {a['index']}"
-        return f"vif {verb} {a['interface']} {index} {a['family']}"
+        return f"vif {verb} {a['interface']} {index} {a['family']}{_in_table(a)}"
     if event.name == "PropertiesChanged":
         changed = " ".join(f"{k}={_scalar(v)}" for k, v in sorted(a["changed"].items()))
         return f"properties {changed}".rstrip()
@@ -175,6 +176,11 @@ def event_text(event: Event) -> str:
     if event.name == "ServiceStopped":
         return "service stopped"
     return event.name
+
+
+def _in_table(args: dict[str, Any]) -> str:
+    """ " table N" for a table other than the default one (as `route show` marks it)."""
+    return f" table {args['table']}" if args.get("table") else ""
 
 
 def _scalar(value: Any) -> str:
