@@ -37,10 +37,8 @@ from .errors import AccessDenied, InteractiveAuthorizationRequired, InvalidArgum
 from .model import (
     MAX_TABLE_ID,
     Family,
-    format_group,
-    format_source,
     make_route_key,
-    parse_source,
+    source_text,
     validate_interface_name,
 )
 from .names import (
@@ -514,12 +512,12 @@ def prepare(command: Command, opts: argparse.Namespace) -> dict[str, Any]:
         ready["spec"] = route_spec(values)
     elif command.obj in ("route", "diagnose") and "group" in values:
         key = make_route_key(values.get("source", ""), values["group"], ready["table"] or 0)
-        ready["group"] = format_group(key.group)
-        ready["source"] = None if key.source is None else format_source(key.source)
+        source, ready["group"] = key.texts
+        ready["source"] = None if source == "*" else source
         ready["group_family"] = str(key.family)
     elif command.obj == "route" and "source" in values:
-        source = parse_source(values["source"])
-        ready["source"] = None if source is None else format_source(source)
+        source = source_text(values["source"])
+        ready["source"] = None if source == "*" else source
     ready["source_given"] = "source" in values
     if command.obj == "vif" and command.verb == "add":
         ready["threshold"] = parse_uint(values.get("threshold"), "threshold", 255)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from ..model import Family, Route, RouteKey, RouteStatus, VifConfig, VifStatus
@@ -97,12 +96,6 @@ class EngineAPI(Protocol):
 
 
 __all__ = ["Engine", "EngineAPI", "EngineListener", "ReloadResult"]
-
-
-def default_state_file() -> Path:
-    from ..names import DEFAULT_STATE_FILE
-
-    return Path(DEFAULT_STATE_FILE)
 
 
 def __getattr__(name: str):

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from ipaddress import ip_address
 
 from ..errors import MfcError
 from ..kernel.mfcdump import RawEntry
-from ..model import MAX_VIFS
+from ..model import MAX_VIFS, format_address
 from .runtime import LiveVif
 from .table import Table
 
@@ -63,7 +62,7 @@ def seed_installed(
         outputs = {slot_of.get(oif): ttl for oif, ttl in kernel_outputs.items()}
         if parent is None or None in outputs:
             log.warning("%s: removing (%s, %s): it uses an interface with no VIF",
-                        table.describe, *map(ip_address, sg))  # fmt: skip
+                        table.describe, *map(format_address, sg))  # fmt: skip
             _quietly(sock.del_mfc, source, group)
             removed += 1
             continue

@@ -11,7 +11,6 @@ listeners; any failure undoes everything (journal.py).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import time
@@ -26,12 +25,12 @@ from ..kernel.netlink import LinkEvent, LinkMonitor, interface_indexes
 from ..model import (
     Counters,
     Family,
-    IPAddress,
     Route,
     RouteKey,
     RouteStatus,
     VifConfig,
     VifStatus,
+    format_address,
 )
 from . import ReloadResult
 from .adopt import seed_installed
@@ -52,7 +51,7 @@ from .state import (
     vif_record,
 )
 from .table import SG, Learned, Table
-from .validate import check_interface_name, check_route, check_table, check_vif
+from .validate import check_interface_name, check_route, check_routes, check_table, check_vif
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +78,9 @@ def _dump_kernel(families: set[Family]) -> dict[Family, list[RawEntry]]:
         return {}
 
 
-def _addresses(sg: SG) -> tuple[IPAddress, IPAddress]:
-    """The ipaddress objects of a packed (S, G): for templates, messages and read-back."""
-    return ipaddress.ip_address(sg[0]), ipaddress.ip_address(sg[1])
+def _addresses(sg: SG) -> tuple[str, str]:
+    """A packed (S, G) as text, for messages."""
+    return format_address(sg[0]), format_address(sg[1])
 
 
 class Engine:
@@ -256,7 +255,7 @@ class Engine:
                 if sg in table.exact or sg in table.learned:
                     continue
                 arrival = table.live_vifs[parent][0]
-                template = table.templates.best(*_addresses(sg), arrival)
+                template = table.templates.best(*sg, arrival)
                 if template is None:
                     if table.mfc[sg][1]:  # not one of ours ("nobody routes this" entries are)
                         log.warning("%s: removing (%s, %s) from the adopted table: no route "
@@ -535,7 +534,7 @@ class Engine:
     def _rematch(self, table: Table, journal: Journal, strict: bool) -> None:
         """Templates changed: give every learned flow its (new) template."""
         for sg, learned in list(table.learned.items()):
-            best = table.templates.best(*_addresses(sg), learned.arrival)
+            best = table.templates.best(*sg, learned.arrival)
             if best is learned.template:
                 continue
             if best is None and learned.template is not None:
@@ -667,10 +666,8 @@ class Engine:
         return self._status(route, counters)
 
     def add_routes(self, routes: Sequence[Route]) -> int:
-        batch: dict[RouteKey, Route | None] = {}
-        for route in routes:
-            check_route(route)
-            batch[route.key] = route
+        check_routes(routes)
+        batch: dict[RouteKey, Route | None] = {route.key: route for route in routes}
         if len(batch) < len(routes):
             seen: set[RouteKey] = set()
             twice = next(r.key for r in routes if r.key in seen or seen.add(r.key))
@@ -848,12 +845,7 @@ class Engine:
         route = learned.route
         if route is None or route.input != learned.input or route.outputs != learned.outputs:
             prefix = _HOST_PREFIX[table.family]
-            key = RouteKey(
-                table.family,
-                table.table,
-                ipaddress.ip_network((ipaddress.ip_address(sg[0]), prefix)),
-                ipaddress.ip_network((ipaddress.ip_address(sg[1]), prefix)),
-            )
+            key = RouteKey(table.table, sg, prefix, prefix)
             route = learned.route = Route(key, learned.input, learned.outputs, persistent=False)
         return route
 
@@ -978,7 +970,7 @@ class Engine:
         if slot_owner is None:
             return
         arrival = slot_owner[0]
-        sg = (upcall.source.packed, upcall.group.packed)
+        sg = (upcall.source, upcall.group)
         if upcall.kind == UpcallKind.NOCACHE:
             key = table.exact.get(sg)
             if key is not None:  # configured: (re)install exactly that
@@ -998,7 +990,7 @@ class Engine:
                 return
             log.info(
                 "%s: flow (%s, %s) moved from %s to %s (template %s)",
-                table.describe, upcall.source, upcall.group, learned.input, arrival, template.key,
+                table.describe, *_addresses(sg), learned.input, arrival, template.key,
             )  # fmt: skip
             self._set_learned(table, sg, Learned(template, arrival, self._clock()), NULL)
             table.set_entry(sg, table.want(template.input, template.outputs), NULL, False)
