@@ -47,7 +47,7 @@ def floor_rate(routes: list[Route], repeats: int) -> float:
     try:
         for vif, name in enumerate(("up0", "down0", "down1")):
             sock.add_vif(vif, socket.if_nametoindex(name))
-        pairs = [(r.key.source.network_address, r.key.group.network_address) for r in routes]
+        pairs = [r.key.sg for r in routes]
         best = min(
             timed(lambda: [sock.add_mfc(s, g, 0, {1: 1, 2: 1}) for s, g in pairs])
             for _ in range(repeats)

@@ -21,10 +21,11 @@ from mfc_lab import Lab, in_netns
 TARGET = 250_000
 
 
-def flows(family: Family, count: int) -> list[tuple]:
+def flows(family: Family, count: int) -> list[tuple[bytes, bytes]]:
+    """(source, group) pairs, packed as the kernel layer takes them."""
     group = ipaddress.ip_address("233.252.0.1" if family is Family.IPV4 else "ff3e::db8:1")
     base = ipaddress.ip_address("10.0.0.0" if family is Family.IPV4 else "2001:db8:9::")
-    return [(base + 1 + n, group) for n in range(count)]
+    return [((base + 1 + n).packed, group.packed) for n in range(count)]
 
 
 def best_of(repeats: int, run, *args) -> tuple[float, float]:
@@ -57,8 +58,8 @@ def floor_run(sock, family: Family, pairs) -> tuple[float, float]:
         ctl.mf6cc_origin.sin6_family = ctl.mf6cc_mcastgrp.sin6_family = socket.AF_INET6
         group_at = ffi.offsetof(ctype, "mf6cc_mcastgrp", "sin6_addr")
         ctl.mf6cc_ifset.ifs_bits[0] = 0b110
-    buf[group_at : group_at + size] = pairs[0][1].packed
-    packed = [s.packed for s, _ in pairs]
+    buf[group_at : group_at + size] = pairs[0][1]
+    packed = [s for s, _ in pairs]
     raw = sock._sock  # the floor: no layer in between
 
     def run(option: int) -> None:

@@ -21,10 +21,8 @@ from .errors import InvalidArgument, MfcError
 from .model import (
     MAX_TABLE_ID,
     Family,
-    format_group,
-    format_source,
     make_route_key,
-    parse_source,
+    source_text,
     validate_interface_name,
 )
 
@@ -174,12 +172,13 @@ def _route_arguments(command: Command, table: int | None) -> dict[str, Any]:
         return {"spec": route_spec(values)}
     if command.obj in ("route", "diagnose") and "group" in values:
         key = make_route_key(values.get("source", ""), values["group"], table or 0)
+        source, group = key.texts
         return {
-            "group": format_group(key.group),
-            "source": None if key.source is None else format_source(key.source),
+            "group": group,
+            "source": None if source == "*" else source,
             "group_family": str(key.family),
         }
     if command.obj == "route" and "source" in values:
-        source = parse_source(values["source"])
-        return {"source": None if source is None else format_source(source)}
+        source = source_text(values["source"])
+        return {"source": None if source == "*" else source}
     return {}

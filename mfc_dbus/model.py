@@ -1,28 +1,21 @@
-"""Value types and validation shared by every layer (no I/O here)."""
+"""Value types and validation shared by every layer (no I/O here).
+
+Addresses are packed bytes, 4 for IPv4 and 16 for IPv6, as the kernel takes them: they
+hash and compare in C. Text is read by one parser (`_parse_prefix`, socket.inet_pton)
+and written by socket.inet_ntop; prefixes are matched with integer masks.
+"""
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from socket import AF_INET, inet_ntoa, inet_pton
-from typing import Any
+from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
 
 from .errors import InvalidArgument
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_VIFS = 32  # MAXVIFS / MAXMIFS: per family and table
 MAX_TABLE_ID = 2**32 - 1
 IFNAMSIZ = 16  # including the terminating NUL
-_IFNAME_FORBIDDEN = re.compile(r"[\s/:]")
-
-IPV4_LINK_LOCAL_GROUPS = ipaddress.IPv4Network("224.0.0.0/24")
-IPV4_MULTICAST = ipaddress.IPv4Network("224.0.0.0/4")
-IPV6_MULTICAST = ipaddress.IPv6Network("ff00::/8")
 
 
 class Family(StrEnum):
@@ -33,30 +26,44 @@ class Family(StrEnum):
     def parse(cls, text: str) -> Family:
         try:
             return cls(text.lower())
-        except ValueError:
+        except (ValueError, AttributeError):
             raise InvalidArgument(f"family {text!r} is not valid; use 'ipv4' or 'ipv6'") from None
 
-    @classmethod
-    def of(cls, value: IPNetwork | IPAddress) -> Family:
-        return cls.IPV4 if value.version == 4 else cls.IPV6
+
+# What the kernel calls the table used without MRT_TABLE: RT_TABLE_DEFAULT for IPMR,
+# RT_TABLE_MAIN for IP6MR (ip6mr.c's RT6_TABLE_DFLT). Both are our table 0.
+KERNEL_DEFAULT_TABLE = {Family.IPV4: 253, Family.IPV6: 254}
+FAMILY_OF_SIZE = {4: Family.IPV4, 16: Family.IPV6}  # by a packed address's length
 
 
-_valid_names: set[str] = set()  # names that passed, bounded: a host has few interfaces
+def check_table(table: object) -> None:
+    if type(table) is not int or not 0 <= table <= MAX_TABLE_ID:  # bool is refused too
+        raise InvalidArgument(
+            f"table {table!r} is not valid; use 0 (the default table) to {MAX_TABLE_ID}"
+        )
 
 
 def validate_interface_name(name: str) -> str:
-    """Check a Linux interface name as the kernel would (dev_valid_name)."""
-    if type(name) is str and name in _valid_names:
+    """Check a Linux interface name as the kernel would (dev_valid_name); returns it."""
+    if (
+        type(name) is str
+        and 0 < len(name) < IFNAMSIZ
+        and name.isascii()
+        and name.isprintable()  # of printable ASCII, only the space is whitespace
+        and " " not in name
+        and "/" not in name
+        and ":" not in name
+        and name not in (".", "..")
+    ):
         return name
-    _check_interface_name(name)
-    if len(_valid_names) >= 4096:
-        _valid_names.clear()
-    _valid_names.add(name)
-    return name
+    _explain_interface_name(name)
+    return name  # a valid name of a str subclass
 
 
-def _check_interface_name(name: str) -> None:
-    if not isinstance(name, str) or not name:
+def _explain_interface_name(name: object) -> None:
+    if not isinstance(name, str):
+        raise InvalidArgument(f"interface name {name!r} is not valid: it must be a string")
+    if not name:
         raise InvalidArgument("interface name is empty; give a name such as 'eth0'")
     if name in (".", ".."):
         raise InvalidArgument(f"interface name {name!r} is not valid")
@@ -64,224 +71,291 @@ def _check_interface_name(name: str) -> None:
         raise InvalidArgument(
             f"interface name {name!r} is not valid: use printable ASCII characters only"
         )
-    if len(name.encode()) >= IFNAMSIZ:
+    if len(name) >= IFNAMSIZ:
         raise InvalidArgument(
             f"interface name {name!r} is too long: at most {IFNAMSIZ - 1} characters"
         )
-    if _IFNAME_FORBIDDEN.search(name):
+    if " " in name or "/" in name or ":" in name:
         raise InvalidArgument(
             f"interface name {name!r} is not valid: no spaces, '/' or ':' allowed"
         )
 
 
-# Parsed groups by text (a few groups carry many routes): the network and, for a host
-# group, its packed address. Bounded, never errors.
-_group_cache: dict[str, tuple[IPNetwork, bytes | None]] = {}
-_CACHE_LIMIT = 4096
+# -- addresses ------------------------------------------------------------------------
+def format_address(packed: bytes) -> str:
+    """An address as text (inet_ntop), from its 4 or 16 packed bytes."""
+    return inet_ntop(AF_INET if len(packed) == 4 else AF_INET6, packed)
 
 
-def parse_group(text: str) -> IPNetwork:
-    """A multicast group address or prefix, routable by the kernel."""
-    return _parse_group_cached(text)[0]
+def format_prefix(packed: bytes, length: int) -> str:
+    """'address/length', or the address alone for a host (the full length)."""
+    text = inet_ntop(AF_INET if len(packed) == 4 else AF_INET6, packed)
+    return text if length == 8 * len(packed) else f"{text}/{length}"
 
 
-def _parse_group_cached(text: str) -> tuple[IPNetwork, bytes | None]:
-    if type(text) is str:
-        found = _group_cache.get(text)
-        if found is not None:
-            return found
-    group = _parse_group(text)
-    packed = group.network_address.packed if is_exact(group) else None
-    if len(_group_cache) >= _CACHE_LIMIT:
-        _group_cache.clear()
-    found = _group_cache[text] = (group, packed)
-    return found
+def _prefix_bits(packed: bytes, length: int) -> int:
+    """The first `length` bits of `packed`, as an integer."""
+    return int.from_bytes(packed) >> (8 * len(packed) - length)
 
 
-def check_multicast_group(group: IPNetwork, shown: str) -> None:
-    """Refuse a group the kernel would not forward; `shown` is how the message names it."""
-    if not group.is_multicast:
-        raise InvalidArgument(
-            f"group {shown} is not a multicast address; "
-            "valid groups are in 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6)"
-        )
-    if group.version == 4 and group.overlaps(IPV4_LINK_LOCAL_GROUPS):
-        raise InvalidArgument(
-            f"group {shown} is link-local (224.0.0.0/24), which the kernel never forwards; "
-            "use a routable group such as 232.1.1.1 or 239.1.1.1"
-        )
-    if group.version == 6:
-        scope = group.network_address.packed[1] & 0x0F
-        if group.prefixlen < 16 or scope <= 2:
-            raise InvalidArgument(
-                f"group {shown} has interface- or link-local scope (ff01::/16, ff02::/16), "
-                "which the kernel never forwards; use scope 3 or wider, such as ff05::1:3 "
-                "or ff3e::1"
-            )
+def _host_bits(packed: bytes, length: int) -> int:
+    """The bits of `packed` after the first `length` (zero for a network address)."""
+    return int.from_bytes(packed) & ((1 << (8 * len(packed) - length)) - 1)
 
 
-def _parse_group(text: str) -> IPNetwork:
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidArgument(
-            "group is empty; give a multicast address such as 232.1.1.1 or ff3e::1"
-        )
+_EXAMPLES = {
+    "group": "give a multicast address such as 232.1.1.1, 239.0.0.0/8 or ff3e::1",
+    "source": "give a unicast address such as 192.0.2.1, a prefix such as 10.1.0.0/16, "
+    "or '*' for any source",
+}
+
+
+def _parse_prefix(text: str, role: str) -> tuple[bytes, int]:
+    """The packed address and prefix length of `text`, an IPv4 or IPv6 address with an
+    optional '/length' (host bits clear): the one reader of addresses. `role` ("group"
+    or "source") names the value in the InvalidArgument raised."""
+    address, slash, length_text = text.partition("/")
     try:
-        group = ipaddress.ip_network(text.strip(), strict=True)
-    except ValueError as exc:
+        packed = inet_pton(AF_INET6 if ":" in address else AF_INET, address)
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         raise InvalidArgument(
-            f"group {text!r} is not a valid address or prefix ({exc}); "
-            "give a multicast address such as 232.1.1.1, 239.0.0.0/8 or ff3e::1"
+            f"{role} {text!r} is not a valid address or prefix; {_EXAMPLES[role]}"
         ) from None
-    check_multicast_group(group, repr(text))
-    return group
+    if not slash:
+        return packed, 8 * len(packed)
+    bits = 8 * len(packed)
+    if not (length_text.isascii() and length_text.isdigit()) or int(length_text) > bits:
+        raise InvalidArgument(
+            f"{role} {text!r} is not a valid prefix: the length after '/' must be 0 to {bits}"
+        )
+    length = int(length_text)
+    if _host_bits(packed, length):
+        network = (_prefix_bits(packed, length) << (bits - length)).to_bytes(len(packed))
+        raise InvalidArgument(
+            f"{role} {text!r} is not a valid prefix: it has host bits set "
+            f"(the prefix is {format_prefix(network, length)})"
+        )
+    return packed, length
 
 
-def parse_source(text: str) -> IPNetwork | None:
-    """A source host or prefix; empty or '*' means any source (None)."""
-    return _parse_source_packed(text)[0]
+def source_text(text: str) -> str:
+    """A source as the service writes it (canonical text, '*' for any source)."""
+    packed, length = _parse_source(text, 4)
+    return format_prefix(packed, length) if length else "*"
 
 
-def _parse_source_packed(text: str) -> tuple[IPNetwork | None, bytes | None]:
-    """The source and, when the fast path for an IPv4 host knows it, its packed address."""
-    if not isinstance(text, str):
-        raise InvalidArgument("source must be a string")
+def _parse_source(text: str, size: int) -> tuple[bytes, int]:
+    """A source host or prefix; empty, '*' or a /0 prefix is any source: the zero
+    address of `size` bytes with length 0."""
+    if type(text) is not str:
+        raise InvalidArgument(f"source {text!r} is not valid: it must be a string")
     text = text.strip()
-    if text in ("", "*"):
-        return None, None
-    if "/" not in text:  # fast path for the common case, an IPv4 unicast host
-        try:
-            packed = inet_pton(AF_INET, text)
-        except OSError:
-            packed = b""
-        if packed and not 224 <= packed[0] < 240:
-            return ipaddress.IPv4Network((int.from_bytes(packed, "big"), 32)), packed
-    try:
-        source = ipaddress.ip_network(text, strict=True)
-    except ValueError as exc:
-        raise InvalidArgument(
-            f"source {text!r} is not a valid address or prefix ({exc}); give a unicast "
-            "address such as 192.0.2.1, a prefix such as 10.1.0.0/16, or '*' for any source"
-        ) from None
-    if source.network_address.is_multicast:
-        raise InvalidArgument(
-            f"source {text!r} is a multicast address; a source must be a unicast sender "
-            "address or prefix"
-        )
-    if source.prefixlen == 0:
-        return None, None
-    return source, None
+    if text == "*" or not text:
+        return bytes(size), 0
+    packed, length = _parse_prefix(text, "source")
+    return (packed, length) if length else (bytes(size), 0)
 
 
-def format_source(source: IPNetwork | None) -> str:
-    if source is None:
-        return "*"
-    if source.prefixlen == source.max_prefixlen:
-        return str(source.network_address)
-    return str(source)
-
-
-def format_group(group: IPNetwork) -> str:
-    if group.prefixlen == group.max_prefixlen:
-        return str(group.network_address)
-    return str(group)
-
-
-_group_texts: dict[int, tuple[IPNetwork, str]] = {}
-
-
-def _group_text(group: IPNetwork) -> str:
-    # By identity: parsed groups are shared objects and hashing a network is slow. The
-    # entry keeps its group alive, so the id cannot be reused while it is a key.
-    found = _group_texts.get(id(group))
-    if found is not None and found[0] is group:
-        return found[1]
-    if len(_group_texts) >= _CACHE_LIMIT:
-        _group_texts.clear()
-    text = format_group(group)
-    _group_texts[id(group)] = (group, text)
-    return text
-
-
-def is_exact(network: IPNetwork | None) -> bool:
-    return network is not None and network.prefixlen == network.max_prefixlen
-
-
-class _computed_once:  # noqa: N801 (used like functools.cached_property)
-    """functools.cached_property without its lock: Python 3.11 takes an RLock for every
-    first computation, which costs more than these values (a batch makes 10,000 keys).
-    A non-data descriptor: once stored in the instance dict, that is found first."""
-
-    def __init__(self, function: Callable[[Any], Any]) -> None:
-        self.function = function
-        self.name = function.__name__
-        self.__doc__ = function.__doc__
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        value = instance.__dict__[self.name] = self.function(instance)
-        return value
-
-
-@dataclass(frozen=True)
+# -- route keys ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, repr=False)
 class RouteKey:
-    """What identifies a route: (S,G) per family and table."""
+    """What identifies a route: (S,G) in a table, the family following the addresses.
 
-    family: Family
+    `sg` is the packed (source, group) network addresses, `source_len` and `group_len`
+    their prefix lengths; any source is the zero address with length 0. For an exact
+    route `sg` is how the kernel and the engine's tables know its entry. A key is valid
+    by construction (__post_init__ refuses what the kernel would not forward);
+    make_route_key reads one from text.
+    """
+
     table: int
-    source: IPNetwork | None  # None: any source, (*,G)
-    group: IPNetwork
+    sg: tuple[bytes, bytes]
+    source_len: int
+    group_len: int
 
-    @_computed_once
+    def __post_init__(self) -> None:
+        # Every key of a batch or of the state file passes here: the usual key is
+        # decided by the first test of each part (integer masks only for 224.x groups
+        # and for prefixes).
+        if type(self.sg) is not tuple or len(self.sg) != 2:
+            raise InvalidArgument(f"{self.sg!r} is not a packed (source, group)")
+        source, group = self.sg
+        length = self.group_len
+        size = len(group) if type(group) is bytes else 0
+        bits = 8 * size
+        if size == 4:
+            if (
+                type(length) is not int
+                or not 4 <= length <= 32
+                or not 224 <= group[0] <= 239
+                or (group[0] == 224 and _within_link_local(group, length))
+            ):
+                raise _bad_group(group, length)
+        elif (
+            size != 16
+            or type(length) is not int
+            or not 16 <= length <= 128
+            or group[0] != 0xFF
+            or group[1] & 0x0F <= 2  # interface- or link-local scope
+        ):
+            raise _bad_group(group, length)
+        if length != bits and _host_bits(group, length):
+            raise _bad_group(group, length)
+        length = self.source_len
+        if (
+            type(source) is not bytes
+            or len(source) != size
+            or type(length) is not int
+            or not 0 <= length <= bits
+            or (length != bits and _host_bits(source, length))
+            or (length and (224 <= source[0] <= 239 if size == 4 else source[0] == 0xFF))
+        ):
+            raise _bad_source(source, length, group)
+        table = self.table
+        if type(table) is not int or not 0 <= table <= MAX_TABLE_ID:
+            check_table(table)
+
+    @property
+    def source(self) -> bytes:
+        return self.sg[0]
+
+    @property
+    def group(self) -> bytes:
+        return self.sg[1]
+
+    @property
+    def family(self) -> Family:
+        return FAMILY_OF_SIZE[len(self.sg[1])]
+
+    @property
     def is_template(self) -> bool:
         """True for (*,G) and prefix routes, realised as exact (S,G) on upcalls."""
-        return not (is_exact(self.source) and is_exact(self.group))
+        bits = 8 * len(self.sg[1])
+        return self.group_len != bits or self.source_len != bits
 
-    @_computed_once
-    def sg(self) -> tuple[bytes, bytes]:
-        """The packed (source, group) addresses of an exact route: how the engine and the
-        kernel know its entry. Bytes hash in C; ipaddress objects hash in slow Python."""
-        return (self.source.network_address.packed, self.group.network_address.packed)
-
-    @_computed_once
+    @property
     def texts(self) -> tuple[str, str]:
-        """(source, group) as format_source and format_group write them, computed once:
-        signals, the state file and logs show every key."""
-        if self.family is Family.IPV4 and not self.is_template:
-            source = inet_ntoa(self.sg[0])  # str() of an ipaddress object is slow Python
-        else:
-            source = format_source(self.source)
-        return source, _group_text(self.group)
+        """(source, group) as the API and the state file write them ('*': any source).
+        Every signal and state file record shows one: format_prefix, inline."""
+        source, group = self.sg
+        bits = 8 * len(group)
+        family = AF_INET if bits == 32 else AF_INET6
+        group_text = inet_ntop(family, group)
+        if self.group_len != bits:
+            group_text = f"{group_text}/{self.group_len}"
+        if not self.source_len:
+            return "*", group_text
+        source_text = inet_ntop(family, source)
+        if self.source_len != bits:
+            source_text = f"{source_text}/{self.source_len}"
+        return source_text, group_text
+
+    def covers(self, source: bytes, group: bytes) -> bool:
+        """Whether the flow (source, group), packed addresses, is within this key."""
+        network_source, network_group = self.sg
+        return (
+            len(group) == len(network_group)
+            and _prefix_bits(group, self.group_len) == _prefix_bits(network_group, self.group_len)
+            and (
+                not self.source_len
+                or _prefix_bits(source, self.source_len)
+                == _prefix_bits(network_source, self.source_len)
+            )
+        )
 
     def __str__(self) -> str:
         table = f" table {self.table}" if self.table else ""
         source, group = self.texts
         return f"({source}, {group}){table}"
 
-    def __hash__(self) -> int:
-        # Keys index the engine's tables and are hashed many times per route; the hash of
-        # an ipaddress network is slow Python, so compute it once per key, and for an
-        # exact (S,G) from the packed addresses (equal keys: equal table and packed pair).
-        try:
-            return self.__dict__["_hash"]
-        except KeyError:
-            pass
-        try:
-            exact = not self.is_template
-            value = hash((self.table, self.sg)) if exact else None
-        except (AttributeError, TypeError):  # not a valid key: the engine refuses it
-            value = None
-        if value is None:
-            value = hash((self.family, self.table, self.source, self.group))
-        object.__setattr__(self, "_hash", value)
-        return value
-
-    def __getstate__(self) -> dict:
-        # A cached hash must not travel to another process (str hashes are salted).
-        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "is_template")}
+    def __repr__(self) -> str:
+        source, group = self.texts
+        return f"make_route_key({source!r}, {group!r}, {self.table})"
 
 
-@dataclass(frozen=True)
+_KERNEL_DEFAULT_BY_SIZE = {
+    4: KERNEL_DEFAULT_TABLE[Family.IPV4],
+    16: KERNEL_DEFAULT_TABLE[Family.IPV6],
+}
+
+
+def make_route_key(source: str, group: str, table: int = 0) -> RouteKey:
+    """The route key of text, as D-Bus calls, the state file and the client give it: a
+    group address or prefix, a source address or prefix ('' or '*': any source).
+    The kernel's id of the family's default table (253, 254) becomes 0. Raises
+    InvalidArgument naming the value."""
+    if type(group) is not str:
+        raise InvalidArgument(f"group {group!r} is not valid: it must be a string")
+    if not (group := group.strip()):
+        raise InvalidArgument(
+            "group is empty; give a multicast address such as 232.1.1.1 or ff3e::1"
+        )
+    group_packed, group_len = _parse_prefix(group, "group")
+    source_packed, source_len = _parse_source(source, len(group_packed))
+    if table == _KERNEL_DEFAULT_BY_SIZE[len(group_packed)] and type(table) is int:
+        table = 0
+    return RouteKey(table, (source_packed, group_packed), source_len, group_len)
+
+
+def _within_link_local(group: bytes, length: int) -> bool:
+    """Whether an IPv4 group prefix overlaps 224.0.0.0/24, which the kernel never
+    forwards."""
+    overlap = min(length, 24)
+    return _prefix_bits(group, overlap) == 0xE00000 >> (24 - overlap)
+
+
+def _bad_group(group: object, length: object) -> InvalidArgument:
+    """Why (group, length) is not a group the kernel forwards, for RouteKey."""
+    if type(group) is not bytes or len(group) not in FAMILY_OF_SIZE or type(length) is not int:
+        return InvalidArgument(f"group {group!r}/{length!r} is not a packed address and length")
+    bits = 8 * len(group)
+    if not 0 <= length <= bits or (length != bits and _host_bits(group, length)):
+        return InvalidArgument(f"group {group!r}/{length!r} is not a network address and length")
+    shown = format_prefix(group, length)
+    if len(group) == 4 and length >= 4 and 224 <= group[0] <= 239:
+        return InvalidArgument(
+            f"group {shown!r} is link-local (224.0.0.0/24), which the kernel never forwards; "
+            "use a routable group such as 232.1.1.1 or 239.1.1.1"
+        )
+    if len(group) == 16 and length >= 8 and group[0] == 0xFF:
+        return InvalidArgument(
+            f"group {shown!r} has interface- or link-local scope (ff01::/16, ff02::/16), "
+            "which the kernel never forwards; use scope 3 or wider, such as ff05::1:3 "
+            "or ff3e::1"
+        )
+    return InvalidArgument(
+        f"group {shown!r} is not a multicast address; "
+        "valid groups are in 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6)"
+    )
+
+
+def _bad_source(source: object, length: object, group: bytes) -> InvalidArgument:
+    """Why (source, length) is not a source of a route to `group`, for RouteKey."""
+    if type(source) is bytes and len(source) in FAMILY_OF_SIZE and len(source) != len(group):
+        return InvalidArgument(
+            f"source {format_address(source)!r} and group {format_address(group)!r} are of "
+            "different families; use two IPv4 or two IPv6 addresses"
+        )
+    bits = 8 * len(group)
+    if (
+        type(source) is not bytes
+        or len(source) != len(group)
+        or type(length) is not int
+        or not 0 <= length <= bits
+        or (length != bits and _host_bits(source, length))
+    ):
+        return InvalidArgument(
+            f"source {source!r}/{length!r} is not a packed {FAMILY_OF_SIZE[len(group)]} "
+            "network address and length (the zero address and 0 for any source)"
+        )
+    return InvalidArgument(
+        f"source {format_prefix(source, length)!r} is a multicast address; a source "
+        "must be a unicast sender address or prefix"
+    )
+
+
+# -- routes and VIFs ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
 class Route:
     """A configured route: the desired state."""
 
@@ -297,7 +371,23 @@ class Route:
         return (self.input, *self.outputs)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class VifKey:
+    """What identifies a VIF/MIF: an interface in a family's table. Valid by
+    construction."""
+
+    family: Family
+    table: int
+    interface: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.family, Family):
+            raise InvalidArgument(f"family {self.family!r} is not valid; use 'ipv4' or 'ipv6'")
+        check_table(self.table)
+        validate_interface_name(self.interface)
+
+
+@dataclass(frozen=True, slots=True)
 class VifConfig:
     """An explicitly configured VIF/MIF (AddVif)."""
 
@@ -308,15 +398,21 @@ class VifConfig:
     persistent: bool = True
     origin: str | None = None  # "FILE:LINE" of a configuration file's phyint
 
+    @property
+    def key(self) -> VifKey:
+        """The VIF this configures (InvalidArgument if the interface, family or table is
+        not valid)."""
+        return VifKey(self.family, self.table, self.interface)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class Counters:
     packets: int = 0
     bytes: int = 0
     wrong_if: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteStatus:
     """A route as ListRoutes reports it: the desired route plus what is installed."""
 
@@ -326,7 +422,7 @@ class RouteStatus:
     missing_interfaces: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VifStatus:
     interface: str
     family: Family
@@ -338,39 +434,3 @@ class VifStatus:
     out_packets: int = 0
     in_bytes: int = 0
     out_bytes: int = 0
-
-
-PARSED_MARK = "_parsed"  # set on keys made by make_route_key, which checked them
-
-
-def make_route_key(source: str, group: str, table: int = 0) -> RouteKey:
-    """Parse and cross-check a (source, group) pair into a RouteKey."""
-    group_net, group_packed = _parse_group_cached(group)
-    source_net, source_packed = _parse_source_packed(source)
-    if source_net is not None and source_net.version != group_net.version:
-        raise InvalidArgument(
-            f"source {source!r} and group {group!r} are of different families; "
-            "use two IPv4 or two IPv6 addresses"
-        )
-    family = Family.IPV4 if group_net.version == 4 else Family.IPV6
-    key = RouteKey(family, normalize_table(table, family), source_net, group_net)
-    if source_packed is not None and group_packed is not None:
-        # Known already: spare the ipaddress properties behind these cached values.
-        key.__dict__["is_template"] = False
-        key.__dict__["sg"] = (source_packed, group_packed)
-    key.__dict__[PARSED_MARK] = True  # every check of engine/validate.check_key passed
-    return key
-
-
-# What the kernel calls the table used without MRT_TABLE: RT_TABLE_DEFAULT for IPMR,
-# RT_TABLE_MAIN for IP6MR (ip6mr.c's RT6_TABLE_DFLT). Both are our table 0.
-KERNEL_DEFAULT_TABLE = {Family.IPV4: 253, Family.IPV6: 254}
-
-
-def normalize_table(table: int, family: Family) -> int:
-    """Check a table id; the kernel's id of the family's default table becomes 0."""
-    if not isinstance(table, int) or isinstance(table, bool) or not 0 <= table <= MAX_TABLE_ID:
-        raise InvalidArgument(
-            f"table {table!r} is not valid; use 0 (the default table) to {MAX_TABLE_ID}"
-        )
-    return 0 if table == KERNEL_DEFAULT_TABLE[family] else table

@@ -11,7 +11,6 @@ RSS. `ip netns exec` execs the daemon in place, so the child's PID is the daemon
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import socket
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mfc_dbus.kernel.mfcdump import NetlinkReader
-from mfc_dbus.model import Family, format_group, format_source
+from mfc_dbus.model import Family, format_address
 from mfc_dbus.names import BUS_NAME
 
 from .bus import PrivateBus
@@ -186,15 +185,11 @@ def _kernel_entries(lab: Lab, family: Family | None) -> set[KernelEntry]:
     default = {Family.IPV4: 253, Family.IPV6: 254}
     return {
         (
-            format_source(_host(route.source)),
-            format_group(_host(route.group)),
+            format_address(route.source),
+            format_address(route.group),
             0 if route.table == default[route.family] else route.table,
             None if route.input is None else names.get(route.input, str(route.input)),
             frozenset(names.get(index, str(index)) for index in route.outputs),
         )
         for route in routes
     }
-
-
-def _host(address: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(address)

@@ -135,7 +135,7 @@ class Adoption:
 
 
 def _settle_entry(table: Table, sg: SG, arrival: str, flows: Flows, change: Change) -> None:
-    template = table.templates.best(*addresses(sg), arrival)
+    template = table.templates.best(*sg, arrival)
     if template is not None:
         flows.learn(table, sg, template, arrival, change)
         return

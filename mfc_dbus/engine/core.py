@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import InvalidArgument, NotFound
 from ..gcpause import gc_paused_if_many
-from ..model import Family, IPAddress, Route, RouteKey, RouteStatus, VifConfig, VifStatus
+from ..model import Family, Route, RouteKey, RouteStatus, VifConfig, VifStatus
 from . import configured
 from .adopt import Adoption
 from .api import EngineListener, ReloadResult
@@ -351,7 +351,7 @@ class Engine:
 
     def kernel_view(
         self, family: Family, table: int = 0
-    ) -> dict[tuple[IPAddress, IPAddress], tuple[int, dict[int, int]]]:
+    ) -> dict[tuple[bytes, bytes], tuple[int, dict[int, int]]]:
         """What the engine has installed, as {(S, G): (input ifindex, {ifindex: ttl})}:
         tests compare it with the kernel's own read-back."""
         found = self._tables.find(family, table)

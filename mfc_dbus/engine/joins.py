@@ -35,17 +35,11 @@ from ..errors import (
 )
 from ..kernel.membership import Membership
 from ..kernel.netlink import LinkEvent
-from ..model import (
-    MAX_TABLE_ID,
-    Family,
-    IPAddress,
-    IPNetwork,
-    check_multicast_group,
-    format_group,
-    format_source,
-    make_route_key,
-    validate_interface_name,
-)
+from ..model import MAX_TABLE_ID, Family, make_route_key, validate_interface_name
+
+# The kernel joins single (source, group) pairs: a join iterates its prefixes' members.
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +98,7 @@ class JoinKey:
 
     def __str__(self) -> str:
         table = f" table {self.table}" if self.table else ""
-        source = format_source(self.source)
-        return f"({source}, {format_group(self.group)}) on {self.interface}{table}"
+        return f"({_text(self.source)}, {_text(self.group)}) on {self.interface}{table}"
 
 
 def _check_key(key: JoinKey) -> None:
@@ -121,7 +114,8 @@ def _check_key(key: JoinKey) -> None:
     network = ipaddress.IPv4Network if key.family is Family.IPV4 else ipaddress.IPv6Network
     if not isinstance(key.group, network):
         raise InvalidArgument(f"group {key.group!r} is not an {key.family} address or prefix")
-    check_multicast_group(key.group, str(key.group))
+    if not key.group.network_address.is_multicast:
+        raise InvalidArgument(f"group {key.group} is not a multicast address or prefix")
     if key.source is not None:
         _check_source(key, network)
     if key.size > MAX_MEMBERSHIPS_PER_JOIN:
@@ -153,11 +147,22 @@ def make_join_key(interface: str, source: str, group: str, table: int = 0) -> Jo
     """Parse a join as written (addresses as text; '' or '*' for any source). The
     unspecified source (0.0.0.0, ::) means any source, as in smcroute."""
     parsed = make_route_key(source, group, table)
-    source_net = parsed.source
-    if source_net is not None and source_net.num_addresses == 1:
-        if source_net.network_address.is_unspecified:
+    group_net = ipaddress.ip_network((int.from_bytes(parsed.group), parsed.group_len))
+    source_net = None
+    if parsed.source_len:
+        source_net = ipaddress.ip_network((int.from_bytes(parsed.source), parsed.source_len))
+        if source_net.num_addresses == 1 and source_net.network_address.is_unspecified:
             source_net = None
-    return JoinKey(interface, parsed.family, parsed.table, source_net, parsed.group)
+    return JoinKey(interface, parsed.family, parsed.table, source_net, group_net)
+
+
+def _text(network: IPNetwork | None) -> str:
+    """'*' for any source, the address alone for a host, else the prefix."""
+    if network is None:
+        return "*"
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,12 @@ asking about it; it is never reported as a route.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Iterable
 
 from ..errors import MfcError
 from ..kernel import Upcall
-from ..model import IPAddress, Route
+from ..model import Route, format_address
 from .change import Change
 from .events import FlowLearned, RouteRemoved
 from .status import learned_route
@@ -24,9 +23,9 @@ from .undo import put_or_pop
 log = logging.getLogger(__name__)
 
 
-def addresses(sg: SG) -> tuple[IPAddress, IPAddress]:
-    """The ipaddress objects of a packed (S, G): for templates and messages."""
-    return ipaddress.ip_address(sg[0]), ipaddress.ip_address(sg[1])
+def addresses(sg: SG) -> tuple[str, str]:
+    """A packed (S, G) as text, for messages."""
+    return format_address(sg[0]), format_address(sg[1])
 
 
 class Flows:
@@ -56,13 +55,13 @@ class Flows:
         """A packet of a flow with no entry: learn it from the best template and install
         it at once (the kernel then forwards the packets it queued)."""
         template = table.templates.best(upcall.source, upcall.group, arrival)
-        sg = (upcall.source.packed, upcall.group.packed)
+        sg = (upcall.source, upcall.group)
         self.learn(table, sg, template, arrival, change, force=True)
 
     def on_wrongvif(self, table: Table, upcall: Upcall, arrival: str, change: Change) -> None:
         """A learned flow arrived on another interface: move it if a template takes it
         from there."""
-        sg = (upcall.source.packed, upcall.group.packed)
+        sg = (upcall.source, upcall.group)
         learned = table.learned.get(sg)
         if learned is None or learned.input == arrival:
             return
@@ -71,7 +70,7 @@ class Flows:
             return
         log.info(
             "%s: flow (%s, %s) moved from %s to %s (template %s)",
-            table.describe, upcall.source, upcall.group, learned.input, arrival, template.key,
+            table.describe, *addresses(sg), learned.input, arrival, template.key,
         )  # fmt: skip
         self.learn(table, sg, template, arrival, change)
 
@@ -88,7 +87,7 @@ class Flows:
     def rematch(self, table: Table, change: Change) -> None:
         """The templates changed: give every learned flow its (new) template."""
         for sg, learned in list(table.learned.items()):
-            best = table.templates.best(*addresses(sg), learned.arrival)
+            best = table.templates.best(*sg, learned.arrival)
             if best is learned.template:
                 continue
             if best is None and learned.template is not None:

@@ -145,7 +145,7 @@ class Reconciler:
             return
         arrival = slot_owner[0]
         if upcall.kind == UpcallKind.NOCACHE:
-            key = table.exact.get((upcall.source.packed, upcall.group.packed))
+            key = table.exact.get((upcall.source, upcall.group))
             if key is not None:
                 self.sync_exact(table, key, change)
             else:

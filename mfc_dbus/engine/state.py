@@ -19,31 +19,32 @@ rewrite of every route. Start-up reads the snapshot and replays the journal.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _json_string  # the C one, a str
 from pathlib import Path
-from socket import AF_INET, AF_INET6, inet_ntoa, inet_pton
+from typing import Any, TypeVar
 
 from ..errors import MfcError
+from ..gcpause import gc_paused
 from ..model import (
+    FAMILY_OF_SIZE,
     MAX_VIFS,
     Family,
     Route,
     RouteKey,
     VifConfig,
-    format_group,
+    VifKey,
     make_route_key,
-    normalize_table,
-    parse_group,
 )
-from .validate import check_route, check_vif
+from .validate import check_interfaces, check_vif
 
 SCHEMA_VERSION = 1
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class StateFileError(MfcError):
@@ -56,46 +57,16 @@ class SavedState:
     vifs: tuple[VifConfig, ...] = ()
 
 
-_tail_text: dict[tuple, tuple[object, str]] = {}
-_name_text: dict[str, str] = {}
-
-
-def _json_name(name: str) -> str:
-    text = _name_text.get(name)
-    if text is None:
-        text = _name_text[name] = json.dumps(name)
-    return text
-
-
+# -- writing ----------------------------------------------------------------------------
 def route_record(route: Route) -> str:
     """The JSON text of one persistent route, as written in the state file."""
     key = route.key
-    texts = key.__dict__.get("texts")
-    if texts is not None:
-        source = texts[0]
-    elif key.family is Family.IPV4 and not key.is_template:
-        source = inet_ntoa(key.sg[0])  # what key.texts would say, without storing it
-    else:
-        source = key.texts[0]
-    # Everything after the source, by (group, table, input, outputs): routes share a few.
-    # The group by identity (parsed groups are shared objects; hashing a network is
-    # slow): the entry keeps its group alive, so the id cannot be reused meanwhile.
-    shape = (id(key.group), key.table, route.input, route.outputs)
-    cached = _tail_text.get(shape)
-    if cached is None or cached[0] is not key.group:
-        cached = _tail_text[shape] = (key.group, _tail(route))
-        if len(_tail_text) > 4096:
-            _tail_text.clear()
-    return f'{{"source": "{source}"{cached[1]}'
-
-
-def _tail(route: Route) -> str:
-    key = route.key
+    source, group = key.texts
     table = f', "table": {key.table}' if key.table else ""
-    outputs = ", ".join(map(_json_name, route.outputs))
+    outputs = ", ".join(map(_json_string, route.outputs))
     return (
-        f', "group": "{format_group(key.group)}"{table}, '
-        f'"input": {_json_name(route.input)}, "outputs": [{outputs}]}}'
+        f'{{"source": "{source}", "group": "{group}"{table}, '
+        f'"input": {_json_string(route.input)}, "outputs": [{outputs}]}}'
     )
 
 
@@ -120,135 +91,13 @@ def render(route_records: list[str], vif_records: list[str]) -> str:
     )
 
 
-def _field(entry: dict, name: str, kind: type, where: str, default: object = None) -> object:
-    value = entry.get(name, default)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{where}: field {name!r} must be a {kind.__name__}, not {value!r}")
-    return value
-
-
-def parse(text: str, journal: str = "", journal_name: str = "journal") -> SavedState:
-    """Parse and validate a state file's text, then replay its journal's complete lines
-    on top; raises ValueError or MfcError. A torn last journal line (no newline: the
-    write never completed, so the change was never acknowledged) is ignored."""
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("the top level is not a JSON object")
-    schema = data.get("schema")
-    if schema != SCHEMA_VERSION:
-        raise ValueError(f"schema version {schema!r} is not supported (this is {SCHEMA_VERSION})")
-    routes: dict = {}
-    groups: dict[str, object] = {}
-    for n, entry in enumerate(_field(data, "routes", list, "state", [])):
-        route = _parse_route(entry, f"route #{n + 1}", groups)
-        if route.key in routes:
-            raise ValueError(f"route #{n + 1}: route {route.key} appears twice")
-        routes[route.key] = route
-    vifs: dict = {}
-    for n, entry in enumerate(_field(data, "vifs", list, "state", [])):
-        config = _parse_vif(entry, f"VIF #{n + 1}")
-        vifs[(config.family, config.table, config.interface)] = config
-    if journal:
-        _replay(journal, journal_name, routes, vifs, groups)
-    names: dict[tuple[Family, int], set[str]] = {}
-    for route in routes.values():
-        names.setdefault((route.key.family, route.key.table), set()).update(route.interfaces)
-    for family, table, name in vifs:
-        names.setdefault((family, table), set()).add(name)
-    for (family, table), used in names.items():
-        if len(used) > MAX_VIFS:
-            raise ValueError(
-                f"{family} table {table} uses {len(used)} interfaces; the kernel allows "
-                f"{MAX_VIFS}"
-            )
-    return SavedState(tuple(routes.values()), tuple(vifs.values()))
-
-
-def _parse_key(entry: object, where: str, groups: dict) -> RouteKey:
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where} is not a JSON object")
-    return _route_key(
-        _field(entry, "source", str, where, "*"),
-        _field(entry, "group", str, where),
-        _field(entry, "table", int, where, 0),
-        groups,
-    )
-
-
-def _parse_route(entry: object, where: str, groups: dict) -> Route:
-    key = _parse_key(entry, where, groups)
-    outputs = _field(entry, "outputs", list, where)
-    if not all(isinstance(name, str) for name in outputs):
-        raise ValueError(f"{where}: outputs must be interface names")
-    route = Route(key, _field(entry, "input", str, where), tuple(outputs))
-    check_route(route)
-    return route
-
-
-def _parse_vif(entry: object, where: str) -> VifConfig:
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where} is not a JSON object")
-    config = VifConfig(
-        _field(entry, "interface", str, where),
-        Family.parse(_field(entry, "family", str, where)),
-        _field(entry, "table", int, where, 0),
-        _field(entry, "ttl_threshold", int, where, 1),
-    )
-    check_vif(config)
-    return config
-
-
-def _replay(journal: str, name: str, routes: dict, vifs: dict, groups: dict) -> None:
-    """Apply the journal's lines (each one change, idempotent) to routes and vifs."""
-    lines = journal.split("\n")
-    torn = lines.pop()  # "" when the journal ends with a complete line
-    if torn:
-        log.warning(
-            "%s: ignoring a torn last line (%d bytes): its change was never acknowledged",
-            name,
-            len(torn),
-        )
-    for n, line in enumerate(lines):
-        where = f"{name} line {n + 1}"
-        try:
-            group = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{where} is not valid JSON ({exc})") from None
-        if not isinstance(group, list):
-            raise ValueError(f"{where} is not a list of changes")
-        for entry in group:
-            _replay_entry(entry, where, routes, vifs, groups)
-
-
-def _replay_entry(entry: object, where: str, routes: dict, vifs: dict, groups: dict) -> None:
-    if not isinstance(entry, dict) or len(entry) != 1:
-        raise ValueError(f"{where} holds something that is not a journal entry")
-    ((op, value),) = entry.items()
-    if op == "route":
-        route = _parse_route(value, where, groups)
-        routes[route.key] = route
-    elif op == "unroute":
-        routes.pop(_parse_key(value, where, groups), None)
-    elif op == "vif":
-        config = _parse_vif(value, where)
-        vifs[(config.family, config.table, config.interface)] = config
-    elif op == "unvif":
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} is not a JSON object")
-        family = Family.parse(_field(value, "family", str, where))
-        table = _field(value, "table", int, where)
-        vifs.pop((family, table, _field(value, "interface", str, where)), None)
-    else:
-        raise ValueError(f"{where}: unknown journal operation {op!r}")
-
-
 def journal_route(record: str) -> str:
     return f'{{"route": {record}}}'
 
 
 def journal_unroute(key: RouteKey) -> str:
     source, group = key.texts
-    return f'{{"unroute": {{"source": "{source}", "group": "{group}", ' f'"table": {key.table}}}}}'
+    return f'{{"unroute": {{"source": "{source}", "group": "{group}", "table": {key.table}}}}}'
 
 
 def journal_vif(record: str) -> str:
@@ -257,44 +106,192 @@ def journal_vif(record: str) -> str:
 
 def journal_unvif(family: Family, table: int, interface: str) -> str:
     return (
-        f'{{"unvif": {{"interface": {_json_name(interface)}, "family": "{family}", '
+        f'{{"unvif": {{"interface": {_json_string(interface)}, "family": "{family}", '
         f'"table": {table}}}}}'
     )
 
 
-def _route_key(source: str, group: str, table: int, groups: dict) -> RouteKey:
-    """make_route_key, faster for the common case of a state file: host sources
-    (inet_pton instead of ipaddress's parser) and groups that repeat (cached)."""
-    if "/" in source or source.strip() in ("", "*"):
-        return make_route_key(source, group, table)
-    host = _host(source)
-    if host is None:
-        return make_route_key(source, group, table)  # raises with the usual message
-    family, network_class, packed = host
-    group_net = groups.get(group)
-    if group_net is None:
-        group_net = groups[group] = parse_group(group)
-    if group_net.version != network_class._version or packed[0] >= (
-        224 if network_class._version == 4 else 255
-    ):
-        return make_route_key(source, group, table)  # family mix or multicast: raises
-    source_net = network_class((int.from_bytes(packed, "big"), network_class._max_prefixlen))
-    return RouteKey(family, normalize_table(table, family), source_net, group_net)
+# -- reading ----------------------------------------------------------------------------
+def parse(text: str, journal: str = "", journal_name: str = "journal") -> SavedState:
+    """Parse and validate a state file's text, then replay its journal's complete lines
+    on top; raises ValueError or MfcError. A torn last journal line (no newline: the
+    write never completed, so the change was never acknowledged) is ignored."""
+    with gc_paused():  # many objects, no cycles (gcpause.py)
+        return _parse(text, journal, journal_name)
 
 
-_HOSTS = (
-    (Family.IPV4, AF_INET, ipaddress.IPv4Network),
-    (Family.IPV6, AF_INET6, ipaddress.IPv6Network),
-)
+def _parse(text: str, journal: str, journal_name: str) -> SavedState:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("the top level is not a JSON object")
+    schema = data.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise ValueError(f"schema version {schema!r} is not supported (this is {SCHEMA_VERSION})")
+    loader = _Loader()
+    loader.snapshot(_list(data, "routes"), _list(data, "vifs"))
+    if journal:
+        loader.replay(journal, journal_name)
+    loader.check_vif_limit()
+    return SavedState(tuple(loader.routes.values()), tuple(loader.vifs.values()))
 
 
-def _host(text: str) -> tuple[Family, type, bytes] | None:
-    for family, address_family, network_class in _HOSTS:
+def _list(data: dict, name: str) -> list:
+    value = data.get(name, [])
+    if type(value) is not list:
+        raise ValueError(f"state: field {name!r} must be a list, not {value!r}")
+    return value
+
+
+def _located(exc: ValueError | MfcError, where: str) -> ValueError:
+    """The error `exc`, its message prefixed with where it was found."""
+    detail = exc.message if isinstance(exc, MfcError) else str(exc)
+    return ValueError(f"{where}: {detail}")
+
+
+Shape = tuple[str, tuple[str, ...]]  # a route's (input, outputs)
+
+
+class _Loader:
+    """The routes and VIFs of one state file and its journal, as they are read."""
+
+    def __init__(self) -> None:
+        self.routes: dict[RouteKey, Route] = {}
+        self.vifs: dict[VifKey, VifConfig] = {}
+        # Each distinct (input, outputs) is checked once and shared by its routes (a few
+        # serve thousands): the memo lives as long as this one reading.
+        self._shapes: dict[tuple[Any, tuple[Any, ...]], Shape] = {}
+
+    def snapshot(self, routes: list, vifs: list) -> None:
+        n = 0
         try:
-            return family, network_class, inet_pton(address_family, text)
-        except OSError:
-            continue
-    return None
+            for n, entry in enumerate(routes, 1):  # noqa: B007 (n: in the message below)
+                route = self.route(entry)
+                if self.routes.setdefault(route.key, route) is not route:
+                    raise ValueError(f"route {route.key} appears twice")
+        except (ValueError, MfcError) as exc:
+            raise _located(exc, f"route #{n}") from None
+        try:
+            for n, entry in enumerate(vifs, 1):  # noqa: B007 (as above)
+                config = self.vif(entry)
+                self.vifs[config.key] = config
+        except (ValueError, MfcError) as exc:
+            raise _located(exc, f"VIF #{n}") from None
+
+    def route(self, entry: object) -> Route:
+        entry = _object(entry)
+        key = _key(entry)
+        outputs = entry.get("outputs")
+        if type(outputs) is not list:
+            raise ValueError(f"field 'outputs' must be a list of interface names, not {outputs!r}")
+        given = (entry.get("input"), tuple(outputs))
+        try:
+            shape = self._shapes[given]
+        except KeyError:
+            shape = self._shapes[given] = _check_shape(key, given)
+        except TypeError:  # an unhashable name: not a string
+            shape = _check_shape(key, given)
+        return Route(key, shape[0], shape[1])
+
+    @staticmethod
+    def vif(entry: object) -> VifConfig:
+        entry = _object(entry)
+        config = VifConfig(
+            _field(entry, "interface", str),
+            Family.parse(_field(entry, "family", str)),
+            _field(entry, "table", int, 0),
+            _field(entry, "ttl_threshold", int, 1),
+        )
+        check_vif(config)
+        return config
+
+    @staticmethod
+    def vif_key(entry: object) -> VifKey:
+        entry = _object(entry)
+        family = Family.parse(_field(entry, "family", str))
+        return VifKey(family, _field(entry, "table", int), _field(entry, "interface", str))
+
+    def replay(self, journal: str, name: str) -> None:
+        """Apply the journal's lines (each one change, idempotent)."""
+        lines = journal.split("\n")
+        torn = lines.pop()  # "" when the journal ends with a complete line
+        if torn:
+            log.warning(
+                "%s: ignoring a torn last line (%d bytes): its change was never acknowledged",
+                name,
+                len(torn),
+            )
+        for n, line in enumerate(lines, 1):
+            try:
+                change = json.loads(line)
+                if type(change) is not list:
+                    raise ValueError("it is not a list of changes")
+                for entry in change:
+                    self._apply(entry)
+            except (ValueError, MfcError) as exc:
+                raise _located(exc, f"{name} line {n}") from None
+
+    def _apply(self, entry: object) -> None:
+        if type(entry) is not dict or len(entry) != 1:
+            raise ValueError("it holds something that is not a journal entry")
+        ((op, value),) = entry.items()
+        if op == "route":
+            route = self.route(value)
+            self.routes[route.key] = route
+        elif op == "unroute":
+            self.routes.pop(_key(_object(value)), None)
+        elif op == "vif":
+            config = self.vif(value)
+            self.vifs[config.key] = config
+        elif op == "unvif":
+            self.vifs.pop(self.vif_key(value), None)
+        else:
+            raise ValueError(f"unknown journal operation {op!r}")
+
+    def check_vif_limit(self) -> None:
+        """Refuse a state that needs more VIFs in a table than the kernel allows."""
+        shapes = {  # by the group's size, not the (slower) family property
+            (len(r.key.sg[1]), r.key.table, r.input, r.outputs) for r in self.routes.values()
+        }
+        names: dict[tuple[Family, int], set[str]] = {}
+        for size, table, input, outputs in shapes:
+            used = names.setdefault((FAMILY_OF_SIZE[size], table), set())
+            used.add(input)
+            used.update(outputs)
+        for vif in self.vifs:
+            names.setdefault((vif.family, vif.table), set()).add(vif.interface)
+        for (family, table), used in names.items():
+            if len(used) > MAX_VIFS:
+                raise ValueError(
+                    f"{family} table {table} uses {len(used)} interfaces; the kernel allows "
+                    f"{MAX_VIFS}"
+                )
+
+
+def _object(value: object) -> dict:
+    if type(value) is not dict:
+        raise ValueError("it is not a JSON object")
+    return value
+
+
+def _key(entry: dict) -> RouteKey:
+    return make_route_key(entry.get("source", "*"), entry.get("group", ""), entry.get("table", 0))
+
+
+def _check_shape(key: RouteKey, shape: tuple[Any, tuple[Any, ...]]) -> Shape:
+    input, outputs = shape
+    if type(input) is not str:
+        raise ValueError(f"field 'input' must be an interface name, not {input!r}")
+    if not all(type(name) is str for name in outputs):
+        raise ValueError("outputs must be interface names")
+    check_interfaces(key, input, outputs)
+    return input, outputs
+
+
+def _field(entry: dict, name: str, kind: type[T], default: object = None) -> T:
+    value = entry.get(name, default)
+    if type(value) is not kind:  # bool is not an int here
+        raise ValueError(f"field {name!r} must be a {kind.__name__}, not {value!r}")
+    return value
 
 
 class StateFile:

@@ -3,8 +3,6 @@ with the kernel's counters."""
 
 from __future__ import annotations
 
-import ipaddress
-
 from ..errors import MfcError
 from ..model import Counters, Family, Route, RouteKey, RouteStatus, VifStatus
 from .table import SG, Learned, Table
@@ -53,12 +51,7 @@ def learned_route(table: Table, sg: SG, learned: Learned) -> Route:
     route = learned.route
     if route is None or route.input != learned.input or route.outputs != learned.outputs:
         prefix = _HOST_PREFIX[table.family]
-        key = RouteKey(
-            table.family,
-            table.table,
-            ipaddress.ip_network((ipaddress.ip_address(sg[0]), prefix)),
-            ipaddress.ip_network((ipaddress.ip_address(sg[1]), prefix)),
-        )
+        key = RouteKey(table.table, sg, prefix, prefix)
         route = learned.route = Route(key, learned.input, learned.outputs, persistent=False)
     return route
 

@@ -7,14 +7,13 @@ kernel, through the methods below, each recording its inverse in a Journal.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import MfcError, NoSuchInterface, NotFound
 from ..kernel import MrouteSocket
-from ..model import Family, IPAddress, Route, RouteKey
+from ..model import Family, Route, RouteKey, format_address
 from .templates import TemplateIndex
 from .undo import UndoLog as Journal
 from .vifs import VifAllocator
@@ -23,9 +22,17 @@ log = logging.getLogger(__name__)
 
 SG = tuple[bytes, bytes]  # packed (source, group): RouteKey.sg
 Entry = tuple[int, dict[int, int]]  # (input VIF, {output VIF: TTL threshold})
+Shape = tuple[str, tuple[str, ...]]  # a route's (input, outputs)
+
+# Distinct (input, outputs) whose MFC entry and missing interfaces Table keeps: routes
+# share a few, so each entry is one shared object (not one per route) and a batch's
+# hot loop is one dict lookup per route. A batch of 10,000 routes with it: 43 ms of CPU
+# and 269 bytes held per route; without: 57-65 ms and 549 bytes. Past the bound (a
+# caller inventing shapes) the memo starts again.
+SHAPE_MEMO_LIMIT = 4096
 
 
-@dataclass
+@dataclass(slots=True)
 class Learned:
     """An exact (S,G) the engine installed on an upcall.
 
@@ -64,46 +71,43 @@ class Table:
         self.live_vifs: dict[int, tuple[str, int, int]] = {}  # slot -> (name, ifindex, ttl)
         self.mfc: dict[SG, Entry] = {}
         self._v6 = family is Family.IPV6
-        self._wants: dict[tuple[str, tuple[str, ...]], Entry | None] = {}  # see want()
-        self._missing: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+        self._shapes: dict[Shape, tuple[Entry | None, tuple[str, ...]]] = {}  # see _shape()
         self.live_version = 0  # counts changes of the live VIFs (for the runtime record)
 
     # -- desired -> installed ---------------------------------------------------------
     def want(self, input: str, outputs: tuple[str, ...]) -> Entry | None:
         """The MFC entry for a flow with these interfaces, given the live VIFs: None when
         the input has no VIF; outputs without a VIF are left out. Entries are shared
-        (cached until the live VIFs change): never modify one."""
-        try:
-            return self._wants[(input, outputs)]
+        (kept until the live VIFs change): never modify one."""
+        try:  # the hot path of a batch: one lookup
+            return self._shapes[(input, outputs)][0]
         except KeyError:
-            pass
+            return self._shape(input, outputs)[0]
+
+    def missing(self, input: str, outputs: tuple[str, ...]) -> tuple[str, ...]:
+        """The interfaces of a route that have no live VIF."""
+        return self._shape(input, outputs)[1]
+
+    def _shape(self, input: str, outputs: tuple[str, ...]) -> tuple[Entry | None, tuple[str, ...]]:
+        """(want, missing) of these interfaces, from the memo or made and kept."""
+        shape = (input, outputs)
+        found = self._shapes.get(shape)
+        if found is not None:
+            return found
         live = self.live
         parent = live.get(input)
-        if parent is None:
-            entry = None
-        else:
+        entry: Entry | None = None
+        if parent is not None:
             outs: dict[int, int] = {}
             for name in outputs:
                 slot = live.get(name)
                 if slot is not None:
                     outs[slot] = 1 if self._v6 else self.live_vifs[slot][2]
             entry = (parent, outs)
-        if len(self._wants) >= 4096:
-            self._wants.clear()
-        self._wants[(input, outputs)] = entry
-        return entry
-
-    def missing(self, input: str, outputs: tuple[str, ...]) -> tuple[str, ...]:
-        """The interfaces of a route that have no live VIF (cached like want())."""
-        try:
-            return self._missing[(input, outputs)]
-        except KeyError:
-            pass
-        live = self.live
-        found = tuple(name for name in (input, *outputs) if name not in live)
-        if len(self._missing) >= 4096:
-            self._missing.clear()
-        self._missing[(input, outputs)] = found
+        missing = tuple(name for name in (input, *outputs) if name not in live)
+        if len(self._shapes) >= SHAPE_MEMO_LIMIT:
+            self._shapes.clear()
+        found = self._shapes[shape] = (entry, missing)
         return found
 
     # -- VIFs ------------------------------------------------------------------------------
@@ -167,15 +171,16 @@ class Table:
 
     def _live_changed(self) -> None:
         self.live_version += 1
-        self._wants.clear()
-        self._missing.clear()
+        self._shapes.clear()
 
     def _undo_install(self, name: str, slot: int) -> None:
         if self.live.get(name) == slot:
+            assert self.sock is not None  # undone while the socket that made it is open
             self.sock.del_vif(slot)
             self._unbind_live(name, slot)
 
     def _undo_remove(self, name: str, slot: int, ifindex: int, threshold: int) -> None:
+        assert self.sock is not None
         self.sock.add_vif(slot, ifindex, threshold)
         self._bind_live(name, slot, ifindex, threshold)
 
@@ -223,10 +228,11 @@ class Table:
             self._write_entry(sg, have)
 
     def _log_failure(self, sg: SG, exc: MfcError) -> None:
-        source, group = (ipaddress.ip_address(address) for address in sg)
+        source, group = map(format_address, sg)
         log.error("%s: cannot install (%s, %s): %s", self.describe, source, group, exc)
 
     def _write_entry(self, sg: SG, want: Entry | None) -> None:
+        assert self.sock is not None  # called only while the table's socket is open
         if want is None:
             if sg in self.mfc:
                 del self.mfc[sg]
@@ -239,13 +245,11 @@ class Table:
             self.mfc[sg] = want
 
     # -- read-back ----------------------------------------------------------------------
-    def kernel_view(self) -> dict[tuple[IPAddress, IPAddress], tuple[int, dict[int, int]]]:
-        """What the kernel should hold, as ifindexes: {(S, G): (input, {output: ttl})}."""
+    def kernel_view(self) -> dict[SG, tuple[int, dict[int, int]]]:
+        """What the kernel should hold, as ifindexes: {(S, G): (input, {output: ttl})},
+        addresses packed."""
         index = {slot: ifindex for slot, (_, ifindex, _) in self.live_vifs.items()}
         return {
-            (ipaddress.ip_address(sg[0]), ipaddress.ip_address(sg[1])): (
-                index[parent],
-                {index[slot]: ttl for slot, ttl in outs.items()},
-            )
+            sg: (index[parent], {index[slot]: ttl for slot, ttl in outs.items()})
             for sg, (parent, outs) in self.mfc.items()
         }

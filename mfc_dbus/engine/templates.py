@@ -1,28 +1,27 @@
 """(*,G) and prefix routes: which template, if any, an exact (S,G) belongs to.
 
 Templates are kept per (family, table). Most templates have an exact group, so they
-are indexed by group address; the few with a group prefix are scanned.
+are indexed by group address; the few with a group prefix are scanned. Addresses are
+packed bytes (RouteKey, upcalls).
 """
 
 from __future__ import annotations
 
-from ..model import IPAddress, Route, RouteKey
+from ..model import Route, RouteKey
 
 
 def _specificity(route: Route) -> tuple[int, int]:
-    source = route.key.source
-    return (route.key.group.prefixlen, source.prefixlen if source is not None else -1)
+    return (route.key.group_len, route.key.source_len)
 
 
 class TemplateIndex:
     def __init__(self) -> None:
-        self._by_group: dict[IPAddress, list[Route]] = {}
+        self._by_group: dict[bytes, list[Route]] = {}
         self._prefixes: list[Route] = []
 
     def _bucket(self, key: RouteKey) -> list[Route]:
-        group = key.group
-        if group.prefixlen == group.max_prefixlen:
-            return self._by_group.setdefault(group.network_address, [])
+        if key.group_len == 8 * len(key.group):
+            return self._by_group.setdefault(key.group, [])
         return self._prefixes
 
     def put(self, route: Route) -> None:
@@ -42,25 +41,19 @@ class TemplateIndex:
                 del bucket[i]
                 break
         if not bucket and bucket is not self._prefixes:
-            del self._by_group[key.group.network_address]
+            del self._by_group[key.group]
 
-    def matches(self, source: IPAddress, group: IPAddress) -> list[Route]:
+    def matches(self, source: bytes, group: bytes) -> list[Route]:
         """Every template covering (source, group), most specific first."""
         found = [
-            route
-            for route in self._by_group.get(group, ())
-            if route.key.source is None or source in route.key.source
+            route for route in self._by_group.get(group, ()) if route.key.covers(source, group)
         ]
-        for route in self._prefixes:
-            if group in route.key.group and (
-                route.key.source is None or source in route.key.source
-            ):
-                found.append(route)
+        found.extend(route for route in self._prefixes if route.key.covers(source, group))
         if len(found) > 1:
             found.sort(key=_specificity, reverse=True)
         return found
 
-    def best(self, source: IPAddress, group: IPAddress, arrival: str | None) -> Route | None:
+    def best(self, source: bytes, group: bytes, arrival: str | None) -> Route | None:
         """The template for a flow that arrived on `arrival`: the most specific template
         whose input is that interface, else the most specific template."""
         found = self.matches(source, group)
@@ -69,7 +62,7 @@ class TemplateIndex:
                 return route
         return found[0] if found else None
 
-    def accepting(self, source: IPAddress, group: IPAddress, arrival: str) -> Route | None:
+    def accepting(self, source: bytes, group: bytes, arrival: str) -> Route | None:
         """The most specific template covering the flow whose input is `arrival`."""
         for route in self.matches(source, group):
             if route.input == arrival:

@@ -25,9 +25,11 @@ from ..errors import (
     NoSuchInterface,
     NotFound,
 )
-from ..model import Family, IPAddress
+from ..model import Family
 from . import abi
 from .abi import ffi
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _LEVEL = {Family.IPV4: socket.IPPROTO_IP, Family.IPV6: socket.IPPROTO_IPV6}
 _SOCKET_FAMILY = {Family.IPV4: socket.AF_INET, Family.IPV6: socket.AF_INET6}
@@ -52,7 +54,7 @@ class Membership:
 
     @property
     def family(self) -> Family:
-        return Family.of(self.group)
+        return Family.IPV4 if self.group.version == 4 else Family.IPV6
 
     def __str__(self) -> str:
         source = "*" if self.source is None else str(self.source)

@@ -3,20 +3,21 @@ decoded with struct: what `ip mroute show` reads. The one read-back of the table
 for the engine (adopting a table) and the lab alike.
 
 pyroute2 decodes such a dump at about 1 ms per entry here (10,000 entries: 8-14 s),
-too slow to adopt a large table at a restart; this reads 10,000 in milliseconds.
-Layouts are <linux/netlink.h>, <linux/rtnetlink.h> and <linux/mroute.h>.
+too slow to adopt a large table at a restart; this decodes 100,000 in about 0.3 s of
+CPU. The kernel's side grows faster than the table: ipmr resumes a dump by walking its
+list from the start for every 32 KB message (about 0.05 s for 25,000 entries, 0.14 s
+for 50,000, 0.55-0.65 s for 100,000 here). Layouts are <linux/netlink.h>,
+<linux/rtnetlink.h> and <linux/mroute.h>.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..model import KERNEL_DEFAULT_TABLE, Family, IPAddress
+from ..model import KERNEL_DEFAULT_TABLE, Family
 
 RTNL_FAMILY = {Family.IPV4: 128, Family.IPV6: 129}  # RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
@@ -37,14 +38,14 @@ def our_table_id(kernel_table: int, family: Family) -> int:
     return 0 if kernel_table == KERNEL_DEFAULT_TABLE[family] else kernel_table
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KernelRoute:
     """One MFC entry as the kernel reports it (what `ip mroute show` prints)."""
 
     family: Family
     table: int
-    source: IPAddress
-    group: IPAddress
+    source: bytes  # packed
+    group: bytes  # packed
     input: int | None  # ifindex of the input VIF's device; None while unresolved
     outputs: dict[int, int] = field(default_factory=dict)  # ifindex -> TTL threshold
     packets: int = 0
@@ -52,48 +53,50 @@ class KernelRoute:
     wrong_if: int = 0
 
 
-def _align(length: int) -> int:
-    return (length + 3) & ~3
-
-
-def _attributes(data: memoryview, offset: int, end: int) -> Iterator[tuple[int, memoryview]]:
-    while offset + _RTATTR.size <= end:
-        length, kind = _RTATTR.unpack_from(data, offset)
-        if length < _RTATTR.size:
-            return
-        yield kind & 0x3FFF, data[offset + _RTATTR.size : offset + length]
-        offset += _align(length)
-
-
 RawEntry = tuple[int, bytes, bytes, int | None, dict[int, int], int, int, int]
 
 
-def _decode(data: memoryview, offset: int, end: int) -> RawEntry:
+def _decode(data: bytes, offset: int, end: int) -> RawEntry:
     """(kernel table, source, group as packed bytes, input ifindex or None while
-    unresolved, {output ifindex: TTL threshold}, packets, bytes, wrong_if)."""
+    unresolved, {output ifindex: TTL threshold}, packets, bytes, wrong_if) of the
+    RTM_NEWROUTE message body at data[offset:end]. One loop over the attributes, with
+    no object per attribute: a restart adopting 100,000 entries decodes them all."""
     table = data[offset + 4]  # rtmsg.rtm_table; RTA_TABLE has the full number
     source = group = b""
     input_ = None
     outputs: dict[int, int] = {}
     packets = octets = wrong_if = 0
-    for kind, value in _attributes(data, offset + _RTMSG.size, end):
+    attribute = _RTATTR.unpack_from
+    at = offset + _RTMSG.size
+    while at + 4 <= end:
+        length, kind = attribute(data, at)
+        if length < 4:
+            break
+        kind &= 0x3FFF
         if kind == RTA_SRC:
-            source = bytes(value)
+            source = data[at + 4 : at + length]
         elif kind == RTA_DST:
-            group = bytes(value)
+            group = data[at + 4 : at + length]
         elif kind == RTA_IIF:
-            input_ = _U32.unpack_from(value)[0]
+            input_ = _U32.unpack_from(data, at + 4)[0]
         elif kind == RTA_TABLE:
-            table = _U32.unpack_from(value)[0]
+            table = _U32.unpack_from(data, at + 4)[0]
         elif kind == RTA_MULTIPATH:
-            hop = 0
-            while hop + _RTNEXTHOP.size <= len(value):
-                length, _flags, hops, ifindex = _RTNEXTHOP.unpack_from(value, hop)
-                outputs[ifindex] = hops
-                hop += _align(max(length, _RTNEXTHOP.size))
+            outputs = _next_hops(data, at + 4, at + length)
         elif kind == RTA_MFC_STATS:
-            packets, octets, wrong_if = _STATS.unpack_from(value)
+            packets, octets, wrong_if = _STATS.unpack_from(data, at + 4)
+        at += (length + 3) & ~3
     return table, source, group, input_, outputs, packets, octets, wrong_if
+
+
+def _next_hops(data: bytes, at: int, end: int) -> dict[int, int]:
+    """{output ifindex: TTL threshold} of the struct rtnexthop array at data[at:end]."""
+    outputs = {}
+    while at + _RTNEXTHOP.size <= end:
+        length, _flags, hops, ifindex = _RTNEXTHOP.unpack_from(data, at)
+        outputs[ifindex] = hops
+        at += (max(length, _RTNEXTHOP.size) + 3) & ~3
+    return outputs
 
 
 def _netlink_socket() -> socket.socket:
@@ -118,7 +121,7 @@ def dump_raw(family: Family, sock: socket.socket | None = None) -> list[RawEntry
     sock.sendto(header + request, (0, 0))
     entries: list[RawEntry] = []
     while True:
-        data = memoryview(sock.recv(1 << 20))
+        data = sock.recv(1 << 20)
         offset = 0
         while offset + _NLMSGHDR.size <= len(data):
             length, kind, _flags, seq, _port = _NLMSGHDR.unpack_from(data, offset)
@@ -133,7 +136,7 @@ def dump_raw(family: Family, sock: socket.socket | None = None) -> list[RawEntry
                         raise OSError(-error, os.strerror(-error))
                 elif kind == RTM_NEWROUTE:
                     entries.append(_decode(data, offset + _NLMSGHDR.size, offset + length))
-            offset += _align(length)
+            offset += (length + 3) & ~3
 
 
 def dump_mfc(
@@ -142,10 +145,9 @@ def dump_mfc(
     """Every MFC entry of `family` (of one of our table numbers, if given) in this
     network namespace, or `sock`'s. Unresolved entries (packets queued for an upcall)
     have input None."""
-    address = ipaddress.IPv4Address if family is Family.IPV4 else ipaddress.IPv6Address
     routes = [
-        KernelRoute(family, our_table_id(kernel_table, family), address(source), address(group),
-                    input_, outputs, packets, octets, wrong_if)  # fmt: skip
+        KernelRoute(family, our_table_id(kernel_table, family), source, group, input_, outputs,
+                    packets, octets, wrong_if)  # fmt: skip
         for kernel_table, source, group, input_, outputs, packets, octets, wrong_if
         in dump_raw(family, sock)
     ]  # fmt: skip

@@ -2,13 +2,14 @@
 
 One socket per family and kernel table: it owns that table for as long as it is
 open, and closing it flushes every VIF and MFC entry the kernel holds for it.
+Addresses are packed bytes (4 for IPv4, 16 for IPv6), as the kernel takes them.
 Every method raises a typed error from mfc_dbus.errors; none returns an error code.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
-import ipaddress
 import logging
 import socket
 import struct
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from ..errors import FamilyUnavailable, InvalidArgument, MfcError, NoSuchInterface, from_errno
-from ..model import Family, IPAddress
+from ..model import Family, format_address
 from . import abi
 from .abi import ffi
 
@@ -35,6 +36,12 @@ RECEIVE_BUFFER = 10_000 * 832
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # not in Python's socket module
 _rcvbuf_fallback_logged = False
 
+# Encoded (parent, outputs) parts of the MFC struct a socket keeps: routes share a few
+# combinations, and encoding one through cffi costs more than the setsockopt (10,000
+# add_mfc: about 400,000/s with the memo, 217,000/s encoding each). Past the bound (a
+# caller inventing combinations) the memo starts again.
+ROUTE_MEMO_LIMIT = 4096
+
 
 class UpcallKind(IntEnum):
     NOCACHE = abi.MSG_NOCACHE
@@ -50,9 +57,15 @@ class Upcall:
     kind: UpcallKind
     family: Family
     table: int
-    source: IPAddress
-    group: IPAddress
+    source: bytes  # packed
+    group: bytes  # packed
     vif: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind.name} ({format_address(self.source)}, {format_address(self.group)}) "
+            f"on VIF {self.vif}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +91,6 @@ class MrouteSocket:
     _protocol: int
     _level: int
     _address_size: int
-    _address_class: type
 
     def __init__(self, table: int = 0, *, adopt_fd: int | None = None) -> None:
         """Open and initialise the table's socket, or with `adopt_fd` take over one that
@@ -107,7 +119,7 @@ class MrouteSocket:
         self._mfc = ffi.new(self._mfc_type + " *")
         self._mfc_buf = ffi.buffer(self._mfc)
         self._prepare_mfc(self._mfc)
-        self._route_cache: dict[tuple, bytes] = {}
+        self._routes: dict[tuple, bytes] = {}  # see ROUTE_MEMO_LIMIT
         self._closed = False
 
     # -- helpers -----------------------------------------------------------------
@@ -131,22 +143,24 @@ class MrouteSocket:
         try:
             self._sock.setsockopt(self._level, option, value)
         except OSError as exc:
-            raise from_errno(exc.errno, self._describe(what)) from None
+            raise self._failed(exc, what) from None
+
+    def _failed(self, exc: OSError, what: str) -> MfcError:
+        """The typed error of a failed kernel call doing `what`."""
+        return from_errno(exc.errno or errno.EIO, self._describe(what))
 
     def _unavailable(self, exc: OSError) -> FamilyUnavailable:
         return FamilyUnavailable(
             f"the kernel offers no {self.family} multicast routing socket: {exc.strerror}"
         )
 
-    def _packed(self, address: IPAddress | bytes, role: str) -> bytes:
-        if type(address) is bytes and len(address) == self._address_size:
-            return address
-        if not isinstance(address, self._address_class):
+    def _packed(self, address: bytes, role: str) -> bytes:
+        if type(address) is not bytes or len(address) != self._address_size:
             raise InvalidArgument(
                 f"{role} {_shown(address)} is not an {self.family} address; "
                 f"this socket is {self.family}"
             )
-        return address.packed
+        return address
 
     def _configure_socket(self) -> None:
         """Family-specific socket options applied before MRT_INIT."""
@@ -192,73 +206,59 @@ class MrouteSocket:
         self._setsockopt(abi.MRT_ASSERT, struct.pack("i", int(enabled)), "set assert mode")
 
     def add_mfc(
-        self,
-        source: IPAddress | bytes,
-        group: IPAddress | bytes,
-        parent: int,
-        outputs: dict[int, int] | Iterable[int],
+        self, source: bytes, group: bytes, parent: int, outputs: dict[int, int] | Iterable[int]
     ) -> None:
         """Add or replace (in place, without a gap) the MFC entry (source, group).
 
-        Addresses are ipaddress objects or their packed bytes. `outputs` maps output
-        VIF -> TTL threshold, or is an iterable of VIFs (threshold 1).
+        `outputs` maps output VIF -> TTL threshold, or is an iterable of VIFs (threshold 1).
         """
-        # The hot path of every batch: one cached bytes slice for (parent, outputs), two
+        # The hot path of every batch: one memoized bytes slice for (parent, outputs), two
         # address slices, one setsockopt. Wrong-family addresses fail the slice length.
         key = (parent, tuple(outputs.items() if isinstance(outputs, dict) else outputs))
-        route_bytes = self._route_cache.get(key) or self._encode_route(key, parent, outputs)
+        route_bytes = self._routes.get(key) or self._encode_route(key, parent, outputs)
         buf = self._mfc_buf
         try:
-            buf[self._origin_slice] = source if type(source) is bytes else source.packed
-            buf[self._group_slice] = group if type(group) is bytes else group.packed
-        except (AttributeError, ValueError):
+            buf[self._origin_slice] = source
+            buf[self._group_slice] = group
+        except (TypeError, ValueError):
             self._set_addresses(buf, source, group)
         buf[self._route_slice] = route_bytes
         try:
             self._sock.setsockopt(self._level, abi.MRT_ADD_MFC, buf)
         except OSError as exc:
             what = f"add MFC ({_shown(source)}, {_shown(group)}) input VIF {parent}"
-            raise from_errno(exc.errno, self._describe(what)) from None
+            raise self._failed(exc, what) from None
 
-    def _set_addresses(self, buf, source: IPAddress | bytes, group: IPAddress | bytes) -> None:
+    def _set_addresses(self, buf, source: bytes, group: bytes) -> None:
         buf[self._origin_slice] = self._packed(source, "source")
         buf[self._group_slice] = self._packed(group, "group")
 
     def _encode_route(
         self, key: tuple, parent: int, outputs: dict[int, int] | Iterable[int]
     ) -> bytes:
-        """The bytes from the parent field to the end of the outputs field, cached:
-        routes mostly share a few (input, outputs) combinations."""
+        """The bytes from the parent field to the end of the outputs field, kept (see
+        ROUTE_MEMO_LIMIT)."""
         _check_vif(parent)
         ctl = ffi.new(self._mfc_type + " *")
         self._fill_route(ctl, parent, outputs)
         route_bytes = bytes(ffi.buffer(ctl)[self._route_slice])
-        if len(self._route_cache) >= 4096:
-            self._route_cache.clear()
-        self._route_cache[key] = route_bytes
+        if len(self._routes) >= ROUTE_MEMO_LIMIT:
+            self._routes.clear()
+        self._routes[key] = route_bytes
         return route_bytes
 
-    def del_mfc(self, source: IPAddress | bytes, group: IPAddress | bytes) -> None:
+    def del_mfc(self, source: bytes, group: bytes) -> None:
         buf = self._mfc_buf
         self._set_addresses(buf, source, group)
         try:
             self._sock.setsockopt(self._level, abi.MRT_DEL_MFC, buf)
         except OSError as exc:
             what = f"delete MFC ({_shown(source)}, {_shown(group)})"
-            raise from_errno(exc.errno, self._describe(what)) from None
-
-    def flush(self, mfc: bool = True, vifs: bool = True) -> None:
-        """Remove every MFC entry and/or VIF of this table (static ones included)."""
-        flags = 0
-        if mfc:
-            flags |= abi.MRT_FLUSH_MFC | abi.MRT_FLUSH_MFC_STATIC
-        if vifs:
-            flags |= abi.MRT_FLUSH_VIFS | abi.MRT_FLUSH_VIFS_STATIC
-        self._setsockopt(abi.MRT_FLUSH, struct.pack("i", flags), "flush table")
+            raise self._failed(exc, what) from None
 
     def read_upcalls(self) -> list[Upcall]:
         """Drain every pending upcall without blocking; real IGMP/MLD packets are skipped."""
-        upcalls = []
+        upcalls: list[Upcall] = []
         while True:
             try:
                 data = self._sock.recv(_UPCALL_BUFSIZE)
@@ -306,18 +306,18 @@ class MrouteSocket:
     def del_vif(self, vif: int) -> None:
         raise NotImplementedError
 
-    def sg_counters(self, source: IPAddress | bytes, group: IPAddress | bytes) -> SgCounters:
+    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
         raise NotImplementedError
 
     def vif_counters(self, vif: int) -> VifCounters:
         raise NotImplementedError
 
 
-def _shown(address: IPAddress | bytes) -> str:
-    """An address for a message; packed bytes of either family are shown as addresses."""
+def _shown(address: object) -> str:
+    """An address for a message: packed bytes of either family as text."""
     if type(address) is bytes and len(address) in (4, 16):
-        return str(ipaddress.ip_address(address))
-    return str(address)
+        return format_address(address)
+    return repr(address)
 
 
 def _check_vif(vif: int) -> None:
@@ -335,6 +335,12 @@ def _field_slice(ctype: str, fields: str, size: int) -> slice:
     return slice(start, start + size)
 
 
+_IM_SRC = _field_slice("struct igmpmsg", "im_src", 4)  # upcall addresses
+_IM_DST = _field_slice("struct igmpmsg", "im_dst", 4)
+_IM6_SRC = _field_slice("struct mrt6msg", "im6_src", 16)
+_IM6_DST = _field_slice("struct mrt6msg", "im6_dst", 16)
+
+
 def _span(ctype: str, first: str, last: str) -> slice:
     """From the start of field `first` to the end of field `last`."""
     last_type = dict(ffi.typeof(ctype).fields)[last].type
@@ -346,7 +352,6 @@ class Ipv4MrouteSocket(MrouteSocket):
     _socket_family = socket.AF_INET
     _protocol = socket.IPPROTO_IGMP
     _level = socket.IPPROTO_IP
-    _address_class = ipaddress.IPv4Address
     _address_size = 4
     _mfc_type = "struct mfcctl"
     _origin_slice = _field_slice("struct mfcctl", "mfcc_origin", 4)
@@ -378,7 +383,7 @@ class Ipv4MrouteSocket(MrouteSocket):
         ctl.vifc_vifi = vif
         self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete VIF {vif}")
 
-    def sg_counters(self, source: IPAddress | bytes, group: IPAddress | bytes) -> SgCounters:
+    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
         raw = bytearray(ffi.sizeof("struct sioc_sg_req"))
         req = ffi.from_buffer("struct sioc_sg_req *", raw)
         ffi.memmove(ffi.addressof(req, "src"), self._packed(source, "source"), 4)
@@ -386,8 +391,8 @@ class Ipv4MrouteSocket(MrouteSocket):
         try:
             fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
         except OSError as exc:
-            raise from_errno(
-                exc.errno, self._describe(f"read counters of ({_shown(source)}, {_shown(group)})")
+            raise self._failed(
+                exc, f"read counters of ({_shown(source)}, {_shown(group)})"
             ) from None
         return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
 
@@ -399,7 +404,7 @@ class Ipv4MrouteSocket(MrouteSocket):
         try:
             fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
         except OSError as exc:
-            raise from_errno(exc.errno, self._describe(f"read counters of VIF {vif}")) from None
+            raise self._failed(exc, f"read counters of VIF {vif}") from None
         return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
 
     def _parse_upcall(self, data: bytes) -> Upcall | None:
@@ -412,10 +417,7 @@ class Ipv4MrouteSocket(MrouteSocket):
             kind = UpcallKind(msg.im_msgtype)
         except ValueError:
             return None
-        start = ffi.offsetof("struct igmpmsg", "im_src")
-        source = ipaddress.IPv4Address(bytes(data[start : start + 4]))
-        start = ffi.offsetof("struct igmpmsg", "im_dst")
-        group = ipaddress.IPv4Address(bytes(data[start : start + 4]))
+        source, group = data[_IM_SRC], data[_IM_DST]
         vif = msg.im_vif | (msg.im_vif_hi << 8)
         return Upcall(kind, self.family, self.table, source, group, vif)
 
@@ -425,7 +427,6 @@ class Ipv6MrouteSocket(MrouteSocket):
     _socket_family = socket.AF_INET6
     _protocol = socket.IPPROTO_ICMPV6
     _level = socket.IPPROTO_IPV6
-    _address_class = ipaddress.IPv6Address
     _address_size = 16
     _mfc_type = "struct mf6cctl"
     _origin_slice = _field_slice("struct mf6cctl", "mf6cc_origin.sin6_addr", 16)
@@ -465,7 +466,7 @@ class Ipv6MrouteSocket(MrouteSocket):
         ctl.mif6c_mifi = vif
         self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete MIF {vif}")
 
-    def sg_counters(self, source: IPAddress | bytes, group: IPAddress | bytes) -> SgCounters:
+    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
         raw = bytearray(ffi.sizeof("struct sioc_sg_req6"))
         req = ffi.from_buffer("struct sioc_sg_req6 *", raw)
         req.src.sin6_family = socket.AF_INET6
@@ -475,8 +476,8 @@ class Ipv6MrouteSocket(MrouteSocket):
         try:
             fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
         except OSError as exc:
-            raise from_errno(
-                exc.errno, self._describe(f"read counters of ({_shown(source)}, {_shown(group)})")
+            raise self._failed(
+                exc, f"read counters of ({_shown(source)}, {_shown(group)})"
             ) from None
         return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
 
@@ -488,7 +489,7 @@ class Ipv6MrouteSocket(MrouteSocket):
         try:
             fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
         except OSError as exc:
-            raise from_errno(exc.errno, self._describe(f"read counters of MIF {vif}")) from None
+            raise self._failed(exc, f"read counters of MIF {vif}") from None
         return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
 
     def _parse_upcall(self, data: bytes) -> Upcall | None:
@@ -501,10 +502,7 @@ class Ipv6MrouteSocket(MrouteSocket):
             kind = UpcallKind(msg.im6_msgtype)
         except ValueError:
             return None
-        start = ffi.offsetof("struct mrt6msg", "im6_src")
-        source = ipaddress.IPv6Address(bytes(data[start : start + 16]))
-        start = ffi.offsetof("struct mrt6msg", "im6_dst")
-        group = ipaddress.IPv6Address(bytes(data[start : start + 16]))
+        source, group = data[_IM6_SRC], data[_IM6_DST]
         return Upcall(kind, self.family, self.table, source, group, msg.im6_mif)
 
 

@@ -22,7 +22,8 @@ from mfc_dbus.kernel.netlink import LinkEvent
 
 
 def _address(value):
-    """The kernel layer takes ipaddress objects or their packed bytes: keep objects."""
+    """The kernel layer takes packed addresses: keep ipaddress objects (easier to read
+    in a test's assertions)."""
     return ipaddress.ip_address(value) if isinstance(value, bytes) else value
 
 

@@ -70,7 +70,7 @@ def check(engine, lab: Lab, reader: NetlinkReader) -> None:
                     continue
                 vifs = {v.interface: v for v in engine.list_vifs(family, table)}
                 ttl = {n: (vifs[n].ttl_threshold if family is Family.IPV4 else 1) for n in vifs}
-                wanted[(r.key.source.network_address, r.key.group.network_address)] = (
+                wanted[r.key.sg] = (
                     ifindex[r.input],
                     {ifindex[o]: ttl[o] for o in r.outputs if o in ifindex},
                 )
@@ -122,7 +122,7 @@ def test_the_property_check_catches_a_divergence(lab: Lab):
         check(engine, lab, reader)
         table = engine._tables.find(Family.IPV4, 0)
         key = make_route_key("192.0.2.1", "233.252.0.1")
-        table.sock.del_mfc(key.source.network_address, key.group.network_address)
+        table.sock.del_mfc(*key.sg)
         try:
             check(engine, lab, reader)
         except AssertionError:
