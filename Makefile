@@ -34,6 +34,7 @@ system-test: setup
 lint: setup
 	.venv/bin/black --check mfc_dbus mfc_lab tests bench
 	.venv/bin/ruff check mfc_dbus mfc_lab tests bench
+	.venv/bin/mypy
 
 typecheck: setup
 	.venv/bin/mypy
