@@ -33,6 +33,7 @@ from .errors import (
     InvalidArgument,
     MfcError,
 )
+from .groupinfo import GroupInfo
 from .names import (
     BUS_NAME,
     DBUS_DAEMON_INTERFACE,
@@ -213,8 +214,8 @@ class VifInfo:
 class Event:
     """A signal from the service, or the service appearing/leaving the bus."""
 
-    name: str  # RouteAdded, RouteRemoved, VifAdded, VifRemoved, PropertiesChanged,
-    # ServiceStarted, ServiceStopped
+    name: str  # RouteAdded, RouteRemoved, VifAdded, VifRemoved, GroupJoined, GroupLeft,
+    # PropertiesChanged, ServiceStarted, ServiceStopped
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -415,12 +416,37 @@ class MfcClient:
         (items,) = await self.invoke("ListVifs", make_options(family=family, table=table))
         return [VifInfo.from_dbus(item) for item in items]
 
+    # -- group joins ---------------------------------------------------------------------
+    async def join_group(
+        self,
+        interface: str,
+        source: str,
+        group: str,
+        *,
+        table: int | None = None,
+        persistent: bool | None = None,
+        lease: bool | None = None,
+    ) -> None:
+        options = make_options(table=table, persistent=persistent, lease=lease)
+        await self.invoke("JoinGroup", interface, source, group, options)
+
+    async def leave_group(
+        self, interface: str, source: str, group: str, *, table: int | None = None
+    ) -> None:
+        await self.invoke("LeaveGroup", interface, source, group, make_options(table=table))
+
+    async def list_groups(
+        self, *, family: str | None = None, table: int | None = None
+    ) -> list[GroupInfo]:
+        (items,) = await self.invoke("ListGroups", make_options(family=family, table=table))
+        return [GroupInfo.from_dbus(item) for item in items]
+
     # -- service -------------------------------------------------------------------------------
     async def reload(self) -> None:
         await self.invoke("Reload")
 
     async def properties(self) -> dict[str, Any]:
-        """Version, RouteCount, VifCount, Families."""
+        """Version, RouteCount, VifCount, GroupCount, Families."""
         (values,) = await self.call(
             "GetAll", "s", [INTERFACE], interface=DBUS_PROPERTIES_INTERFACE
         )
@@ -491,6 +517,7 @@ __all__ = [
     "ActivationFailed",
     "BusUnavailable",
     "Event",
+    "GroupInfo",
     "InteractiveAuthorizationRequired",
     "MfcClient",
     "NoReply",

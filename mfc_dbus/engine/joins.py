@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, cast
@@ -196,6 +196,9 @@ class JoinManager:
         self._held: dict[JoinKey, dict[str, int]] = {}  # joined on name -> ifindex
         self._errors: dict[JoinKey, dict[str, str]] = {}  # name -> why the kernel refused
         self._users: dict[Membership, set[JoinKey]] = {}  # kernel membership -> joins
+        # Told of every join added and removed, whatever the cause (signals, state file).
+        self.on_joined: Callable[[Join], None] = _ignore
+        self.on_left: Callable[[Join], None] = _ignore
 
     # -- desired state ---------------------------------------------------------------------
     def add(self, join: Join) -> JoinStatus:
@@ -219,6 +222,7 @@ class JoinManager:
             raise
         self._joins[key] = join
         log.info("join %s: %s", key, self._status(key).state)
+        self.on_joined(join)
         return self._status(key)
 
     def remove(self, key: JoinKey) -> Join:
@@ -232,6 +236,7 @@ class JoinManager:
         self._held.pop(key, None)
         self._errors.pop(key, None)
         log.info("leave %s", key)
+        self.on_left(join)
         return join
 
     def remove_owned_by(self, owner: str) -> list[Join]:
@@ -414,6 +419,10 @@ class JoinManager:
         return JoinStatus(
             self._joins[key], state, tuple(sorted(held)), key.size * len(held), error
         )
+
+
+def _ignore(join: Join) -> None:
+    pass
 
 
 def _selected(key: JoinKey, family: Family | None, table: int | None) -> bool:

@@ -17,6 +17,7 @@ from ..contract import Contract
 from ..errors import InvalidArgument
 from ..model import Route, RouteStatus, VifStatus, make_route_key, validate_interface_name
 from ..names import PENDING_VIF_INDEX
+from .groupwire import GROUP_SIGNAL_ARGS
 from .options import OptionSpec, option_spec
 
 RouteTuple = tuple[str, str, str, list[str], dict[str, Variant]]
@@ -71,6 +72,8 @@ SIGNAL_VALUES: dict[str, Mapping[str, Getter]] = {
     "RouteRemoved": ROUTE_SIGNAL_ARGS,
     "VifAdded": VIF_SIGNAL_ARGS,
     "VifRemoved": VIF_SIGNAL_ARGS,
+    "GroupJoined": GROUP_SIGNAL_ARGS,
+    "GroupLeft": GROUP_SIGNAL_ARGS,
 }
 
 
