@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mfc_dbus.engine import EngineListener, ReloadResult
-from mfc_dbus.engine import groupcalls
+from mfc_dbus.engine import EngineListener, ReloadResult, groupcalls
 from mfc_dbus.engine.joins import Join, JoinKey, JoinManager, JoinStatus
-from mfc_dbus.kernel.membership import Membership
 from mfc_dbus.errors import InvalidArgument, LimitExceeded, NoSuchInterface, NotFound
+from mfc_dbus.kernel.membership import Membership
 from mfc_dbus.model import (
     MAX_VIFS,
     Family,
@@ -38,8 +37,8 @@ class FakeEngine:
     def __post_init__(self) -> None:
         names = {name: index for index, name in enumerate(sorted(self.interfaces), 2)}
         self.joins = JoinManager(_NoMemberships(), names)
-        self.joins.on_joined = lambda join: [l.group_joined(join) for l in self.listeners]
-        self.joins.on_left = lambda join: [l.group_left(join) for l in self.listeners]
+        self.joins.on_joined = lambda join: [each.group_joined(join) for each in self.listeners]
+        self.joins.on_left = lambda join: [each.group_left(join) for each in self.listeners]
 
     def join_group(self, join: Join) -> JoinStatus:
         return groupcalls.join_group(self.joins, join)

@@ -9,8 +9,8 @@ import pytest
 from dbus_fast import MessageType, Variant
 
 from mfc_dbus import contract
-from mfc_dbus.model import Family, Route, VifConfig, make_route_key
 from mfc_dbus.engine.joins import Join, make_join_key
+from mfc_dbus.model import Family, Route, VifConfig, make_route_key
 from mfc_dbus.names import (
     ACTION_MANAGE_GROUPS,
     ACTION_MANAGE_INTERFACES,
