@@ -76,8 +76,11 @@ def test_export_then_import_gives_the_same_routes(w: World, tmp_path):
     again.write_text(exported)
     w.ok("config", "import", str(again))
     assert routes(w) == before
-    assert [(j["interface"], j["source"], j["group"], j["table"], j["state"])
-            for j in w.json("group", "show")] == [("up0", S4, "232.1.1.1", 7, "joined")]  # fmt: skip
+    joins = [
+        (j["interface"], j["source"], j["group"], j["table"], j["state"])
+        for j in w.json("group", "show")
+    ]
+    assert joins == [("up0", S4, "232.1.1.1", 7, "joined")]
 
 
 def test_a_bad_file_applies_nothing_and_names_every_problem(w: World, tmp_path):
