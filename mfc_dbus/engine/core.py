@@ -89,8 +89,7 @@ class Engine:
         self._link_watcher: LinkWatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.joins = JoinManager(self._kernel.memberships())  # group joins (IGMP/MLD)
-        self.joins.on_joined = self._listeners.group_joined
-        self.joins.on_left = self._listeners.group_left
+        groupcalls.observe(self.joins, self._state, self._listeners)
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -151,6 +150,7 @@ class Engine:
             (c.family, c.table, c.interface): c for c in saved.vifs
         }
         self._apply(routes, vifs, Change.best_effort())  # records the state file's entries
+        groupcalls.restore(self.joins, saved.joins)
 
     async def stop(self, flush: bool = True) -> None:
         """Stop watching and save the state file. With flush (the default) close the
@@ -323,6 +323,7 @@ class Engine:
         self._apply(routes, vifs, Change.call())
         if found is not None:
             configured.apply_joins(self.joins, found.joins)
+        groupcalls.apply_saved(self.joins, self._state.reloaded_joins)
         return result
 
     # == reads =========================================================================

@@ -40,6 +40,8 @@ from ..model import (
     normalize_table,
     parse_group,
 )
+from .joins import Join
+from .joinstate import parse_join, replay_join_entry
 from .validate import check_route, check_vif
 
 SCHEMA_VERSION = 1
@@ -54,6 +56,7 @@ class StateFileError(MfcError):
 class SavedState:
     routes: tuple[Route, ...] = ()
     vifs: tuple[VifConfig, ...] = ()
+    joins: tuple[Join, ...] = ()
 
 
 _tail_text: dict[tuple, tuple[object, str]] = {}
@@ -110,9 +113,12 @@ def vif_record(config: VifConfig) -> str:
     )
 
 
-def render(route_records: list[str], vif_records: list[str]) -> str:
+def render(
+    route_records: list[str], vif_records: list[str], join_records: list[str] | None = None
+) -> str:
+    joins = ' "joins": [' + ",\n  ".join(join_records) + "],\n" if join_records else ""
     return (
-        f'{{"schema": {SCHEMA_VERSION}, "generator": "mfc-dbus",\n "vifs": ['
+        f'{{"schema": {SCHEMA_VERSION}, "generator": "mfc-dbus",\n{joins} "vifs": ['
         + ",\n  ".join(vif_records)
         + '],\n "routes": [\n'
         + ",\n".join(route_records)
@@ -148,8 +154,12 @@ def parse(text: str, journal: str = "", journal_name: str = "journal") -> SavedS
     for n, entry in enumerate(_field(data, "vifs", list, "state", [])):
         config = _parse_vif(entry, f"VIF #{n + 1}")
         vifs[(config.family, config.table, config.interface)] = config
+    joins: dict = {}
+    for n, entry in enumerate(_field(data, "joins", list, "state", [])):
+        join = parse_join(entry, f"join #{n + 1}")
+        joins[join.key] = join
     if journal:
-        _replay(journal, journal_name, routes, vifs, groups)
+        _replay(journal, journal_name, routes, vifs, groups, joins)
     names: dict[tuple[Family, int], set[str]] = {}
     for route in routes.values():
         names.setdefault((route.key.family, route.key.table), set()).update(route.interfaces)
@@ -161,7 +171,7 @@ def parse(text: str, journal: str = "", journal_name: str = "journal") -> SavedS
                 f"{family} table {table} uses {len(used)} interfaces; the kernel allows "
                 f"{MAX_VIFS}"
             )
-    return SavedState(tuple(routes.values()), tuple(vifs.values()))
+    return SavedState(tuple(routes.values()), tuple(vifs.values()), tuple(joins.values()))
 
 
 def _parse_key(entry: object, where: str, groups: dict) -> RouteKey:
@@ -198,7 +208,7 @@ def _parse_vif(entry: object, where: str) -> VifConfig:
     return config
 
 
-def _replay(journal: str, name: str, routes: dict, vifs: dict, groups: dict) -> None:
+def _replay(journal: str, name: str, routes: dict, vifs: dict, groups: dict, joins: dict) -> None:
     """Apply the journal's lines (each one change, idempotent) to routes and vifs."""
     lines = journal.split("\n")
     torn = lines.pop()  # "" when the journal ends with a complete line
@@ -217,10 +227,12 @@ def _replay(journal: str, name: str, routes: dict, vifs: dict, groups: dict) -> 
         if not isinstance(group, list):
             raise ValueError(f"{where} is not a list of changes")
         for entry in group:
-            _replay_entry(entry, where, routes, vifs, groups)
+            _replay_entry(entry, where, routes, vifs, groups, joins)
 
 
-def _replay_entry(entry: object, where: str, routes: dict, vifs: dict, groups: dict) -> None:
+def _replay_entry(
+    entry: object, where: str, routes: dict, vifs: dict, groups: dict, joins: dict
+) -> None:
     if not isinstance(entry, dict) or len(entry) != 1:
         raise ValueError(f"{where} holds something that is not a journal entry")
     ((op, value),) = entry.items()
@@ -238,6 +250,8 @@ def _replay_entry(entry: object, where: str, routes: dict, vifs: dict, groups: d
         family = Family.parse(_field(value, "family", str, where))
         table = _field(value, "table", int, where)
         vifs.pop((family, table, _field(value, "interface", str, where)), None)
+    elif op in ("join", "unjoin"):
+        replay_join_entry(op, value, where, joins)
     else:
         raise ValueError(f"{where}: unknown journal operation {op!r}")
 
