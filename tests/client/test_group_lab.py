@@ -184,3 +184,22 @@ def test_a_caller_without_the_action_is_refused(world: World, watch: Watch):
         result = user.run(join, env=env, cwd="/", stdin=subprocess.DEVNULL)
         assert (result.returncode, result.stderr) == (0, "")
     assert world.joins() == [(IF, "*", group(watch.family, 4), "joined")]
+
+
+def test_a_persistent_join_comes_back_after_a_restart(world: World, watch: Watch):
+    saved = Flow(watch.source(), group(watch.family, 5))
+    temporary = Flow(watch.source(), group(watch.family, 6))
+    world.ok("group", "join", IF, saved.group)
+    world.ok("group", "join", IF, temporary.group, "temporary")
+    both = [saved, temporary]
+    watch.prober.until(lambda arrived: set(both) <= arrived, both, watch.flooded)
+
+    world.bus.stop_owner(BUS_NAME)  # the kernel leaves every group of the closed sockets
+    watch.prober.until(lambda arrived: not arrived & set(both), both, watch.flooded)
+    assert json.loads(world.state.read_text())["joins"] == [
+        {"interface": IF, "source": "*", "group": saved.group}
+    ]
+
+    assert world.joins() == [(IF, "*", saved.group, "joined")]  # activates the service
+    watch.prober.until(lambda arrived: saved in arrived, both, watch.flooded)
+    watch.never_arrives([temporary], saved)
