@@ -56,6 +56,17 @@ def parse_join(entry: object, where: str) -> Join:
     return Join(parse_join_key(entry, where))
 
 
+def parse_joins(entries: object) -> dict[JoinKey, Join]:
+    """The snapshot's "joins" list (absent in files written before joins existed)."""
+    if not isinstance(entries, list):
+        raise ValueError(f"state: field 'joins' must be a list, not {entries!r}")
+    joins: dict[JoinKey, Join] = {}
+    for n, entry in enumerate(entries):
+        join = parse_join(entry, f"join #{n + 1}")
+        joins[join.key] = join
+    return joins
+
+
 def replay_join_entry(op: str, value: object, where: str, joins: dict[JoinKey, Join]) -> None:
     if op == "join":
         join = parse_join(value, where)

@@ -41,7 +41,7 @@ from ..model import (
     parse_group,
 )
 from .joins import Join
-from .joinstate import parse_join, replay_join_entry
+from .joinstate import parse_joins, replay_join_entry
 from .validate import check_route, check_vif
 
 SCHEMA_VERSION = 1
@@ -154,10 +154,7 @@ def parse(text: str, journal: str = "", journal_name: str = "journal") -> SavedS
     for n, entry in enumerate(_field(data, "vifs", list, "state", [])):
         config = _parse_vif(entry, f"VIF #{n + 1}")
         vifs[(config.family, config.table, config.interface)] = config
-    joins: dict = {}
-    for n, entry in enumerate(_field(data, "joins", list, "state", [])):
-        join = parse_join(entry, f"join #{n + 1}")
-        joins[join.key] = join
+    joins = parse_joins(data.get("joins", []))
     if journal:
         _replay(journal, journal_name, routes, vifs, groups, joins)
     names: dict[tuple[Family, int], set[str]] = {}
