@@ -26,6 +26,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
 from . import contract
+from .client_groups import GroupInfo, GroupMethods
 from .errors import (
     ERROR_BY_DBUS_NAME,
     AccessDenied,
@@ -33,7 +34,6 @@ from .errors import (
     InvalidArgument,
     MfcError,
 )
-from .groupinfo import GroupInfo
 from .names import (
     BUS_NAME,
     DBUS_DAEMON_INTERFACE,
@@ -251,7 +251,7 @@ def system_bus_address() -> str:
 
 
 # -- the client ---------------------------------------------------------------------------
-class MfcClient:
+class MfcClient(GroupMethods):
     """A connection to org.mfc.Forwarding1 on the system bus (or `address`)."""
 
     def __init__(
@@ -415,31 +415,6 @@ class MfcClient:
     ) -> list[VifInfo]:
         (items,) = await self.invoke("ListVifs", make_options(family=family, table=table))
         return [VifInfo.from_dbus(item) for item in items]
-
-    # -- group joins ---------------------------------------------------------------------
-    async def join_group(
-        self,
-        interface: str,
-        source: str,
-        group: str,
-        *,
-        table: int | None = None,
-        persistent: bool | None = None,
-        lease: bool | None = None,
-    ) -> None:
-        options = make_options(table=table, persistent=persistent, lease=lease)
-        await self.invoke("JoinGroup", interface, source, group, options)
-
-    async def leave_group(
-        self, interface: str, source: str, group: str, *, table: int | None = None
-    ) -> None:
-        await self.invoke("LeaveGroup", interface, source, group, make_options(table=table))
-
-    async def list_groups(
-        self, *, family: str | None = None, table: int | None = None
-    ) -> list[GroupInfo]:
-        (items,) = await self.invoke("ListGroups", make_options(family=family, table=table))
-        return [GroupInfo.from_dbus(item) for item in items]
 
     # -- service -------------------------------------------------------------------------------
     async def reload(self) -> None:
