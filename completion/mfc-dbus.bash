@@ -22,16 +22,7 @@ _mfc_dbus()
 
     local options="-j --json -p --pretty -s --stats -4 -6 --no-ask-password --timeout
         --address -V --version -h --help"
-    local objects="route vif mfc show monitor reload batch diagnose status config help"
-
-    case $prev in
-        --timeout|--address|table|threshold|ttl-threshold|count|interval|from|source|to|group)
-            return ;;
-        family)
-            COMPREPLY=($(compgen -W "ipv4 ipv6" -- "$cur")); return ;;
-        iif|input|dev|--iif)
-            _mfc_dbus_interfaces; return ;;
-    esac
+    local objects="route vif group mfc show monitor reload batch diagnose status config help"
 
     # The object and its command: the first two words that are not options.
     local i obj="" verb="" nargs=0 in_oifs=""
@@ -47,6 +38,17 @@ _mfc_dbus()
         case ${words[i]} in oif|oifs|outputs) in_oifs=1 ;; esac
     done
 
+    case $prev in
+        --timeout|--address|table|threshold|ttl-threshold|count|interval|from|source|to)
+            return ;;
+        group)  # the object, or route's and diagnose's keyword
+            [[ $obj == g* && -z $verb ]] || return ;;
+        family)
+            COMPREPLY=($(compgen -W "ipv4 ipv6" -- "$cur")); return ;;
+        iif|input|dev|--iif)
+            _mfc_dbus_interfaces; return ;;
+    esac
+
     if [[ $cur == -* ]]; then
         local extra=""
         [[ $obj == mfc* ]] && extra="--source --group --iif --oifs --table --lease --temporary"
@@ -59,7 +61,7 @@ _mfc_dbus()
     fi
 
     case $obj in
-        ro*|r) obj=route ;; v*) obj=vif ;; m|mf*) obj=mfc ;; mo*) obj=monitor ;;
+        ro*|r) obj=route ;; v*) obj=vif ;; g*) obj=group ;; m|mf*) obj=mfc ;; mo*) obj=monitor ;;
         b*) obj=batch ;; d*) obj=diagnose ;; c*) obj=config ;;
     esac
     case $obj in
@@ -68,6 +70,12 @@ _mfc_dbus()
                 local verbs="add del show"
                 [[ $obj == route ]] && verbs="add del show flush"
                 COMPREPLY=($(compgen -W "$verbs list delete" -- "$cur"))
+                return
+            fi
+            ;;
+        group)
+            if [[ -z $verb ]]; then
+                COMPREPLY=($(compgen -W "join leave show list" -- "$cur"))
                 return
             fi
             ;;
@@ -96,6 +104,15 @@ _mfc_dbus()
         route:d*) COMPREPLY+=($(compgen -W "from table" -- "$cur")) ;;
         route:s*|route:l*) COMPREPLY+=($(compgen -W "from table family" -- "$cur")) ;;
         route:f*) COMPREPLY+=($(compgen -W "table family" -- "$cur")) ;;
+        group:j*)
+            ((nargs == 0)) && _mfc_dbus_interfaces
+            ((nargs >= 2)) && COMPREPLY+=($(compgen -W "source table lease temporary" -- "$cur")) ;;
+        group:l*)
+            ((nargs == 0)) && _mfc_dbus_interfaces
+            ((nargs >= 2)) && COMPREPLY+=($(compgen -W "source table" -- "$cur")) ;;
+        group:s*)
+            ((nargs == 0)) && _mfc_dbus_interfaces
+            COMPREPLY+=($(compgen -W "table family" -- "$cur")) ;;
         vif:a*)
             ((nargs == 0)) && _mfc_dbus_interfaces
             COMPREPLY+=($(compgen -W "family table threshold temporary" -- "$cur")) ;;

@@ -32,6 +32,7 @@ from .client import ActivationFailed, ServiceUnavailable
 from .config import EX_CONFIG, ConfigurationError
 from .errors import AccessDenied, InteractiveAuthorizationRequired, InvalidArgument, MfcError
 from .names import (
+    ACTION_MANAGE_GROUPS,
     ACTION_MANAGE_INTERFACES,
     ACTION_MANAGE_ROUTES,
     BUS_NAME,
@@ -43,6 +44,7 @@ EXIT_INTERRUPTED = 130
 ACTION_WORDS = {
     ACTION_MANAGE_ROUTES: "manage routes",
     ACTION_MANAGE_INTERFACES: "manage interfaces",
+    ACTION_MANAGE_GROUPS: "manage group joins",
 }
 
 

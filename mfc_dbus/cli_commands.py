@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from . import cli_config
+from . import cli_config, cli_groups
 from . import cli_format as fmt
 from .cli_agent import PolkitAgent
 from .cli_diagnose import Snapshot, diagnose
@@ -243,6 +243,9 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("vif", "add"): vif_add,
     ("vif", "del"): vif_del,
     ("vif", "show"): vif_show,
+    ("group", "join"): cli_groups.group_join,
+    ("group", "leave"): cli_groups.group_leave,
+    ("group", "show"): cli_groups.group_show,
     ("batch", ""): batch,
     ("monitor", ""): monitor,
     ("diagnose", ""): run_diagnose,

@@ -1,18 +1,18 @@
 """`mfc-dbus config check|export|import`: configuration files from the command line.
 
 check reads a file without the service; export prints what the service holds in
-mfc-dbus.conf(5) syntax; import applies a file's routes and VIF settings as runtime
-changes (routes in one all-or-nothing AddRoutes, VIF settings after them; if one of
-those fails, the routes just added are removed again).
+mfc-dbus.conf(5) syntax; import applies a file's routes, VIF settings and group joins
+as runtime changes (routes in one all-or-nothing AddRoutes, VIF settings and joins
+after them; if one of those fails, the joins and routes just added are removed again).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .client import MfcClient, RouteInfo, RouteSpec, VifInfo
+from .client import GroupInfo, MfcClient, RouteInfo, RouteSpec, VifInfo
 from .config import ConfigInterface, ConfigRoute, Configuration, ConfigurationError, Problem
-from .config.check import ANY_SOURCE, WILDCARD
+from .config.check import ANY_SOURCE, WILDCARD, ConfigJoin
 from .config.render import render
 from .errors import MfcError
 from .model import make_route_key
@@ -51,7 +51,8 @@ async def export(ctx: Context, client: MfcClient, ready: Ready) -> int:
         if r.state != "learned" and not r.owner and not r.origin
     ]
     vifs = [v for v in await client.list_vifs() if v.explicit]
-    ctx.out.write(EXPORT_HEADER + render(_interfaces(vifs), [], [_route(r) for r in routes]))
+    joins = [_join(j) for j in await client.list_groups() if not j.owner and not j.origin]
+    ctx.out.write(EXPORT_HEADER + render(_interfaces(vifs), joins, [_route(r) for r in routes]))
     ctx.out.flush()
     return 0
 
@@ -60,39 +61,48 @@ async def import_file(ctx: Context, client: MfcClient, ready: Ready) -> int:
     configuration: Configuration = ready["configuration"]
     specs = [_spec(route) for route in configuration.routes]
     added = await client.add_routes(specs) if specs else 0
+    joined: list[ConfigJoin] = []
     try:
-        for interface in configuration.interfaces:
-            if interface.enabled:
-                for family in _families(interface, configuration.routes):
-                    await client.add_vif(
-                        interface.interface,
-                        family=family,
-                        table=interface.table or None,
-                        ttl_threshold=interface.ttl_threshold,
-                    )
+        await _apply_interfaces(client, configuration)
+        for join in configuration.joins:
+            await client.join_group(*_join_args(join), table=join.table or None)
+            joined.append(join)
     except MfcError:
+        for join in joined:
+            await client.leave_group(*_join_args(join), table=join.table or None)
         for spec in specs:
             await client.remove_route(spec.source, spec.group, table=spec.table)
         raise
     vifs = sum(1 for interface in configuration.interfaces if interface.enabled)
     if ctx.json:
-        ctx.emit_json({"routes": added, "interfaces": vifs})
+        ctx.emit_json({"routes": added, "interfaces": vifs, "joins": len(joined)})
     else:
-        ctx.print(f"{ready['file']}: {added} routes and {vifs} interface settings applied")
+        ctx.print(
+            f"{ready['file']}: {added} routes, {vifs} interface settings and "
+            f"{len(joined)} group joins applied"
+        )
     return 0
+
+
+async def _apply_interfaces(client: MfcClient, configuration: Configuration) -> None:
+    for interface in configuration.interfaces:
+        if interface.enabled:
+            for family in _families(interface, configuration.routes):
+                await client.add_vif(
+                    interface.interface,
+                    family=family,
+                    table=interface.table or None,
+                    ttl_threshold=interface.ttl_threshold,
+                )
+
+
+def _join_args(join: ConfigJoin) -> tuple[str, str, str]:
+    return join.interface, "" if join.source == ANY_SOURCE else join.source, join.group
 
 
 def importable(configuration: Configuration) -> Configuration:
     """What import can apply as runtime changes; the rest is named with its place."""
-    problems = [
-        Problem(
-            join.origin,
-            "group joins (mgroup) are applied from the service's configuration files "
-            "only: put this line in /etc/mfc-dbus/conf.d/ and reload",
-        )
-        for join in configuration.joins
-        if join.origin is not None
-    ]
+    problems = []
     for route in configuration.routes:
         if route.input.endswith(WILDCARD) and route.origin is not None:
             problems.append(
@@ -125,6 +135,10 @@ def _families(interface: ConfigInterface, routes: list[ConfigRoute]) -> list[str
 
 def _route(info: RouteInfo) -> ConfigRoute:
     return ConfigRoute(info.input, info.source, info.group, info.outputs, info.table)
+
+
+def _join(info: GroupInfo) -> ConfigJoin:
+    return ConfigJoin(info.interface, info.source, info.group, info.table)
 
 
 def _interfaces(vifs: list[VifInfo]) -> list[ConfigInterface]:

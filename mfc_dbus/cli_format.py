@@ -141,6 +141,7 @@ def status_text(props: dict[str, Any]) -> str:
         f"version:  {props.get('Version', '?')}",
         f"routes:   {props.get('RouteCount', 0)}",
         f"vifs:     {props.get('VifCount', 0)}",
+        f"groups:   {props.get('GroupCount', 0)}",
         f"families: {' '.join(families) if families else 'none'}",
     ]
     return "\n".join(lines)
@@ -151,6 +152,7 @@ def status_json(props: dict[str, Any]) -> dict[str, Any]:
         "version": props.get("Version"),
         "routes": props.get("RouteCount"),
         "vifs": props.get("VifCount"),
+        "groups": props.get("GroupCount"),
         "families": list(props.get("Families") or []),
     }
 
@@ -168,6 +170,10 @@ def event_text(event: Event) -> str:
         verb = "added" if event.name == "VifAdded" else "removed"
         index = "pending" if a["index"] is None else f"index {a['index']}"
         return f"vif {verb} {a['interface']} {index} {a['family']}{_in_table(a)}"
+    if event.name in ("GroupJoined", "GroupLeft"):
+        verb = "joined" if event.name == "GroupJoined" else "left"
+        table = f" table {a['table']}" if a.get("table") else ""
+        return f"group {verb} {a['source']} {a['group']} dev {a['interface']}{table}"
     if event.name == "PropertiesChanged":
         changed = " ".join(f"{k}={_scalar(v)}" for k, v in sorted(a["changed"].items()))
         return f"properties {changed}".rstrip()

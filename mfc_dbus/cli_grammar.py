@@ -31,6 +31,9 @@ usage: {PROG} [OPTIONS] OBJECT COMMAND [ARGUMENTS]
   vif add IF [family ipv4|ipv6] [table N] [threshold TTL] [temporary]
   vif del IF [family ipv4|ipv6] [table N]
   vif show [IF] [family ipv4|ipv6] [table N]
+  group join IF GROUP [source S] [table N] [lease] [temporary]
+  group leave IF GROUP [source S] [table N]
+  group show [IF] [table N] [family ipv4|ipv6]
   mfc add [--source S] --group G --iif IF --oifs IF [IF ...] [--table N]
   mfc del [--source S] --group G [--table N]
   mfc show
@@ -44,8 +47,9 @@ usage: {PROG} [OPTIONS] OBJECT COMMAND [ARGUMENTS]
   status                    version, route and VIF counts, families
   config check FILE         read a configuration file (mfc-dbus.conf(5)) without
                             applying it; exit status 78 names every problem
-  config export             print the routes and VIF settings in that syntax
-  config import FILE        apply a file's routes and VIF settings, all or nothing
+  config export             print the routes, VIF settings and group joins in that
+                            syntax
+  config import FILE        apply a file's routes, VIF settings and group joins
   help
 
 SOURCE '*' (or none) means any source; SOURCE and GROUP may be prefixes.
@@ -69,6 +73,7 @@ exit status: 0 ok, 1 error, 2 usage or invalid argument, 4 not authorized,
 OBJECTS = (
     "route",
     "vif",
+    "group",
     "mfc",
     "show",
     "monitor",
@@ -82,10 +87,11 @@ OBJECTS = (
 VERBS = {
     "route": ("add", "del", "show", "flush", "list", "delete"),
     "vif": ("add", "del", "show", "list", "delete"),
+    "group": ("join", "leave", "show", "list"),
     "mfc": ("add", "del", "show", "delete", "list"),
     "config": ("check", "export", "import"),
 }
-DEFAULT_VERB = {"route": "show", "vif": "show", "mfc": "show"}
+DEFAULT_VERB = {"route": "show", "vif": "show", "group": "show", "mfc": "show"}
 VERB_ALIASES = {"delete": "del", "list": "show", "ls": "show"}
 GLOBAL_FLAGS = {
     "-j": "json",
@@ -143,6 +149,13 @@ VIF_KEYWORDS: dict[str, tuple[str, Kind]] = {
     "family": ("family", "value"),
     "table": ("table", "value"),
 }
+GROUP_KEYWORDS: dict[str, tuple[str, Kind]] = {
+    "dev": ("interface", "value"),
+    "group": ("group", "value"),
+    "source": ("source", "value"),
+    "from": ("source", "value"),
+    "table": ("table", "value"),
+}
 GRAMMARS = {
     ("route", "add"): Grammar(
         {
@@ -196,6 +209,23 @@ GRAMMARS = {
         VIF_KEYWORDS,
         positionals=("interface",),
         usage="vif show [IF] [family F] [table N]",
+    ),
+    ("group", "join"): Grammar(
+        {**GROUP_KEYWORDS, "lease": ("lease", "flag"), "temporary": ("temporary", "flag")},
+        positionals=("interface", "group"),
+        required=("interface", "group"),
+        usage="group join IF GROUP [source S] [table N] [lease] [temporary]",
+    ),
+    ("group", "leave"): Grammar(
+        GROUP_KEYWORDS,
+        positionals=("interface", "group"),
+        required=("interface", "group"),
+        usage="group leave IF GROUP [source S] [table N]",
+    ),
+    ("group", "show"): Grammar(
+        {"dev": ("interface", "value"), **VIF_KEYWORDS},
+        positionals=("interface",),
+        usage="group show [IF] [table N] [family F]",
     ),
     ("monitor", ""): Grammar({"count": ("count", "value")}, usage="monitor [count N]"),
     ("diagnose", ""): Grammar(

@@ -15,6 +15,7 @@ from typing import Any
 
 from .cli_config import importable
 from .cli_grammar import GRAMMARS, Command, UsageError, parse_keywords, parse_mfc, resolve
+from .cli_groups import prepare_group
 from .client import RouteSpec
 from .config import load_file
 from .errors import InvalidArgument, MfcError
@@ -144,7 +145,10 @@ def prepare(command: Command, opts: argparse.Namespace) -> dict[str, Any]:
     }
     if "interface" in values:
         ready["interface"] = validate_interface_name(values["interface"])
-    ready.update(_route_arguments(command, ready["table"]))
+    if command.obj == "group":
+        ready.update(prepare_group(command, ready["table"]))
+    else:
+        ready.update(_route_arguments(command, ready["table"]))
     ready["source_given"] = "source" in values
     if command.obj == "vif" and command.verb == "add":
         ready["threshold"] = parse_uint(values.get("threshold"), "threshold", 255)

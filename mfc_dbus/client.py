@@ -26,6 +26,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
 from . import contract
+from .client_groups import GroupInfo, GroupMethods
 from .errors import (
     ERROR_BY_DBUS_NAME,
     AccessDenied,
@@ -213,8 +214,8 @@ class VifInfo:
 class Event:
     """A signal from the service, or the service appearing/leaving the bus."""
 
-    name: str  # RouteAdded, RouteRemoved, VifAdded, VifRemoved, PropertiesChanged,
-    # ServiceStarted, ServiceStopped
+    name: str  # RouteAdded, RouteRemoved, VifAdded, VifRemoved, GroupJoined, GroupLeft,
+    # PropertiesChanged, ServiceStarted, ServiceStopped
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -250,7 +251,7 @@ def system_bus_address() -> str:
 
 
 # -- the client ---------------------------------------------------------------------------
-class MfcClient:
+class MfcClient(GroupMethods):
     """A connection to org.mfc.Forwarding1 on the system bus (or `address`)."""
 
     def __init__(
@@ -420,7 +421,7 @@ class MfcClient:
         await self.invoke("Reload")
 
     async def properties(self) -> dict[str, Any]:
-        """Version, RouteCount, VifCount, Families."""
+        """Version, RouteCount, VifCount, GroupCount, Families."""
         (values,) = await self.call(
             "GetAll", "s", [INTERFACE], interface=DBUS_PROPERTIES_INTERFACE
         )
@@ -491,6 +492,7 @@ __all__ = [
     "ActivationFailed",
     "BusUnavailable",
     "Event",
+    "GroupInfo",
     "InteractiveAuthorizationRequired",
     "MfcClient",
     "NoReply",

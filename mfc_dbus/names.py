@@ -7,6 +7,7 @@ ERROR_PREFIX = "org.mfc.Forwarding1.Error."
 
 ACTION_MANAGE_ROUTES = "org.mfc.Forwarding1.manage-routes"
 ACTION_MANAGE_INTERFACES = "org.mfc.Forwarding1.manage-interfaces"
+ACTION_MANAGE_GROUPS = "org.mfc.Forwarding1.manage-groups"
 
 POLKIT_BUS_NAME = "org.freedesktop.PolicyKit1"
 POLKIT_OBJECT_PATH = "/org/freedesktop/PolicyKit1/Authority"

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..model import Family, Route, RouteKey, RouteStatus, VifConfig, VifStatus
+
+if TYPE_CHECKING:
+    from .joins import Join, JoinKey, JoinStatus
 
 
 class EngineListener(Protocol):
@@ -25,6 +28,12 @@ class EngineListener(Protocol):
     def vif_added(self, vif: VifStatus) -> None: ...
 
     def vif_removed(self, vif: VifStatus) -> None: ...
+
+    def group_joined(self, join: Join) -> None:
+        """A group join was added or replaced (a call, Reload, the configuration)."""
+
+    def group_left(self, join: Join) -> None:
+        """A group join was removed (a call, a lease ending, Reload)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,20 @@ class EngineAPI(Protocol):
     def list_vifs(
         self, family: Family | None = None, table: int | None = None
     ) -> list[VifStatus]: ...
+
+    def join_group(self, join: Join) -> JoinStatus:
+        """Join a group (or replace a runtime join with the same key); AlreadyExists
+        for a configuration file's join."""
+
+    def leave_group(self, key: JoinKey) -> Join:
+        """NotFound if absent; InvalidArgument for a configuration file's join."""
+
+    def list_groups(
+        self, family: Family | None = None, table: int | None = None
+    ) -> list[JoinStatus]: ...
+
+    @property
+    def group_count(self) -> int: ...
 
     def reload(self) -> ReloadResult:
         """Re-read the state file and apply only the difference."""

@@ -21,13 +21,13 @@ from pathlib import Path
 from ..errors import InvalidArgument, NotFound
 from ..gcpause import gc_paused_if_many
 from ..model import Family, Route, RouteKey, RouteStatus, VifConfig, VifStatus
-from . import configured
+from . import configured, groupcalls
 from .adopt import Adoption
 from .api import EngineListener, ReloadResult
 from .change import Change, VifId
 from .desired import change_desired
 from .events import Listeners
-from .joins import JoinManager, follow_interface
+from .joins import Join, JoinKey, JoinManager, JoinStatus, follow_interface
 from .learned import Flows
 from .links import Hotplug, Interfaces
 from .persist import Persistence
@@ -89,6 +89,7 @@ class Engine:
         self._link_watcher: LinkWatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.joins = JoinManager(self._kernel.memberships())  # group joins (IGMP/MLD)
+        groupcalls.observe(self.joins, self._state, self._listeners)
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -149,6 +150,7 @@ class Engine:
             (c.family, c.table, c.interface): c for c in saved.vifs
         }
         self._apply(routes, vifs, Change.best_effort())  # records the state file's entries
+        groupcalls.restore(self.joins, saved.joins)
 
     async def stop(self, flush: bool = True) -> None:
         """Stop watching and save the state file. With flush (the default) close the
@@ -259,9 +261,12 @@ class Engine:
         return gone
 
     def lease_owners(self) -> set[str]:
-        return {route.owner for route in self._routes.values() if route.owner}
+        owners = {route.owner for route in self._routes.values() if route.owner}
+        return owners | groupcalls.lease_owners(self.joins)
 
     def remove_routes_owned_by(self, owner: str) -> list[Route]:
+        """Also leaves the groups `owner` joined with a lease."""
+        self.joins.remove_owned_by(owner)
         gone = [route for route in self._routes.values() if route.owner == owner]
         if gone:
             self._apply({route.key: None for route in gone}, {}, Change.call())
@@ -297,6 +302,12 @@ class Engine:
         self._apply({}, {(family, table, interface): None}, Change.call())
         return status
 
+    def join_group(self, join: Join) -> JoinStatus:
+        return groupcalls.join_group(self.joins, join)
+
+    def leave_group(self, key: JoinKey) -> Join:
+        return groupcalls.leave_group(self.joins, key)
+
     def reload(self) -> ReloadResult:
         """The state file and the configuration files again: both are read (and a
         problem in either raised) before anything changes."""
@@ -312,6 +323,7 @@ class Engine:
         self._apply(routes, vifs, Change.call())
         if found is not None:
             configured.apply_joins(self.joins, found.joins)
+        groupcalls.apply_saved(self.joins, self._state.reloaded_joins)
         return result
 
     # == reads =========================================================================
@@ -341,6 +353,15 @@ class Engine:
                 if learned.template is not None:
                     out.append(learned_status(found, sg, learned))
         return out
+
+    def list_groups(
+        self, family: Family | None = None, table: int | None = None
+    ) -> list[JoinStatus]:
+        return groupcalls.list_groups(self.joins, family, table)
+
+    @property
+    def group_count(self) -> int:
+        return len(self.joins.joins())
 
     def list_vifs(self, family: Family | None = None, table: int | None = None) -> list[VifStatus]:
         return [

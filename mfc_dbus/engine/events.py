@@ -16,6 +16,7 @@ from typing import Protocol
 
 from ..model import Route, VifStatus
 from .api import EngineListener
+from .joins import Join
 from .status import learned_route, vif_status
 from .table import SG, Learned, Table
 
@@ -126,6 +127,12 @@ class Listeners:
 
     def vif_removed(self, vif: VifStatus) -> None:
         self._tell("vif_removed", lambda listener: listener.vif_removed(vif))
+
+    def group_joined(self, join: Join) -> None:
+        self._tell("group_joined", lambda listener: listener.group_joined(join))
+
+    def group_left(self, join: Join) -> None:
+        self._tell("group_left", lambda listener: listener.group_left(join))
 
     def _tell(self, what: str, call: Callable[[EngineListener], None]) -> None:
         for listener in self._all:

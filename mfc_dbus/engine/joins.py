@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, cast
@@ -96,9 +96,15 @@ class JoinKey:
             for source in sources:
                 yield Membership(ifindex, group, source)
 
+    @property
+    def texts(self) -> tuple[str, str]:
+        """(source, group) as the API writes them ('*': any source)."""
+        return _text(self.source), _text(self.group)
+
     def __str__(self) -> str:
         table = f" table {self.table}" if self.table else ""
-        return f"({_text(self.source)}, {_text(self.group)}) on {self.interface}{table}"
+        source, group = self.texts
+        return f"({source}, {group}) on {self.interface}{table}"
 
 
 def _check_key(key: JoinKey) -> None:
@@ -201,6 +207,9 @@ class JoinManager:
         self._held: dict[JoinKey, dict[str, int]] = {}  # joined on name -> ifindex
         self._errors: dict[JoinKey, dict[str, str]] = {}  # name -> why the kernel refused
         self._users: dict[Membership, set[JoinKey]] = {}  # kernel membership -> joins
+        # Told of every join added and removed, whatever the cause (signals, state file).
+        self.on_joined: Callable[[Join], None] = _ignore
+        self.on_left: Callable[[Join], None] = _ignore
 
     # -- desired state ---------------------------------------------------------------------
     def add(self, join: Join) -> JoinStatus:
@@ -224,6 +233,7 @@ class JoinManager:
             raise
         self._joins[key] = join
         log.info("join %s: %s", key, self._status(key).state)
+        self.on_joined(join)
         return self._status(key)
 
     def remove(self, key: JoinKey) -> Join:
@@ -237,6 +247,7 @@ class JoinManager:
         self._held.pop(key, None)
         self._errors.pop(key, None)
         log.info("leave %s", key)
+        self.on_left(join)
         return join
 
     def remove_owned_by(self, owner: str) -> list[Join]:
@@ -419,6 +430,10 @@ class JoinManager:
         return JoinStatus(
             self._joins[key], state, tuple(sorted(held)), key.size * len(held), error
         )
+
+
+def _ignore(join: Join) -> None:
+    pass
 
 
 def _selected(key: JoinKey, family: Family | None, table: int | None) -> bool:

@@ -16,6 +16,8 @@ from ..errors import InvalidArgument
 from ..model import Route, RouteKey, VifConfig
 from .api import ReloadResult
 from .change import Change, RouteChange, VifId
+from .joins import Join, JoinKey
+from .joinstate import join_record, journal_join, journal_unjoin
 from .state import (
     SavedState,
     StateFile,
@@ -44,6 +46,8 @@ class Persistence:
         self._blocked: str | None = None  # why persistent changes are refused
         self._routes: dict[RouteKey, str] = {}
         self._vifs: dict[VifId, str] = {}
+        self._joins: dict[JoinKey, str] = {}
+        self.reloaded_joins: tuple[Join, ...] = ()  # the joins the last reload read
 
     # -- start, stop ----------------------------------------------------------------
     def load_at_start(self) -> SavedState:
@@ -51,11 +55,13 @@ class Persistence:
         if self._file is None:
             return SavedState()
         try:
-            return self._file.load()
+            saved = self._file.load()
         except StateFileError as exc:
             self.error = str(exc)
             self._set_aside(exc)
             return SavedState()
+        self._joins = {join.key: join_record(join) for join in saved.joins}  # recorded
+        return saved
 
     def _set_aside(self, exc: StateFileError) -> None:
         assert self._file is not None
@@ -131,13 +137,31 @@ class Persistence:
             lines.append(journal_vif(new) if new is not None else journal_unvif(*vid))
         return lines
 
+    def record_join(self, join: Join, joined: bool) -> None:
+        """Write a join made or left, if it persists; raises StateFileError (nothing is
+        recorded then)."""
+        if self._file is None:
+            return
+        key = join.key
+        keep = joined and join.persistent and join.owner is None and not join.origin
+        new = join_record(join) if keep else None
+        old = self._joins.get(key)
+        if new == old:
+            return
+        put_or_pop(self._joins, key, new)
+        try:
+            self._save([], [journal_join(new) if new is not None else journal_unjoin(key)])
+        except StateFileError:
+            put_or_pop(self._joins, key, old)
+            raise
+
     def _save(self, lines: list[RouteLine], vif_lines: list[str]) -> None:
         """Make a change durable: append it to the journal, or write a new snapshot when
         the journal would outgrow twice the snapshot (a big batch goes straight there)."""
         assert self._file is not None
         if self._blocked is not None:
             raise StateFileError(self._blocked)
-        size = len(self._routes) + len(self._vifs)
+        size = len(self._routes) + len(self._vifs) + len(self._joins)
         if self._file.journal_entries + len(lines) + len(vif_lines) > 2 * size + 64:
             self._write_snapshot()
         else:
@@ -151,7 +175,13 @@ class Persistence:
         assert self._file is not None
         if self._blocked is not None:
             raise StateFileError(self._blocked)
-        self._file.write(render(list(self._routes.values()), list(self._vifs.values())))
+        self._file.write(
+            render(
+                list(self._routes.values()),
+                list(self._vifs.values()),
+                list(self._joins.values()),
+            )
+        )
 
     # -- Reload ---------------------------------------------------------------------------
     def reload(
@@ -162,6 +192,7 @@ class Persistence:
         if self._file is None:
             raise InvalidArgument("this engine has no state file to reload")
         saved = self._file.load()
+        self.reloaded_joins = saved.joins
         route_changes, result = _route_plan(routes, saved.routes)
         return route_changes, _vif_plan(tables, saved.vifs), result
 

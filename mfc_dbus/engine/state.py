@@ -40,6 +40,8 @@ from ..model import (
     VifKey,
     make_route_key,
 )
+from .joins import Join, JoinKey
+from .joinstate import parse_joins, replay_join_entry
 from .validate import check_interfaces, check_vif
 
 SCHEMA_VERSION = 1
@@ -55,6 +57,7 @@ class StateFileError(MfcError):
 class SavedState:
     routes: tuple[Route, ...] = ()
     vifs: tuple[VifConfig, ...] = ()
+    joins: tuple[Join, ...] = ()
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -81,9 +84,12 @@ def vif_record(config: VifConfig) -> str:
     )
 
 
-def render(route_records: list[str], vif_records: list[str]) -> str:
+def render(
+    route_records: list[str], vif_records: list[str], join_records: list[str] | None = None
+) -> str:
+    joins = ' "joins": [' + ",\n  ".join(join_records) + "],\n" if join_records else ""
     return (
-        f'{{"schema": {SCHEMA_VERSION}, "generator": "mfc-dbus",\n "vifs": ['
+        f'{{"schema": {SCHEMA_VERSION}, "generator": "mfc-dbus",\n{joins} "vifs": ['
         + ",\n  ".join(vif_records)
         + '],\n "routes": [\n'
         + ",\n".join(route_records)
@@ -129,10 +135,13 @@ def _parse(text: str, journal: str, journal_name: str) -> SavedState:
         raise ValueError(f"schema version {schema!r} is not supported (this is {SCHEMA_VERSION})")
     loader = _Loader()
     loader.snapshot(_list(data, "routes"), _list(data, "vifs"))
+    loader.joins = parse_joins(_list(data, "joins"))  # absent in files before joins
     if journal:
         loader.replay(journal, journal_name)
     loader.check_vif_limit()
-    return SavedState(tuple(loader.routes.values()), tuple(loader.vifs.values()))
+    return SavedState(
+        tuple(loader.routes.values()), tuple(loader.vifs.values()), tuple(loader.joins.values())
+    )
 
 
 def _list(data: dict, name: str) -> list:
@@ -157,6 +166,7 @@ class _Loader:
     def __init__(self) -> None:
         self.routes: dict[RouteKey, Route] = {}
         self.vifs: dict[VifKey, VifConfig] = {}
+        self.joins: dict[JoinKey, Join] = {}
         # Each distinct (input, outputs) is checked once and shared by its routes (a few
         # serve thousands): the memo lives as long as this one reading.
         self._shapes: dict[tuple[Any, tuple[Any, ...]], Shape] = {}
@@ -244,6 +254,8 @@ class _Loader:
             self.vifs[config.key] = config
         elif op == "unvif":
             self.vifs.pop(self.vif_key(value), None)
+        elif op in ("join", "unjoin"):
+            replay_join_entry(op, value, "journal", self.joins)
         else:
             raise ValueError(f"unknown journal operation {op!r}")
 

@@ -209,7 +209,17 @@ class GuardedEngine:
     """
 
     MUTATORS = frozenset(
-        {"add_route", "add_routes", "remove_route", "flush", "add_vif", "remove_vif", "reload"}
+        {
+            "add_route",
+            "add_routes",
+            "remove_route",
+            "flush",
+            "add_vif",
+            "remove_vif",
+            "join_group",
+            "leave_group",
+            "reload",
+        }
     )
 
     def __init__(self, engine: Any) -> None:

@@ -18,6 +18,7 @@ from ..contract import Contract
 from ..errors import InvalidArgument
 from ..model import Route, RouteStatus, VifStatus, make_route_key, validate_interface_name
 from ..names import PENDING_VIF_INDEX
+from .groupwire import GROUP_SIGNAL_FIELDS, group_signal_values
 from .options import OptionSpec, option_spec
 
 RouteTuple = tuple[str, str, str, list[str], dict[str, Variant]]
@@ -73,6 +74,8 @@ SIGNAL_VALUES: dict[str, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]
     "RouteRemoved": (ROUTE_SIGNAL_FIELDS, route_signal_values),
     "VifAdded": (VIF_SIGNAL_FIELDS, vif_signal_values),
     "VifRemoved": (VIF_SIGNAL_FIELDS, vif_signal_values),
+    "GroupJoined": (GROUP_SIGNAL_FIELDS, group_signal_values),
+    "GroupLeft": (GROUP_SIGNAL_FIELDS, group_signal_values),
 }
 
 

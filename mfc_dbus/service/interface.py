@@ -18,12 +18,14 @@ from dbus_fast import Variant
 
 from .. import __version__
 from ..contract import Contract
+from ..engine.joins import Join
 from ..gcpause import gc_paused_if_many
 from ..model import Family, Route, VifConfig, VifStatus, make_route_key
 from ..model import validate_interface_name as check_ifname
 from .auth import Call, GuardedEngine, public
 from .convert import Wire, vif_index
 from .emitter import Emitter
+from .groupwire import GroupWire
 from .leases import Leases
 from .options import option_spec
 from .outbox import Outbox
@@ -43,10 +45,12 @@ class Forwarding:
         self._add_vif_options = option_spec(contract, "AddVif")
         self._remove_vif_options = option_spec(contract, "RemoveVif")
         self._vif_filter = option_spec(contract, "ListVifs", "filter")
+        self._groups = GroupWire(contract)
         self._properties: dict[str, Callable[[], Any]] = {
             "Version": lambda: __version__,
             "RouteCount": lambda: engine.route_count,
             "VifCount": lambda: engine.vif_count,
+            "GroupCount": lambda: engine.group_count,
             "Families": lambda: [family.value for family in engine.families],
         }
         if set(self._properties) != set(contract.properties):
@@ -176,6 +180,38 @@ class Forwarding:
         vifs = self._engine.list_vifs(given.get("family"), given.get("table"))
         return [self._wire.vif_tuple(vif) for vif in vifs]
 
+    # -- group joins -------------------------------------------------------------------
+    def JoinGroup(
+        self, call: Call, interface: str, source: str, group: str, options: dict[str, Variant]
+    ) -> Change:
+        join = self._groups.join_from_args(interface, source, group, options, call.sender)
+
+        def add() -> None:
+            self._engine.join_group(join)
+            self.emitter.audit(call, lambda: _describe_join(join))
+            if join.owner:
+                self._leases.confirm_soon(join.owner)
+
+        return add
+
+    def LeaveGroup(
+        self, call: Call, interface: str, source: str, group: str, options: dict[str, Variant]
+    ) -> Change:
+        table = self._groups.leave_options.parse(options).get("table", 0)
+        key = self._groups.key_from_args(interface, source, group, table, "LeaveGroup")
+
+        def leave() -> None:
+            self._engine.leave_group(key)
+            self.emitter.audit(call, key.__str__)
+
+        return leave
+
+    @public
+    def ListGroups(self, call: Call, filter: dict[str, Variant]) -> list[Any]:
+        given = self._groups.filter.parse(filter)
+        statuses = self._engine.list_groups(given.get("family"), given.get("table"))
+        return [self._groups.group_tuple(status) for status in statuses]
+
     def Reload(self, call: Call) -> Change:
         def reload() -> None:
             result = self._engine.reload()
@@ -193,7 +229,11 @@ class Forwarding:
 
     def _counts(self) -> dict[str, int]:
         engine = self._raw_engine
-        return {"RouteCount": engine.route_count, "VifCount": engine.vif_count}
+        return {
+            "RouteCount": engine.route_count,
+            "VifCount": engine.vif_count,
+            "GroupCount": engine.group_count,
+        }
 
     # -- EngineListener ------------------------------------------------------------
     def route_added(self, route: Route) -> None:
@@ -210,10 +250,23 @@ class Forwarding:
     def vif_removed(self, vif: VifStatus) -> None:
         self.emitter.signal("VifRemoved", vif)
 
+    def group_joined(self, join: Join) -> None:
+        self.emitter.signal("GroupJoined", join)
+        if join.owner:
+            self._leases.watch(join.owner)
+
+    def group_left(self, join: Join) -> None:
+        self.emitter.signal("GroupLeft", join)
+
 
 def _describe(route: Route) -> str:
     flags = " lease" if route.owner else ("" if route.persistent else " transient")
     return f"{route.key} in {route.input} out {','.join(route.outputs) or '-'}{flags}"
+
+
+def _describe_join(join: Join) -> str:
+    flags = " lease" if join.owner else ("" if join.persistent else " transient")
+    return f"{join.key}{flags}"
 
 
 def _summary(routes: list[Route], limit: int = 3) -> str:

@@ -40,7 +40,7 @@ def test_import_applies_routes_and_vif_settings_and_packets_flow(w: World, tmp_p
     path.write_text(CONFIGURATION)
     result = w.cli("config", "import", str(path))
     assert result.returncode == 0, result.stderr
-    assert "3 routes and 1 interface settings applied" in result.stdout
+    assert "3 routes, 1 interface settings and 0 group joins applied" in result.stdout
     assert routes(w) == [
         ("*", "233.252.0.0/24", "up0", ("down0",), 0, "installed"),
         ("*", "ff3e::db8:0/112", "up0", ("down1",), 0, "installed"),
@@ -59,11 +59,15 @@ def test_export_then_import_gives_the_same_routes(w: World, tmp_path):
     path.write_text(CONFIGURATION)
     w.ok("config", "import", str(path))
     w.ok("route", "add", "233.252.1.1", "iif", "up0", "oif", "down1", "table", "7")
+    w.ok("group", "join", "up0", "232.1.1.1", "source", S4, "table", "7")
     before = routes(w)
     exported = w.ok("config", "export")
     assert "phyint down0 enable ttl-threshold 3\n" in exported
     assert "mroute from up0 group 233.252.1.1 table 7 to down1\n" in exported
+    assert f"mgroup from up0 source {S4} group 232.1.1.1 table 7\n" in exported
     w.ok("route", "flush")
+    w.ok("group", "leave", "up0", "232.1.1.1", "source", S4, "table", "7")
+    assert w.json("group", "show") == []
     for vif in w.json("vif", "show"):
         if vif["explicit"]:
             w.ok("vif", "del", vif["interface"], "family", vif["family"])
@@ -72,6 +76,11 @@ def test_export_then_import_gives_the_same_routes(w: World, tmp_path):
     again.write_text(exported)
     w.ok("config", "import", str(again))
     assert routes(w) == before
+    joins = [
+        (j["interface"], j["source"], j["group"], j["table"], j["state"])
+        for j in w.json("group", "show")
+    ]
+    assert joins == [("up0", S4, "232.1.1.1", 7, "joined")]
 
 
 def test_a_bad_file_applies_nothing_and_names_every_problem(w: World, tmp_path):

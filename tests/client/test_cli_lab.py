@@ -102,6 +102,10 @@ def w(world: World) -> Iterator[World]:
     for vif in json.loads(world.cli("-j", "vif", "show").stdout or "[]"):
         if vif["explicit"]:
             world.cli("vif", "del", vif["interface"], "family", vif["family"])
+    for join in json.loads(world.cli("-j", "group", "show").stdout or "[]"):
+        if not join["origin"]:
+            where = [join["interface"], join["group"], "table", str(join["table"])]
+            world.cli("group", "leave", *where, "source", join["source"])
 
 
 def delivered(lab: Lab, n: int, family: str, group: str, count: int = 5, ttl: int = 8) -> int:

@@ -50,6 +50,16 @@ VIFS = [
     ["up0", 0, {"family": Variant("s", "ipv4"), "in_packets": Variant("t", 7)}],
     ["down9", PENDING_VIF_INDEX, {"state": Variant("s", "pending")}],
 ]
+GROUPS = [
+    ["up0", "", "233.252.0.1", {
+        "state": Variant("s", "joined"), "interfaces": Variant("as", ["up0"]),
+        "memberships": Variant("u", 1), "family": Variant("s", "ipv4"),
+    }],
+    ["eth+", "192.0.2.1", "232.1.1.0/31", {
+        "state": Variant("s", "waiting"), "table": Variant("u", 3),
+        "origin": Variant("s", "/etc/mfc-dbus/mfc-dbus.conf:4"),
+    }],
+]  # fmt: skip
 # The answer to each method with outputs, from its arguments (typed by the contract's
 # out signature when it is sent).
 REPLIES: dict[str, Callable[[list], list]] = {
@@ -58,6 +68,7 @@ REPLIES: dict[str, Callable[[list], list]] = {
     "ListRoutes": lambda args: [ROUTES],
     "AddVif": lambda args: [2],
     "ListVifs": lambda args: [VIFS],
+    "ListGroups": lambda args: [GROUPS],
 }
 
 
@@ -266,6 +277,40 @@ def test_lists_json_and_tables(service, capsys):
     assert json.loads(out)["version"] == "9.9"
 
 
+def test_group_join_leave_show(service, capsys):
+    status, out, err = run_cli(
+        capsys, service.address,
+        "group", "join", "up0", "232.1.1.1", "source", "192.0.2.1", "table", "3", "lease",
+    )  # fmt: skip
+    assert (status, out, err) == (0, "", "")
+    assert service.interface.calls[-1] == (
+        "JoinGroup",
+        ["up0", "192.0.2.1", "232.1.1.1", {"table": Variant("u", 3), "lease": Variant("b", True)}],
+    )
+    status, out, err = run_cli(capsys, service.address, "g", "j", "up0", "ff3e::1", "temporary")
+    assert status == 0
+    assert service.interface.calls[-1] == (
+        "JoinGroup",
+        ["up0", "", "ff3e::1", {"persistent": Variant("b", False)}],
+    )
+    status, out, err = run_cli(capsys, service.address, "group", "leave", "up0", "233.252.0.1")
+    assert (status, out, err) == (0, "", "")
+    assert service.interface.calls[-1] == ("LeaveGroup", ["up0", "", "233.252.0.1", {}])
+    status, out, _ = run_cli(capsys, service.address, "-j", "group", "show")
+    joins = json.loads(out)
+    assert [(j["interface"], j["source"], j["state"]) for j in joins] == [
+        ("up0", "*", "joined"),
+        ("eth+", "192.0.2.1", "waiting"),
+    ]
+    assert joins[1]["origin"] == "/etc/mfc-dbus/mfc-dbus.conf:4" and joins[1]["table"] == 3
+    status, out, _ = run_cli(capsys, service.address, "group", "show", "up0")
+    lines = out.splitlines()
+    assert lines[0].split() == ["INTERFACE", "SOURCE", "GROUP", "STATE", "MEMBERSHIPS"]
+    assert lines[1].split() == ["up0", "*", "233.252.0.1", "joined", "1"] and len(lines) == 2
+    status, out, err = run_cli(capsys, service.address, "group", "join", "up0", "192.0.2.9")
+    assert status == 2 and "not a multicast address" in err
+
+
 @pytest.mark.parametrize(
     "name, text, words, line, status",
     [
@@ -279,6 +324,12 @@ def test_lists_json_and_tables(service, capsys):
             AccessDenied.dbus_name, "polkit said no", ("vif", "del", "down0"),
             "mfc-dbus: not authorized to manage interfaces (polkit action "
             "org.mfc.Forwarding1.manage-interfaces); ask an administrator, or see "
+            "/usr/share/doc/mfc-dbus/examples/50-org.mfc.Forwarding1.rules\n", 4,
+        ),
+        (
+            AccessDenied.dbus_name, "polkit said no", ("group", "join", "up0", "233.252.0.1"),
+            "mfc-dbus: not authorized to manage group joins (polkit action "
+            "org.mfc.Forwarding1.manage-groups); ask an administrator, or see "
             "/usr/share/doc/mfc-dbus/examples/50-org.mfc.Forwarding1.rules\n", 4,
         ),
         (

@@ -18,7 +18,7 @@ MAN8 = ROOT / "man" / "mfc-dbusd.8"
 MAN5 = ROOT / "man" / "mfc-dbus.conf.5"
 DOC = ROOT / "README.md"
 COMPLETION = ROOT / "completion" / "mfc-dbus.bash"
-METHODS = sorted({*ACTION_BY_METHOD, "ListRoutes", "ListVifs"})
+METHODS = sorted({*ACTION_BY_METHOD, "ListRoutes", "ListVifs", "ListGroups"})
 
 
 def test_every_command_is_documented_in_the_man_page_and_readme():
@@ -72,4 +72,7 @@ def test_bash_completion():
     assert "lo" in complete("route", "add", "233.252.0.1", "iif", "lo", "oif", "")
     assert complete("vif", "show", "family", "") == ["ipv4", "ipv6"]
     assert complete("config", "") == ["check", "export", "import"]
+    assert complete("group", "") == ["join", "leave", "show", "list"]
+    assert complete("g", "join", "l") == ["lo"]
+    assert complete("group", "join", "lo", "233.252.0.1", "s") == ["source"]
     assert "--oifs" in complete("mfc", "add", "--")

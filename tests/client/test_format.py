@@ -189,6 +189,16 @@ def test_events_from_signals_and_their_lines():
     assert fmt.event_text(tabled) == "route removed 192.0.2.1 233.252.0.1 table 7"
     vif7 = event_from_message(signal("VifAdded", "susu", ["down0", 2, "ipv4", 7]))
     assert fmt.event_text(vif7) == "vif added down0 index 2 ipv4 table 7"
+    joined = event_from_message(
+        signal("GroupJoined", "sssus", ["up0", "192.0.2.1", "232.1.1.1", 3, "ipv4"])
+    )
+    assert fmt.event_text(joined) == "group joined 192.0.2.1 232.1.1.1 dev up0 table 3"
+    left = event_from_message(signal("GroupLeft", "sssus", ["up0", "*", "ff3e::1", 0, "ipv6"]))
+    assert fmt.event_text(left) == "group left * ff3e::1 dev up0"
+    assert fmt.event_json(left) == {
+        "event": "GroupLeft", "interface": "up0", "source": "*", "group": "ff3e::1",
+        "table": 0, "family": "ipv6",
+    }  # fmt: skip
     props = event_from_message(
         signal(
             "PropertiesChanged",

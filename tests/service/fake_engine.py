@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mfc_dbus.engine import EngineListener, ReloadResult
+from mfc_dbus.engine import EngineListener, ReloadResult, groupcalls
+from mfc_dbus.engine.joins import Join, JoinKey, JoinManager, JoinStatus
 from mfc_dbus.errors import InvalidArgument, LimitExceeded, NoSuchInterface, NotFound
+from mfc_dbus.kernel.membership import Membership
 from mfc_dbus.model import (
     MAX_VIFS,
     Family,
@@ -30,6 +32,28 @@ class FakeEngine:
     reloads: int = 0
     started: bool = False
     stopped: bool = False
+    joins: JoinManager = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = {name: index for index, name in enumerate(sorted(self.interfaces), 2)}
+        self.joins = JoinManager(_NoMemberships(), names)
+        self.joins.on_joined = lambda join: [each.group_joined(join) for each in self.listeners]
+        self.joins.on_left = lambda join: [each.group_left(join) for each in self.listeners]
+
+    def join_group(self, join: Join) -> JoinStatus:
+        return groupcalls.join_group(self.joins, join)
+
+    def leave_group(self, key: JoinKey) -> Join:
+        return groupcalls.leave_group(self.joins, key)
+
+    def list_groups(
+        self, family: Family | None = None, table: int | None = None
+    ) -> list[JoinStatus]:
+        return groupcalls.list_groups(self.joins, family, table)
+
+    @property
+    def group_count(self) -> int:
+        return len(self.joins.joins())
 
     async def start(self) -> None:
         self.started = True
@@ -76,9 +100,11 @@ class FakeEngine:
         return [self.remove_route(key) for key in keys]
 
     def lease_owners(self) -> set[str]:
-        return {route.owner for route in self.routes.values() if route.owner}
+        owners = {route.owner for route in self.routes.values() if route.owner}
+        return owners | groupcalls.lease_owners(self.joins)
 
     def remove_routes_owned_by(self, owner: str) -> list[Route]:
+        self.joins.remove_owned_by(owner)
         keys = [key for key, route in self.routes.items() if route.owner == owner]
         return [self.remove_route(key) for key in keys]
 
@@ -134,3 +160,19 @@ class FakeEngine:
     @property
     def vif_count(self) -> int:
         return len(self.vifs)
+
+
+class _NoMemberships:
+    """A kernel side that accepts every membership (the service tests need no kernel)."""
+
+    def join(self, membership: Membership) -> None:
+        pass
+
+    def leave(self, membership: Membership) -> None:
+        pass
+
+    def leave_interface(self, ifindex: int) -> list[Membership]:
+        return []
+
+    def close(self) -> None:
+        pass

@@ -9,8 +9,10 @@ import pytest
 from dbus_fast import MessageType, Variant
 
 from mfc_dbus import contract
+from mfc_dbus.engine.joins import Join, make_join_key
 from mfc_dbus.model import Family, Route, VifConfig, make_route_key
 from mfc_dbus.names import (
+    ACTION_MANAGE_GROUPS,
     ACTION_MANAGE_INTERFACES,
     ACTION_MANAGE_ROUTES,
     DBUS_ACCESS_DENIED,
@@ -34,6 +36,10 @@ def _prepare_vif(engine) -> None:
     engine.add_vif(VifConfig("down1", Family.IPV4))
 
 
+def _prepare_join(engine) -> None:
+    engine.join_group(Join(make_join_key("down0", "", GROUP)))
+
+
 SIGNATURE = {name: spec.in_signature for name, spec in contract.load().methods.items()}
 # member, body, the polkit action it needs, set-up, check that the change happened
 MUTATING = [
@@ -48,11 +54,16 @@ MUTATING = [
      ACTION_MANAGE_INTERFACES, None, lambda e: e.vif_count == 1),
     ("RemoveVif", ["down1", {}], ACTION_MANAGE_INTERFACES, _prepare_vif,
      lambda e: e.vif_count == 0),
+    ("JoinGroup", ["down0", "", GROUP, {}], ACTION_MANAGE_GROUPS, None,
+     lambda e: e.group_count == 1),
+    ("LeaveGroup", ["down0", "", GROUP, {}], ACTION_MANAGE_GROUPS, _prepare_join,
+     lambda e: e.group_count == 0),
     ("Reload", [], ACTION_MANAGE_ROUTES, None, lambda e: e.reloads == 1),
 ]  # fmt: skip
 OTHER_ACTION = {
     ACTION_MANAGE_ROUTES: ACTION_MANAGE_INTERFACES,
     ACTION_MANAGE_INTERFACES: ACTION_MANAGE_ROUTES,
+    ACTION_MANAGE_GROUPS: ACTION_MANAGE_ROUTES,
 }
 
 

@@ -22,6 +22,7 @@ from mfc_dbus import contract
 from mfc_dbus.engine import EngineAPI
 from mfc_dbus.errors import ALL_ERRORS, InvalidArgument, MfcError
 from mfc_dbus.names import (
+    ACTION_MANAGE_GROUPS,
     ACTION_MANAGE_INTERFACES,
     ACTION_MANAGE_ROUTES,
     BUS_NAME,
@@ -93,7 +94,15 @@ def test_the_shipped_copy_and_the_polkit_actions_agree() -> None:
     assert CONTRACT.xml == CONTRACT_FILE.read_text()  # mfc_dbus/ ships dbus/'s file
     policy = ET.parse(data_file("polkit", POLKIT_POLICY)).getroot()
     declared = {action.get("id") for action in policy.iter("action")}
-    assert CONTRACT.actions == declared == {ACTION_MANAGE_ROUTES, ACTION_MANAGE_INTERFACES}
+    assert (
+        CONTRACT.actions
+        == declared
+        == {
+            ACTION_MANAGE_ROUTES,
+            ACTION_MANAGE_INTERFACES,
+            ACTION_MANAGE_GROUPS,
+        }
+    )
 
 
 def test_everything_is_documented_and_every_key_typed() -> None:
