@@ -145,15 +145,18 @@ def source_text(text: str) -> str:
 
 
 def _parse_source(text: str, size: int) -> tuple[bytes, int]:
-    """A source host or prefix; empty, '*' or a /0 prefix is any source: the zero
-    address of `size` bytes with length 0."""
+    """A source host or prefix; empty, '*', a /0 prefix or the unspecified address
+    (0.0.0.0, ::, smcroute's "any source") is any source: the zero address of `size`
+    bytes with length 0."""
     if type(text) is not str:
         raise InvalidArgument(f"source {text!r} is not valid: it must be a string")
     text = text.strip()
     if text == "*" or not text:
         return bytes(size), 0
     packed, length = _parse_prefix(text, "source")
-    return (packed, length) if length else (bytes(size), 0)
+    if not length or (length == 8 * len(packed) and not any(packed)):
+        return bytes(size), 0  # a /0, or the unspecified address itself
+    return packed, length
 
 
 # -- route keys ---------------------------------------------------------------------

@@ -40,6 +40,9 @@ V4, V6 = Family.IPV4, Family.IPV6
         ("10.0.0.1/32", "233.252.0.1/32", 0, ("10.0.0.1", "233.252.0.1"), V4, False, 0),
         ("0.0.0.0/0", "232.1.1.1", 0, ("*", "232.1.1.1"), V4, True, 0),
         ("::/0", "232.1.1.1", 0, ("*", "232.1.1.1"), V4, True, 0),  # any is any family
+        # smcroute's "any source": the unspecified address itself, not a literal entry.
+        ("0.0.0.0", "232.1.1.1", 0, ("*", "232.1.1.1"), V4, True, 0),
+        ("::", "ff3e::1", 0, ("*", "ff3e::1"), V6, True, 0),
         ("192.0.2.1", "224.0.1.1", 0, ("192.0.2.1", "224.0.1.1"), V4, False, 0),
         ("*", "224.0.1.0/24", 0, ("*", "224.0.1.0/24"), V4, True, 0),
         ("2001:db8::1", "ff3e::1", 0, ("2001:db8::1", "ff3e::1"), V6, False, 0),
@@ -277,8 +280,9 @@ def test_source_reading_agrees_with_ipaddress(text):
         return
     group = "233.252.0.1" if expected.version == 4 else "ff3e::1"
     shown = make_route_key(text, group).texts[0]
-    if expected.prefixlen == 0:
-        assert shown == "*"
+    unspecified = expected.num_addresses == 1 and not int(expected.network_address)
+    if expected.prefixlen == 0 or unspecified:
+        assert shown == "*"  # /0, or the unspecified address: any source
     else:
         assert ipaddress.ip_network(shown) == expected
 
@@ -292,6 +296,7 @@ def test_address_text():
     assert source_text(" 10.1.0.0/16 ") == "10.1.0.0/16"
     assert source_text("2001:DB8::1") == "2001:db8::1"
     assert source_text("*") == source_text("") == source_text("0.0.0.0/0") == "*"
+    assert source_text("0.0.0.0") == source_text("::") == "*"
     with pytest.raises(InvalidArgument, match="source '233.1.1.1' is a multicast address"):
         make_route_key("233.1.1.1", "233.252.0.1")
 
