@@ -103,7 +103,7 @@ _mfc_dbus()
         route:a*) COMPREPLY+=($(compgen -W "from iif oif table lease temporary" -- "$cur")) ;;
         route:d*) COMPREPLY+=($(compgen -W "from table" -- "$cur")) ;;
         route:s*|route:l*) COMPREPLY+=($(compgen -W "from table family" -- "$cur")) ;;
-        route:f*) COMPREPLY+=($(compgen -W "table family" -- "$cur")) ;;
+        route:f*) COMPREPLY+=($(compgen -W "learned table family" -- "$cur")) ;;
         group:j*)
             ((nargs == 0)) && _mfc_dbus_interfaces
             ((nargs >= 2)) && COMPREPLY+=($(compgen -W "source table lease temporary" -- "$cur")) ;;

@@ -100,11 +100,12 @@ async def route_del(ctx: Context, client: MfcClient, ready: Ready) -> int:
 
 
 async def route_flush(ctx: Context, client: MfcClient, ready: Ready) -> int:
-    removed = await client.flush(family=ready["family"], table=ready["table"])
+    learned = bool(ready["learned"])
+    removed = await client.flush(family=ready["family"], table=ready["table"], learned=learned)
     if ctx.json:
         ctx.emit_json({"removed": removed})
     else:
-        ctx.print(f"{_plural(removed, 'route')} removed")
+        ctx.print(f"{_plural(removed, 'learned flow' if learned else 'route')} removed")
     return EXIT_OK
 
 

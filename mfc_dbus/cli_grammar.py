@@ -27,7 +27,7 @@ usage: {PROG} [OPTIONS] OBJECT COMMAND [ARGUMENTS]
   route add GROUP [from SOURCE] iif IF oif IF [IF ...] [table N] [lease] [temporary]
   route del GROUP [from SOURCE] [table N]
   route show [GROUP] [from SOURCE] [table N] [family ipv4|ipv6]
-  route flush [table N] [family ipv4|ipv6]
+  route flush [learned] [table N] [family ipv4|ipv6]
   vif add IF [family ipv4|ipv6] [table N] [threshold TTL] [temporary]
   vif del IF [family ipv4|ipv6] [table N]
   vif show [IF] [family ipv4|ipv6] [table N]
@@ -185,8 +185,12 @@ GRAMMARS = {
         usage="route show [GROUP] [from SOURCE] [table N] [family F]",
     ),
     ("route", "flush"): Grammar(
-        {"table": ("table", "value"), "family": ("family", "value")},
-        usage="route flush [table N] [family F]",
+        {
+            "table": ("table", "value"),
+            "family": ("family", "value"),
+            "learned": ("learned", "flag"),
+        },
+        usage="route flush [learned] [table N] [family F]",
     ),
     ("vif", "add"): Grammar(
         {

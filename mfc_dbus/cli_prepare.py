@@ -150,6 +150,7 @@ def prepare(command: Command, opts: argparse.Namespace) -> dict[str, Any]:
     else:
         ready.update(_route_arguments(command, ready["table"]))
     ready["source_given"] = "source" in values
+    ready["learned"] = bool(values.get("learned"))
     if command.obj == "vif" and command.verb == "add":
         ready["threshold"] = parse_uint(values.get("threshold"), "threshold", 255)
         ready["persistent"] = False if values.get("temporary") else None

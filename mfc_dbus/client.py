@@ -378,8 +378,11 @@ class MfcClient(GroupMethods):
     async def remove_route(self, source: str, group: str, *, table: int | None = None) -> None:
         await self.invoke("RemoveRoute", source, group, make_options(table=table))
 
-    async def flush(self, *, family: str | None = None, table: int | None = None) -> int:
-        (removed,) = await self.invoke("Flush", make_options(family=family, table=table))
+    async def flush(
+        self, *, family: str | None = None, table: int | None = None, learned: bool = False
+    ) -> int:
+        options = make_options(family=family, table=table, learned=learned or None)
+        (removed,) = await self.invoke("Flush", options)
         return int(removed)
 
     async def list_routes(

@@ -74,6 +74,11 @@ class EngineAPI(Protocol):
     def remove_routes_owned_by(self, owner: str) -> list[Route]:
         """Drop the lease routes of a bus name that left the bus."""
 
+    def flush_learned(self, family: Family | None = None, table: int | None = None) -> int:
+        """Drop the (S,G) flows learned from (*,G) and prefix routes (optionally of one
+        family/table); configured routes stay, and each flow is learned again when its
+        next packet arrives. Returns how many were dropped."""
+
     def lease_owners(self) -> set[str]:
         """The bus names holding lease routes (after a restart: to check they are
         still on the bus)."""

@@ -422,6 +422,12 @@ class Engine:
             except Exception:
                 log.exception("housekeeping failed")
 
+    def flush_learned(self, family: Family | None = None, table: int | None = None) -> int:
+        change = Change.best_effort()  # a flow that cannot be removed is logged, kept
+        dropped = self._flows.drop_all(self._tables.matching(family, table), change)
+        self._publish(change)
+        return dropped
+
     def expire_learned(self) -> int:
         """Drop learned flows that forwarded nothing for learned_expiry seconds."""
         change = Change.best_effort()

@@ -103,6 +103,16 @@ class Flows:
             elif learned.arrival == name:
                 learned.arrival = learned.input
 
+    def drop_all(self, tables: Iterable[Table], change: Change) -> int:
+        """Forget every flow learned in `tables` (after a topology change: each is
+        learned again from its template when its next packet arrives); how many."""
+        dropped = 0
+        for table in tables:
+            for sg in list(table.learned):
+                self.drop(table, sg, change)
+                dropped += 1
+        return dropped
+
     def expire(self, tables: Iterable[Table], change: Change) -> int:
         """Drop the flows that forwarded nothing for `expiry` seconds; how many.
 

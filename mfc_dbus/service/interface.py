@@ -129,6 +129,10 @@ class Forwarding:
         given = self._flush_options.parse(options)
 
         def flush() -> int:
+            if given.get("learned"):
+                dropped = self._engine.flush_learned(given.get("family"), given.get("table"))
+                self.emitter.audit(call, f"{_filter_text(given)}: {dropped} learned flows removed")
+                return dropped
             removed = self._engine.flush(given.get("family"), given.get("table"))
             self.emitter.audit(call, f"{_filter_text(given)}: {len(removed)} routes removed")
             return len(removed)

@@ -438,3 +438,20 @@ def test_the_readmes_busctl_and_gdbus_examples_work(w: World):
         argv = [README_INTERFACES.get(word, word) for word in argv]
         result = subprocess.run(argv, env=w.bus.env(), capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, (argv, result.stderr)
+
+
+def test_route_flush_learned_drops_only_the_learned_flows(w: World):
+    w.ok("route", "add", G4, "iif", "up0", "oif", "down0")  # (*,G)
+    w.ok("route", "add", "233.252.0.77", "from", S4, "iif", "up0", "oif", "down1")
+    assert delivered(w.lab, 0, "ipv4", G4, count=3) == 3  # learns (S4, G4)
+
+    def states() -> set[tuple[str, str, str]]:
+        return {(r["source"], r["group"], r["state"]) for r in w.json("route", "show")}
+
+    assert (S4, G4, "learned") in states()
+    assert w.ok("route", "flush", "learned").strip() == "1 learned flow removed"
+    assert states() == {("*", G4, "installed"), (S4, "233.252.0.77", "installed")}
+    assert f"({S4},{G4})" not in w.lab.mroute_show().replace(" ", "")
+    # The next packets are learned again from the template and forwarded.
+    assert delivered(w.lab, 0, "ipv4", G4, count=3) == 3
+    assert (S4, G4, "learned") in states()

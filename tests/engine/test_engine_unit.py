@@ -428,3 +428,21 @@ def test_listeners_hear_of_calls_hotplug_and_flows_but_not_of_a_failed_call(h, c
         ("vif_removed", "down1", 2),
         ("route_removed", "(*, 233.252.0.2)"),
     ]
+
+
+def test_flush_learned_drops_the_flows_and_keeps_the_templates(h):
+    h.engine.add_route(route("*", "233.252.0.1", "up0", "down0"))
+    h.engine.add_route(route("*", "233.252.0.2", "up0", "down1", table=5))
+    up0 = h.engine.list_vifs()[0]
+    group = ipaddress.ip_address("233.252.0.1")
+    for n in (10, 11):
+        source = ipaddress.ip_address(f"192.0.2.{n}")
+        h.sock().queue_upcall(
+            Upcall(UpcallKind.NOCACHE, V4, 0, source.packed, group.packed, up0.index)
+        )
+    h.deliver()
+    assert sum(s.state == "learned" for s in h.engine.list_routes()) == 2
+    assert h.engine.flush_learned(table=5) == 0
+    assert h.engine.flush_learned() == 2
+    assert [s.state for s in h.engine.list_routes()] == ["installed", "installed"]
+    assert h.sock().mfc == {}  # the learned entries left the kernel

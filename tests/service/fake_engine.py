@@ -30,6 +30,7 @@ class FakeEngine:
     vifs: dict[tuple[str, Family, int], VifStatus] = field(default_factory=dict)
     listeners: list[EngineListener] = field(default_factory=list)
     reloads: int = 0
+    learned_flushes: list[tuple[Family | None, int | None]] = field(default_factory=list)
     started: bool = False
     stopped: bool = False
     joins: JoinManager = field(init=False)
@@ -90,6 +91,10 @@ class FakeEngine:
         for listener in self.listeners:
             listener.route_removed(route)
         return route
+
+    def flush_learned(self, family: Family | None = None, table: int | None = None) -> int:
+        self.learned_flushes.append((family, table))
+        return 0
 
     def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:
         keys = [
