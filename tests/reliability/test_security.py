@@ -43,6 +43,8 @@ MUTATIONS: dict[str, list[str]] = {
     "Flush": ["a{sv}", "0"],
     "AddVif": ["sa{sv}", "down1", "0"],
     "RemoveVif": ["sa{sv}", "up0", "0"],
+    "JoinGroup": ["sssa{sv}", "up0", "", "233.252.0.51", "0"],
+    "LeaveGroup": ["sssa{sv}", "up0", "", "233.252.0.50", "0"],
     "Reload": [],
 }
 
@@ -57,7 +59,7 @@ def busctl_as(user: ThrowawayUser, bus: PrivateBus, member: str, *args: str,
 def test_every_mutating_method_is_tried() -> None:
     xml = (Path(__file__).parents[2] / "dbus" / "org.mfc.Forwarding1.xml").read_text()
     annotated = xml.count('name="org.mfc.Forwarding1.PolkitAction"')
-    assert len(MUTATIONS) == annotated == 7
+    assert len(MUTATIONS) == annotated == 9
 
 
 @pytest.mark.root
@@ -77,8 +79,10 @@ def _listed(bus: PrivateBus) -> list:
         try:
             routes = await caller.list_routes()
             vifs = (await caller.ok("ListVifs", "a{sv}", [{}]))[0]
+            groups = (await caller.ok("ListGroups", "a{sv}", [{}]))[0]
             return [sorted((r[0], r[1], r[2], tuple(r[3])) for r in routes),
-                    sorted((v[0], v[1]) for v in vifs)]  # fmt: skip
+                    sorted((v[0], v[1]) for v in vifs),
+                    sorted((g[0], g[1], g[2]) for g in groups)]  # fmt: skip
         finally:
             caller.close()
 
@@ -141,6 +145,7 @@ async def _root_setup(address: str) -> str:
     try:
         await caller.ok("AddVif", "sa{sv}", ["up0", {}])
         await caller.ok("AddRoute", "sssasa{sv}", [S4, G4, "up0", ["down0"], {}])
+        await caller.ok("JoinGroup", "sssa{sv}", ["up0", "", "233.252.0.50", {}])
         return "ok"
     finally:
         caller.close()
