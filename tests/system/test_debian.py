@@ -266,7 +266,11 @@ def test_configuration_drop_ins_apply_on_reload(debian: DebianSystem) -> None:
 
     debian.run("rm", drop_in, check=True)
     debian.systemctl("reload", UNIT)
-    assert wait_for(lambda: CONFIG_ROUTE not in debian.mroute("ipv4").replace(" ", ""))
+    wait_for(
+        lambda: CONFIG_ROUTE not in debian.mroute("ipv4").replace(" ", ""),
+        15,
+        "the removed drop-in's route to leave the kernel",
+    )
 
 
 def test_restart_restores_persistent_routes(debian: DebianSystem) -> None:
