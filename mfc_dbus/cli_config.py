@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from .client import GroupInfo, MfcClient, RouteInfo, RouteSpec, VifInfo
 from .config import ConfigInterface, ConfigRoute, Configuration, ConfigurationError, Problem
-from .config.check import ANY_SOURCE, WILDCARD, ConfigJoin
+from .config.check import ANY_SOURCE, ConfigJoin
 from .config.render import render
 from .errors import MfcError
-from .model import make_route_key
+from .model import make_route_key, wildcard_stem
 
 if TYPE_CHECKING:
     from .cli_commands import Context, Ready
@@ -104,7 +104,7 @@ def importable(configuration: Configuration) -> Configuration:
     """What import can apply as runtime changes; the rest is named with its place."""
     problems = []
     for route in configuration.routes:
-        if route.input.endswith(WILDCARD) and route.origin is not None:
+        if wildcard_stem(route.input) is not None and route.origin is not None:
             problems.append(
                 Problem(
                     route.origin,
@@ -125,7 +125,7 @@ def _spec(route: ConfigRoute) -> RouteSpec:
 def _families(interface: ConfigInterface, routes: list[ConfigRoute]) -> list[str]:
     """The families of the routes using the interface in its table; IPv4 if none does."""
     families = {
-        str(make_route_key(route.source, route.group, route.table).family)
+        str(route.key.family)
         for route in routes
         if route.table == interface.table
         and (route.input == interface.interface or interface.interface in route.outputs)
@@ -134,11 +134,12 @@ def _families(interface: ConfigInterface, routes: list[ConfigRoute]) -> list[str
 
 
 def _route(info: RouteInfo) -> ConfigRoute:
-    return ConfigRoute(info.input, info.source, info.group, info.outputs, info.table)
+    key = make_route_key(info.source, info.group, info.table)
+    return ConfigRoute(info.input, key, info.outputs)
 
 
 def _join(info: GroupInfo) -> ConfigJoin:
-    return ConfigJoin(info.interface, info.source, info.group, info.table)
+    return ConfigJoin(info.interface, make_route_key(info.source, info.group, info.table))
 
 
 def _interfaces(vifs: list[VifInfo]) -> list[ConfigInterface]:

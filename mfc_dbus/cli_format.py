@@ -77,6 +77,16 @@ def _route_sort_key(route: RouteInfo) -> tuple:
     return (route.family, route.table, route.group, route.source)
 
 
+def kept_how(origin: str | None, owner: str | None, persistent: bool) -> str:
+    """The STATE column's mark of how a route or join is kept: from a configuration
+    file, leased to a client, or not saved across restarts."""
+    if origin:
+        return f" config {origin}"
+    if owner:
+        return " lease"
+    return "" if persistent else " temporary"
+
+
 def routes_table(routes: Sequence[RouteInfo], stats: bool = False) -> str:
     show_table = any(r.table for r in routes)
     headers = ["SOURCE", "GROUP", "INPUT", "OUTPUTS", "STATE"]
@@ -89,12 +99,7 @@ def routes_table(routes: Sequence[RouteInfo], stats: bool = False) -> str:
         state = route.state
         if route.missing:
             state += f" (missing {','.join(route.missing)})"
-        if route.origin:
-            state += f" config {route.origin}"
-        elif route.owner:
-            state += " lease"
-        elif not route.persistent:
-            state += " temporary"
+        state += kept_how(route.origin, route.owner, route.persistent)
         row: list[Any] = [route.source, route.group, route.input, " ".join(route.outputs), state]
         if show_table:
             row.append(route.table)

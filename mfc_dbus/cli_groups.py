@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from . import cli_format as fmt
 from .cli_grammar import EXIT_OK, Command
 from .client import GroupInfo, MfcClient
-from .engine.joins import make_join_key
+from .model import make_route_key, validate_interface_name, wildcard_stem
 
 if TYPE_CHECKING:
     from .cli_commands import Context, Ready
@@ -21,11 +21,12 @@ def prepare_group(command: Command, table: int | None) -> dict[str, Any]:
     values = command.values
     if command.verb not in ("join", "leave"):
         return {}
-    source = values.get("source", "")
-    key = make_join_key(values["interface"], source, values["group"], table or 0)
+    interface = values["interface"]
+    validate_interface_name(wildcard_stem(interface) or interface)
+    source, group = make_route_key(values.get("source", ""), values["group"], table or 0).texts
     return {
-        "group": key.texts[1],
-        "source": "" if key.source is None else key.texts[0],
+        "group": group,
+        "source": "" if source == "*" else source,
         "persistent": False if values.get("temporary") else None,
         "lease": True if values.get("lease") else None,
     }
@@ -57,16 +58,11 @@ def groups_table(joins: Sequence[GroupInfo]) -> str:
     rows = []
     for join in sorted(joins, key=lambda j: (j.family, j.table, j.interface, j.group)):
         state = join.state
-        if join.interface.endswith("+") and join.interfaces:
+        if wildcard_stem(join.interface) is not None and join.interfaces:
             state += f" on {','.join(join.interfaces)}"
         if join.error:
             state += f" ({join.error})"
-        if join.origin:
-            state += f" config {join.origin}"
-        elif join.owner:
-            state += " lease"
-        elif not join.persistent:
-            state += " temporary"
+        state += fmt.kept_how(join.origin, join.owner, join.persistent)
         row: list[Any] = [join.interface, join.source, join.group, state]
         if show_table:
             row.append(join.table)

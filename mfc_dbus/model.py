@@ -81,6 +81,14 @@ def _explain_interface_name(name: object) -> None:
         )
 
 
+def wildcard_stem(name: str) -> str | None:
+    """smcroute's interface wildcard: "eth" for "eth+" (every interface whose name
+    starts with eth), None for a plain name ("+" alone is one)."""
+    if len(name) > 1 and name.endswith("+"):
+        return name[:-1]
+    return None
+
+
 # -- addresses ------------------------------------------------------------------------
 def format_address(packed: bytes) -> str:
     """An address as text (inet_ntop), from its 4 or 16 packed bytes."""

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .netns import PORT, Sender, in_netns, netns_run
+from .resource import Resource
 
 SOURCES = {
     "ipv4": ("192.0.2.1", "192.0.2.2", "192.0.2.3"),
@@ -83,7 +84,7 @@ class Datagram:
 
 
 @dataclass
-class SnoopingLab:
+class SnoopingLab(Resource):
     """Namespaces src, sw (the bridge) and rtr, removed on exit even after a failure."""
 
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -105,18 +106,7 @@ class SnoopingLab:
     def rtr(self) -> str:
         return f"mfc-brtr-{self.suffix}"
 
-    def __enter__(self) -> SnoopingLab:
-        try:
-            self.create()
-        except BaseException:
-            self.destroy()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.destroy()
-
-    def create(self) -> None:
+    def start(self) -> None:
         for name in (self.src, self.sw, self.rtr):
             subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
             self.namespaces.append(name)
@@ -175,7 +165,7 @@ class SnoopingLab:
         extra = ["nodad"] if ":" in address else []
         netns_run(ns, "ip", "addr", "add", f"{address}/{prefix}", "dev", self.interface, *extra)
 
-    def destroy(self) -> None:
+    def stop(self) -> None:
         for name in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.namespaces.clear()
@@ -354,6 +344,21 @@ class Prober:
                 raise AssertionError(f"after {timeout} s the last round still saw {shown}")
             # Pace the rounds (each is judged by its own marker, not by this pause).
             self.capture.wait_for(lambda d: False, ROUND_PACE)
+
+    def wait_for_snooping(self, unjoined: Flow, flooded: Flow) -> None:
+        """Until the querier is trusted the bridge floods every group: probe until
+        `unjoined`, a group nobody joined, stops reaching the router (the flooded
+        marker does)."""
+        self.until(lambda arrived: unjoined not in arrived, [unjoined], flooded)
+
+    def never_arrives(self, flows: list[Flow], marker: Flow, rounds: int = 5) -> None:
+        """`rounds` rounds in which the marker arrives and none of `flows` does, late
+        arrivals of any of these rounds included."""
+        first = self.round + 1
+        for _ in range(rounds):
+            self.probe(flows, marker)
+        self.probe([], marker)  # one more marker: late packets are in by now
+        assert self.arrived(flows, first, first + rounds - 1) == set()
 
     def close(self) -> None:
         for sender in self._senders.values():

@@ -31,6 +31,9 @@ from .netns import Lab, in_netns
 from .resource import Resource
 
 MFC_DBUSD = str(Path(sys.executable).with_name("mfc-dbusd"))
+# The client as a user runs it: the installed command, else the module.
+_CLIENT = Path(sys.executable).with_name("mfc-dbus")
+MFC_DBUS_CLI = [str(_CLIENT)] if _CLIENT.exists() else [sys.executable, "-m", "mfc_dbus.cli"]
 # Lines an mfc-dbusd log must never contain: an exception that escaped a handler.
 UNHANDLED_MARKERS = ("Traceback (most recent call last)", "failed unexpectedly", "CRITICAL")
 

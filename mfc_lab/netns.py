@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .resource import Resource
+
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -62,7 +64,7 @@ def _run(*argv: str) -> None:
 
 
 @dataclass
-class Lab:
+class Lab(Resource):
     """src -> rtr -> dst[0..n-1]: one upstream leg and `downstreams` downstream legs.
 
     In rtr the interfaces are `up0` (towards src) and `down0`, `down1`, ... (towards
@@ -100,17 +102,6 @@ class Lab:
         return GROUP_V4 if family == "ipv4" else GROUP_V6
 
     # -- life cycle ----------------------------------------------------------------
-    def __enter__(self) -> Lab:
-        try:
-            self.create()
-        except BaseException:
-            self.destroy()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.destroy()
-
     def _add_netns(self, name: str) -> None:
         _run("ip", "netns", "add", name)
         self.namespaces.append(name)
@@ -128,7 +119,7 @@ class Lab:
         extra = ["nodad"] if ":" in address else []
         netns_run(ns, "ip", "addr", "add", f"{address}/{prefix}", "dev", ifname, *extra)
 
-    def create(self) -> None:
+    def start(self) -> None:
         self._add_netns(self.src)
         self._add_netns(self.rtr)
         for n in range(self.downstreams):
@@ -173,7 +164,7 @@ class Lab:
     def delete_link(self, ns: str, ifname: str) -> None:
         netns_run(ns, "ip", "link", "del", ifname)
 
-    def destroy(self) -> None:
+    def stop(self) -> None:
         for name in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.namespaces.clear()

@@ -9,30 +9,44 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InvalidArgument
-from ..model import make_route_key, validate_interface_name
+from ..model import RouteKey, make_route_key, validate_interface_name, wildcard_stem
 from .problems import ConfigurationError, Location, Problem
 from .syntax import Directive, Token
 
-WILDCARD = "+"  # smcroute's interface wildcard: eth+ matches eth0, eth10, ...
 ANY_SOURCE = "*"
 
 
+class _Addressed:
+    """Source, group and table of a line, read once into a RouteKey."""
+
+    __slots__ = ()
+    key: RouteKey
+
+    @property
+    def source(self) -> str:  # "*" for any source
+        return self.key.texts[0]
+
+    @property
+    def group(self) -> str:
+        return self.key.texts[1]
+
+    @property
+    def table(self) -> int:
+        return self.key.table
+
+
 @dataclass(frozen=True, slots=True)
-class ConfigRoute:
+class ConfigRoute(_Addressed):
     input: str  # an interface name, or a wildcard such as eth+
-    source: str  # "*" for any source
-    group: str
+    key: RouteKey
     outputs: tuple[str, ...]
-    table: int
     origin: Location | None = None  # None: not from a file (export)
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigJoin:
+class ConfigJoin(_Addressed):
     interface: str
-    source: str  # "*" for an any-source join
-    group: str
-    table: int
+    key: RouteKey
     origin: Location | None = None  # None: not from a file (export)
 
 
@@ -90,7 +104,8 @@ def _required(directive: Directive, keyword: str, what: str) -> Token:
 
 def _interface_name(token: Token, directive: Directive, wildcard: bool) -> str:
     name = token.text
-    checked = name[:-1] if wildcard and name.endswith(WILDCARD) and len(name) > 1 else name
+    stem = wildcard_stem(name) if wildcard else None
+    checked = name if stem is None else stem
     try:
         validate_interface_name(checked)
     except InvalidArgument as exc:
@@ -113,25 +128,23 @@ def _table(directive: Directive) -> int:
     return int(token.text)
 
 
-def _addresses(directive: Directive, table: int) -> tuple[str, str]:
-    """(source, group) as written, "*" for no source, checked by the model's parser."""
+def _addresses(directive: Directive) -> RouteKey:
+    """Source ("*" when none is written), group and table, read by the model's parser."""
     group = _required(directive, "group", "GROUP[/LEN]")
     source = directive.values.get("source")
     source_text = source.text if source is not None else ANY_SOURCE
     try:
-        make_route_key(source_text, group.text, table)
+        return make_route_key(source_text, group.text, _table(directive))
     except InvalidArgument as exc:
         column = group.column
         if source is not None and "source" in exc.message:
             column = source.column
         raise _Refused(Problem(directive.location.at(column), exc.message)) from None
-    return source_text, group.text
 
 
 def _route(directive: Directive) -> ConfigRoute:
     input_token = _required(directive, "from", "IIF")
-    table = _table(directive)
-    source, group = _addresses(directive, table)
+    key = _addresses(directive)
     if "to" not in directive.flags:
         raise _Refused(
             Problem(directive.location, "mroute needs 'to OIF [OIF ...]' after its addresses")
@@ -142,22 +155,15 @@ def _route(directive: Directive) -> ConfigRoute:
             Problem(directive.location.at(to.column), "'to' needs at least one interface")
         )
     outputs = tuple(_interface_name(out, directive, wildcard=False) for out in directive.outputs)
-    return ConfigRoute(
-        _interface_name(input_token, directive, wildcard=True),
-        source,
-        group,
-        outputs,
-        table,
-        directive.location,
-    )
+    name = _interface_name(input_token, directive, wildcard=True)
+    return ConfigRoute(name, key, outputs, directive.location)
 
 
 def _join(directive: Directive) -> ConfigJoin:
     interface = _required(directive, "from", "IIF")
-    table = _table(directive)
-    source, group = _addresses(directive, table)
+    key = _addresses(directive)
     name = _interface_name(interface, directive, wildcard=True)
-    return ConfigJoin(name, source, group, table, directive.location)
+    return ConfigJoin(name, key, directive.location)
 
 
 def _interface(directive: Directive) -> ConfigInterface:
@@ -192,12 +198,10 @@ def _interface(directive: Directive) -> ConfigInterface:
 def _duplicates(configuration: Configuration) -> list[Problem]:
     keyed: list[tuple[tuple, Location | None, str]] = []
     for route in configuration.routes:
-        route_key = make_route_key(route.source, route.group, route.table)
-        keyed.append((("route", route_key), route.origin, f"route {route.source} {route.group}"))
+        keyed.append((("route", route.key), route.origin, f"route {route.source} {route.group}"))
     for join in configuration.joins:
-        join_key = make_route_key(join.source, join.group, join.table)
         what = f"mgroup {join.interface} {join.group}"
-        keyed.append((("join", join.interface, join_key), join.origin, what))
+        keyed.append((("join", join.interface, join.key), join.origin, what))
     for interface in configuration.interfaces:
         what = f"phyint {interface.interface}"
         keyed.append((("phyint", interface.interface, interface.table), interface.origin, what))

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Configuration, ConfigurationError, Location, Problem, load_configuration
-from ..config.check import ANY_SOURCE, WILDCARD, ConfigInterface
+from ..config.check import ANY_SOURCE, ConfigInterface
 from ..errors import AlreadyExists, InvalidArgument, MfcError
-from ..model import Family, Route, RouteKey, VifConfig, make_route_key
+from ..model import Family, Route, RouteKey, VifConfig, wildcard_stem
 from .api import ReloadResult
 from .change import VifId
 from .joins import Join, JoinKey, JoinManager, make_join_key
@@ -89,7 +89,7 @@ def read(path: Path) -> Configuration:
     configuration = load_configuration(path)
     wildcards = []
     for route in configuration.routes:
-        if route.input.endswith(WILDCARD) and route.origin is not None:
+        if wildcard_stem(route.input) is not None and route.origin is not None:
             message = (
                 f"interface wildcard {route.input!r} as a route's input is not supported: "
                 "name one interface per mroute line"
@@ -176,9 +176,7 @@ def apply_joins(manager: JoinManager, joins: JoinPlan) -> None:
 def _routes(configuration: Configuration) -> list[Route]:
     return [
         Route(
-            make_route_key(
-                "" if route.source == ANY_SOURCE else route.source, route.group, route.table
-            ),
+            route.key,
             route.input,
             route.outputs,
             persistent=False,
@@ -213,8 +211,8 @@ def _vifs(
 
 
 def _matching(pattern: str, interfaces: list[str]) -> list[str]:
-    if pattern.endswith(WILDCARD) and len(pattern) > 1:
-        stem = pattern[:-1]
+    stem = wildcard_stem(pattern)
+    if stem is not None:
         return sorted(name for name in interfaces if name.startswith(stem))
     return [pattern]
 

@@ -118,11 +118,11 @@ class Engine:
         self._adoption.opened()
         self._tables.update_families()
         self._restore(self._state.load_at_start(), self._runtime.previous.routes)
-        for name, index in self._interfaces.current().items():
+        for name, index in self._interfaces.ifindex.items():
             self.joins.interface_appeared(name, index)
         if self._config is not None:
             found = self._config.plan_at_start(
-                self._routes, self._tables, self._interfaces.current(), self.joins.joins()
+                self._routes, self._tables, self._interfaces.ifindex, self.joins.joins()
             )
             if found is not None:
                 self._apply(found.routes, found.vifs, Change.best_effort())
@@ -315,7 +315,7 @@ class Engine:
         found = None
         if self._config is not None:
             found = self._config.plan(
-                self._routes, self._tables, self._interfaces.current(), self.joins.joins()
+                self._routes, self._tables, self._interfaces.ifindex, self.joins.joins()
             )
             routes.update(found.routes)
             vifs.update(found.vifs)

@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..kernel.membership import Membership
 from ..kernel.netlink import LinkEvent
-from ..model import MAX_TABLE_ID, Family, make_route_key, validate_interface_name
+from ..model import MAX_TABLE_ID, Family, make_route_key, validate_interface_name, wildcard_stem
 
 # The kernel joins single (source, group) pairs: a join iterates its prefixes' members.
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -43,7 +43,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 log = logging.getLogger(__name__)
 
-WILDCARD = "+"  # smcroute's interface wildcard: eth+ matches eth0, eth10, ...
 MAX_MEMBERSHIPS_PER_JOIN = 1024  # e.g. a /22 of IPv4 groups, or a /118 of IPv6 groups
 MAX_MEMBERSHIPS = 4096  # all joins together: at 20 per IPv4 socket, ~205 descriptors
 
@@ -64,7 +63,7 @@ class MembershipKernel(Protocol):
 class JoinKey:
     """What identifies a join. Checked when made: an instance is always valid."""
 
-    interface: str  # a name, or a name prefix followed by WILDCARD ("+" alone is a name)
+    interface: str  # a name, or a wildcard such as eth+ (model.wildcard_stem)
     family: Family
     table: int
     source: IPNetwork | None  # None: any source
@@ -75,11 +74,12 @@ class JoinKey:
 
     @property
     def is_wildcard(self) -> bool:
-        return len(self.interface) > 1 and self.interface.endswith(WILDCARD)
+        return wildcard_stem(self.interface) is not None
 
     def matches(self, name: str) -> bool:
-        if self.is_wildcard:
-            return name.startswith(self.interface[:-1])
+        stem = wildcard_stem(self.interface)
+        if stem is not None:
+            return name.startswith(stem)
         return name == self.interface
 
     @property
@@ -109,8 +109,9 @@ class JoinKey:
 
 def _check_key(key: JoinKey) -> None:
     validate_interface_name(key.interface)
-    if key.is_wildcard:
-        validate_interface_name(key.interface[:-1])
+    stem = wildcard_stem(key.interface)
+    if stem is not None:
+        validate_interface_name(stem)
     if not isinstance(key.family, Family):
         raise InvalidArgument(f"family {key.family!r} is not valid; use 'ipv4' or 'ipv6'")
     if not isinstance(key.table, int) or isinstance(key.table, bool):

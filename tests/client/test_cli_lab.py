@@ -16,7 +16,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,19 +29,14 @@ from mfc_dbus.errors import InvalidArgument
 from mfc_dbus.names import ACTION_MANAGE_ROUTES, BUS_NAME, OBJECT_PATH
 from mfc_lab import Lab
 from mfc_lab.bus import MOCK_POLKIT_POLICY, PrivateBus
+from mfc_lab.daemon import MFC_DBUS_CLI, MFC_DBUSD
 from mfc_lab.netns import Receiver
 from mfc_lab.polkit import MockPolkit, ThrowawayUser, wait_until
 from mfc_lab.users import client_argv, client_env
 
 pytestmark = pytest.mark.root
 
-BIN = Path(sys.executable).parent
-CLI = (
-    [str(BIN / "mfc-dbus")]
-    if (BIN / "mfc-dbus").exists()
-    else [sys.executable, "-m", "mfc_dbus.cli"]
-)
-MFC_DBUSD = str(BIN / "mfc-dbusd")
+CLI = MFC_DBUS_CLI
 G4 = Lab.group("ipv4")
 G6 = Lab.group("ipv6")
 S4 = Lab.source_address("ipv4")

@@ -15,28 +15,21 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from mfc_dbus.names import BUS_NAME
 from mfc_lab import Lab, Receiver, netns_run
 from mfc_lab.bus import MOCK_POLKIT_POLICY, PrivateBus
+from mfc_lab.daemon import MFC_DBUS_CLI, MFC_DBUSD
 from mfc_lab.polkit import MockPolkit
 
 pytestmark = pytest.mark.root
 
-BIN = Path(sys.executable).parent
-CLI = (
-    [str(BIN / "mfc-dbus")]
-    if (BIN / "mfc-dbus").exists()
-    else [sys.executable, "-m", "mfc_dbus.cli"]
-)
-MFC_DBUSD = str(BIN / "mfc-dbusd")
+CLI = MFC_DBUS_CLI
 FAMILIES = ["ipv4", "ipv6"]
 # Two groups per family: the diagnosed one, and one whose packets prove the path works.
 GROUPS = {"ipv4": ("233.252.0.1", "233.252.0.2"), "ipv6": ("ff3e::db8:1", "ff3e::db8:2")}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +23,13 @@ from conftest import require_root
 from mfc_dbus.names import ACTION_MANAGE_GROUPS, ACTION_MANAGE_ROUTES, BUS_NAME
 from mfc_lab.bridge import SOURCES, Flow, Prober, SnoopingLab
 from mfc_lab.bus import MOCK_POLKIT_POLICY, PrivateBus
+from mfc_lab.daemon import MFC_DBUS_CLI, MFC_DBUSD
 from mfc_lab.polkit import MockPolkit, ThrowawayUser
 from mfc_lab.users import client_argv, client_env
 
 pytestmark = pytest.mark.root
 
-BIN = Path(sys.executable).parent
-CLI = [sys.executable, "-m", "mfc_dbus.cli"]
-MFC_DBUSD = str(BIN / "mfc-dbusd")
+CLI = MFC_DBUS_CLI
 FAMILIES = ["ipv4", "ipv6"]
 GROUPS = {"ipv4": "232.1.2.{}", "ipv6": "ff3e::2:{:x}"}
 IF = SnoopingLab.interface  # the router's port towards the bridge
@@ -97,17 +95,10 @@ class Watch:
         return SOURCES[self.family][n]
 
     def wait_for_snooping(self) -> None:
-        """Until the querier is trusted the bridge floods every group; wait until a
-        group nobody joined stops reaching the router (the flooded marker does)."""
-        unjoined = Flow(self.source(), group(self.family, 250))
-        self.prober.until(lambda arrived: unjoined not in arrived, [unjoined], self.flooded)
+        self.prober.wait_for_snooping(Flow(self.source(), group(self.family, 250)), self.flooded)
 
     def never_arrives(self, flows: list[Flow], marker: Flow, rounds: int = 5) -> None:
-        first = self.prober.round + 1
-        for _ in range(rounds):
-            self.prober.probe(flows, marker)
-        self.prober.probe([], marker)  # one more marker: late packets are in by now
-        assert self.prober.arrived(flows, first, first + rounds - 1) == set()
+        self.prober.never_arrives(flows, marker, rounds)
 
     def close(self) -> None:
         self.prober.close()

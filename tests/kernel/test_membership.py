@@ -74,19 +74,10 @@ class Bench:
         return m
 
     def wait_for_snooping(self) -> None:
-        """Until the querier is trusted the bridge floods every group; wait until a
-        group nobody joined stops reaching the router (the flooded marker does)."""
-        unjoined = Flow(self.source(), group(self.family, 250))
-        self.prober.until(lambda arrived: unjoined not in arrived, [unjoined], self.flooded)
+        self.prober.wait_for_snooping(Flow(self.source(), group(self.family, 250)), self.flooded)
 
     def never_arrives(self, flows: list[Flow], marker: Flow, rounds: int = 5) -> None:
-        """`rounds` rounds in which the marker arrives and none of `flows` does, late
-        arrivals of any of these rounds included."""
-        first = self.prober.round + 1
-        for _ in range(rounds):
-            self.prober.probe(flows, marker)
-        self.prober.probe([], marker)  # one more marker: late packets are in by now
-        assert self.prober.arrived(flows, first, first + rounds - 1) == set()
+        self.prober.never_arrives(flows, marker, rounds)
 
     def close(self) -> None:
         self.memberships.close()
