@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -114,8 +115,10 @@ class Authorizer:
         self._uids: dict[str, int] = {}  # unique names on the bus -> uid; see forget()
 
     def forget(self, name: str) -> None:
-        """A unique name left the bus: its uid is no longer needed."""
-        self._uids.pop(name, None)
+        """A unique name left the bus: its uid is no longer needed once the calls it
+        made before it left are served (they wait for the next loop turn: see
+        dispatch), so it is dropped after them."""
+        asyncio.get_running_loop().call_soon(self._uids.pop, name, None)
 
     def allows_at_once(self, call: Call) -> bool:
         """True (and the call authorized) when no round trip is needed: root, known."""

@@ -4,7 +4,13 @@ Every method call runs the same steps: check the signature against the XML, let 
 handler validate its arguments (it returns the change still to be made), authorize
 the call when the XML names a polkit action, make the change, reply. A root caller
 already known is authorized without a round trip, so its call is answered in the
-loop turn it is read; otherwise the rest waits for polkit in a task.
+loop turn after it is read; otherwise the rest waits for polkit in a task.
+
+Calls are queued as they are read and served, in order, in the next loop turn.
+dbus-fast before 2.x reads its socket until it is empty before it returns to the
+event loop; served inside that read, a steady stream of calls from many clients kept
+everything else waiting (a call waiting for its caller's uid waited up to 29 s, and
+kernel upcalls and timers as long).
 Introspection (documentation included), org.freedesktop.DBus.Properties and the
 path's ancestors are answered from the contract too; Peer's two methods are left to
 dbus-fast. Every other call to the path is answered here as GDBus and sd-bus services
@@ -170,6 +176,7 @@ class Dispatcher:
         self._ancestors = ancestors_xml(OBJECT_PATH)
         self._interfaces = ", ".join([*STANDARD_METHODS, contract.interface])
         self._waiting: set[asyncio.Task[None]] = set()  # calls waiting for polkit
+        self._inbox: list[tuple[Message, str, str | None]] = []  # to serve next loop turn
 
     def handle(self, message: Message) -> bool | None:
         """True when the message was ours (answered now or later); None otherwise."""
@@ -182,10 +189,26 @@ class Dispatcher:
                 return True
             return None
         interface = message.interface or self._interface_of(member)
+        if interface == DBUS_PEER_INTERFACE:
+            return self._standard_call(message, interface, member)  # may be dbus-fast's
+        if not self._inbox:
+            asyncio.get_running_loop().call_soon(self._serve_inbox)
+        self._inbox.append((message, member, interface))
+        return True
+
+    def _serve_inbox(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        for message, member, interface in inbox:
+            try:
+                self._serve(message, member, interface)
+            except Exception as exc:  # one bad call must not cost the rest their replies
+                self._error(message, *error_of(exc, member))
+
+    def _serve(self, message: Message, member: str, interface: str | None) -> None:
         if interface == self._contract.interface:
             self._method_call(message, member)
         elif interface in STANDARD_METHODS:
-            return self._standard_call(message, interface, member)
+            self._standard_call(message, interface, member)
         elif interface is None:
             self._error(
                 message,
@@ -199,7 +222,6 @@ class Dispatcher:
                 f"{OBJECT_PATH} does not implement {interface}; it implements "
                 f"{self._interfaces} (see its introspection)",
             )
-        return True
 
     def _interface_of(self, member: str) -> str | None:
         """The interface of a call that names none: the contract's, else a standard one."""

@@ -36,7 +36,7 @@ CONTRACT = contract.load()
 
 
 def served() -> Dispatcher:
-    """The dispatcher of a service on the fake engine, with no bus (see _Sent)."""
+    """The dispatcher of a service on the fake engine, with no bus (see answer)."""
     engine = FakeEngine()
     served = Forwarding(engine, Leases(engine), CONTRACT)
     return Dispatcher(served, CONTRACT, authorizer=None, outbox=None)  # type: ignore[arg-type]
@@ -72,24 +72,38 @@ def test_a_wrong_signature_is_invalid_args_naming_the_expected_one(bus, polkit) 
         assert error == DBUS_INVALID_ARGS and expected in text, (error, text)
 
 
-class _Sent(list):
+class _Answer:
+    """An outbox that keeps the one answer the dispatcher sends."""
+
+    def __init__(self) -> None:
+        self.sent: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
     def send(self, message: Message) -> None:
-        self.append(message)
+        self.sent.set_result(message)
+
+
+def answer(dispatcher: Dispatcher, message: Message) -> Message:
+    """What the dispatcher answers to `message` (served in a later loop turn, as on a
+    bus)."""
+
+    async def scenario() -> Message:
+        outbox = dispatcher._outbox = _Answer()  # type: ignore[assignment]
+        assert dispatcher.handle(message) is True
+        return await asyncio.wait_for(outbox.sent, 5)
+
+    return asyncio.run(scenario())
 
 
 def test_object_manager_is_not_implemented() -> None:
     """The bus policy refuses GetManagedObjects; past it, the object answers
     UnknownInterface, as for any interface it does not implement."""
-    dispatcher = served()
-    sent = dispatcher._outbox = _Sent()
     call = Message(
         destination=BUS_NAME, path=OBJECT_PATH, interface="org.freedesktop.DBus.ObjectManager",
         member="GetManagedObjects", serial=5, sender=":1.9",
     )  # fmt: skip
-    assert dispatcher.handle(call) is True
-    [answer] = sent
-    assert answer.error_name == DBUS_UNKNOWN_INTERFACE and answer.reply_serial == 5
-    assert "does not implement org.freedesktop.DBus.ObjectManager" in answer.body[0]
+    answered = answer(served(), call)
+    assert answered.error_name == DBUS_UNKNOWN_INTERFACE and answered.reply_serial == 5
+    assert "does not implement org.freedesktop.DBus.ObjectManager" in answered.body[0]
     policy = ET.parse(data_file("dbus", BUS_POLICY_CONF)).getroot()
     allowed = {a.get("send_interface") for a in policy.iter("allow") if a.get("send_interface")}
     assert "org.freedesktop.DBus.ObjectManager" not in allowed
@@ -173,15 +187,14 @@ def test_unexpected_exception_is_failed_without_internals(bus, polkit, caplog) -
 
 def test_calls_that_name_no_interface_find_theirs() -> None:
     dispatcher = served()
-    sent = dispatcher._outbox = _Sent()
+    serials = iter(range(1, 100))
 
     def call(member: str, signature: str = "", body: list | None = None) -> Message:
         message = Message(
             destination=BUS_NAME, path=OBJECT_PATH, member=member, signature=signature,
-            body=body or [], serial=len(sent) + 1, sender=":1.9",
+            body=body or [], serial=next(serials), sender=":1.9",
         )  # fmt: skip
-        assert dispatcher.handle(message) is True
-        return sent[-1]
+        return answer(dispatcher, message)
 
     assert call("Ping").message_type is MessageType.METHOD_RETURN
     assert INTERFACE in call("Introspect").body[0]
