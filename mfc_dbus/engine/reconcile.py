@@ -18,6 +18,7 @@ from .desired import TableChange
 from .events import VifAdded, VifRemoved
 from .learned import Flows
 from .table import SG, Table
+from .tables import watch_moves
 
 
 class Reconciler:
@@ -48,6 +49,7 @@ class Reconciler:
             self.sync_users_of(table, name, change)
         if wanted.templates_changed or wanted.retuned:
             self._flows.rematch(table, change)
+            watch_moves(table)
         for name in freed:
             self._free_vif(table, name, change)
         for name in late:  # at the slot limit: the slots freed just now

@@ -67,6 +67,7 @@ class Table:
         # Installed state.
         self.sock: MrouteSocket | None = None
         self.error: MfcError | None = None  # why the socket could not be opened
+        self.pim = False  # PIM mode set on sock (see tables.watch_moves)
         self.live: dict[str, int] = {}  # interface name -> VIF slot installed in the kernel
         self.live_vifs: dict[int, tuple[str, int, int]] = {}  # slot -> (name, ifindex, ttl)
         self.mfc: dict[SG, Entry] = {}

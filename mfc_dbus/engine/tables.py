@@ -67,10 +67,8 @@ class KernelTables:
             return False
         table.sock = sock
         table.error = None
-        try:
-            sock.set_assert(True)  # WRONGVIF upcalls, to move learned flows
-        except MfcError as exc:
-            log.warning("%s: no WRONGVIF upcalls: %s", table.describe, exc)
+        table.pim = True  # unknown on an adopted socket: set below
+        watch_moves(table)
         self.on_open(table)
         return True
 
@@ -122,3 +120,20 @@ class KernelTables:
                 table.live_vifs.clear()
                 table.mfc.clear()
                 table.learned.clear()
+
+
+def watch_moves(table: Table) -> None:
+    """WRONGVIF upcalls, to move learned flows: for a flow arriving on one of its
+    outputs always (assert mode), and on any VIF while the table has templates (PIM
+    mode), so that a source moving to another template's input is followed."""
+    want = bool(table.templates)
+    if table.sock is None or table.pim == want:
+        return
+    try:
+        table.sock.set_pim(want)
+        if not want:
+            table.sock.set_assert(True)  # turning PIM mode off turned it off too
+        table.pim = want
+    except MfcError as exc:
+        log.warning("%s: WRONGVIF upcalls %s: %s", table.describe,
+                    "only for outputs" if want else "not set", exc)  # fmt: skip

@@ -19,6 +19,9 @@ class TemplateIndex:
         self._by_group: dict[bytes, list[Route]] = {}
         self._prefixes: list[Route] = []
 
+    def __bool__(self) -> bool:
+        return bool(self._by_group or self._prefixes)
+
     def _bucket(self, key: RouteKey) -> list[Route]:
         if key.group_len == 8 * len(key.group):
             return self._by_group.setdefault(key.group, [])

@@ -202,8 +202,15 @@ class MrouteSocket:
         return self._closed
 
     def set_assert(self, enabled: bool) -> None:
-        """Enable WRONGVIF upcalls (MRT_ASSERT) for packets arriving on a wrong interface."""
+        """Enable WRONGVIF upcalls (MRT_ASSERT) for packets arriving on a wrong interface
+        that is one of the entry's outputs."""
         self._setsockopt(abi.MRT_ASSERT, struct.pack("i", int(enabled)), "set assert mode")
+
+    def set_pim(self, enabled: bool) -> None:
+        """PIM mode (MRT_PIM / MRT6_PIM): WRONGVIF upcalls for packets arriving on any
+        wrong VIF, at most one per entry every 3 s. The kernel sets assert mode to the
+        same value."""
+        self._setsockopt(abi.MRT_PIM, struct.pack("i", int(enabled)), "set PIM mode")
 
     def add_mfc(
         self, source: bytes, group: bytes, parent: int, outputs: dict[int, int] | Iterable[int]

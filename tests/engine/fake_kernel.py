@@ -42,12 +42,16 @@ class FakeSocket:
         self._r, self._w = socket.socketpair()
         self._r.setblocking(False)
         self.closed = False
+        self.assert_mode = self.pim_mode = False
 
     def fileno(self) -> int:
         return self._r.fileno()
 
     def set_assert(self, enabled: bool) -> None:
-        pass
+        self.assert_mode = enabled
+
+    def set_pim(self, enabled: bool) -> None:
+        self.pim_mode = self.assert_mode = enabled
 
     def add_vif(self, vif: int, ifindex: int, threshold: int = 1) -> None:
         self.log.append(("add_vif", self.table, vif, ifindex))

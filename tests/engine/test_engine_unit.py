@@ -446,3 +446,15 @@ def test_flush_learned_drops_the_flows_and_keeps_the_templates(h):
     assert h.engine.flush_learned() == 2
     assert [s.state for s in h.engine.list_routes()] == ["installed", "installed"]
     assert h.sock().mfc == {}  # the learned entries left the kernel
+
+
+def test_pim_mode_is_on_exactly_while_the_table_has_templates(h):
+    h.engine.add_route(route("192.0.2.1", "233.252.0.1", "up0", "down0"))
+    assert (h.sock().pim_mode, h.sock().assert_mode) == (False, True)
+    h.engine.add_route(route("*", "233.252.0.2", "up0", "down0"))
+    h.engine.add_route(route("192.0.2.0/24", "233.252.0.3", "up0", "down1"))
+    assert (h.sock().pim_mode, h.sock().assert_mode) == (True, True)
+    h.engine.remove_route(make_route_key("*", "233.252.0.2"))
+    assert h.sock().pim_mode
+    h.engine.remove_route(make_route_key("192.0.2.0/24", "233.252.0.3"))
+    assert (h.sock().pim_mode, h.sock().assert_mode) == (False, True)

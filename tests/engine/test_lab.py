@@ -242,3 +242,36 @@ def test_wrongvif_moves_a_learned_flow_to_an_input_a_template_allows(lab: Lab):
                 tx.send(group, 2)
                 assert spin_until(engine, lambda: rx.count >= 3)
         assert engine.kernel_view(Family.IPV4) == kernel_view(lab, Family.IPV4)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=str)
+def test_a_source_moving_to_another_templates_input_is_followed(lab: Lab, family: Family):
+    """The new input is no output of the flow, so only PIM mode (set while the table
+    has templates) makes the kernel report the flow arriving there."""
+    v4 = family is Family.IPV4
+    group = lab.group(family)
+    source, prefix = (
+        ("192.0.2.77", "192.0.2.0/24") if v4 else ("2001:db8:1::77", "2001:db8:1::/64")
+    )
+    length = 24 if v4 else 64
+    netns_run(lab.src, "ip", "addr", "add", f"{source}/{length}", "dev", "eth0",
+              *([] if v4 else ["nodad"]))  # fmt: skip
+    with engine_in(lab) as engine:
+        engine.add_route(route(prefix, group, "up0", "down0"))
+        engine.add_route(route("*", group, "down1", "down0"))
+        with lab.receiver(0, family) as rx:
+            with Sender.open(lab.src, "eth0", family, 8, source) as tx:
+                tx.send(group, 1)
+                assert spin_until(engine, lambda: rx.count == 1)
+            assert learned(engine, family)[0].route.input == "up0"
+            # The source moves behind down1, which is not among the flow's outputs.
+            netns_run(lab.dst(1), "ip", "addr", "add", f"{source}/{length}", "dev", "eth0",
+                      *([] if v4 else ["nodad"]))  # fmt: skip
+            with Sender.open(lab.dst(1), "eth0", family, 8, source) as tx:
+                tx.send(group, 1)
+                assert spin_until(
+                    engine, lambda: learned(engine, family)[0].route.input == "down1"
+                )
+                tx.send(group, 2)
+                assert spin_until(engine, lambda: rx.count >= 3)
+        assert engine.kernel_view(family) == kernel_view(lab, family)
