@@ -194,3 +194,14 @@ def test_a_persistent_join_comes_back_after_a_restart(world: World, watch: Watch
     assert world.joins() == [(IF, "*", saved.group, "joined")]  # activates the service
     watch.prober.until(lambda arrived: saved in arrived, both, watch.flooded)
     watch.never_arrives([temporary], saved)
+
+
+def test_fifty_joins_on_one_interface_through_the_service(world: World, watch: Watch, tmp_path):
+    """More groups than one IPv4 socket holds (20): the service opens more sockets."""
+    flows = [Flow(watch.source(), group(watch.family, 100 + n)) for n in range(50)]
+    config = tmp_path / "fifty.conf"
+    config.write_text("".join(f"mgroup from {IF} group {f.group}\n" for f in flows))
+    world.ok("config", "import", str(config))
+    assert world.joins() == sorted((IF, "*", f.group, "joined") for f in flows)
+    watch.prober.until(lambda arrived: set(flows) <= arrived, flows, watch.flooded)
+    assert {(None, f.group) for f in flows} <= world.lab.router_port_groups()
