@@ -177,12 +177,17 @@ class RouteKey:
     route `sg` is how the kernel and the engine's tables know its entry. A key is valid
     by construction (__post_init__ refuses what the kernel would not forward);
     make_route_key reads one from text.
+
+    `input` is part of a template's identity ((*,G) and prefix routes: one per input,
+    each learned flow taking the one it arrives on) and always "" for an exact (S,G),
+    which the kernel forwards from one input only. Route sets it from its own input.
     """
 
     table: int
     sg: tuple[bytes, bytes]
     source_len: int
     group_len: int
+    input: str = ""
 
     def __post_init__(self) -> None:
         # Every key of a batch or of the state file passes here: the usual key is
@@ -225,6 +230,11 @@ class RouteKey:
         table = self.table
         if type(table) is not int or not 0 <= table <= MAX_TABLE_ID:
             check_table(table)
+        if self.input and not self.is_template:
+            raise InvalidArgument(
+                f"an exact (S,G) key has no input (given {self.input!r}): the kernel forwards "
+                "each (S,G) from one input, so the input is not part of its identity"
+            )
 
     @property
     def source(self) -> bytes:
@@ -261,6 +271,16 @@ class RouteKey:
             source_text = f"{source_text}/{self.source_len}"
         return source_text, group_text
 
+    def with_input(self, input: str) -> RouteKey:
+        """This key of the template from `input` (of an exact (S,G): itself)."""
+        if not self.is_template or input == self.input:
+            return self
+        return RouteKey(self.table, self.sg, self.source_len, self.group_len, input)
+
+    def without_input(self) -> RouteKey:
+        """This key whatever the input: what RemoveRoute names without one."""
+        return self if not self.input else self.with_input("")
+
     def covers(self, source: bytes, group: bytes) -> bool:
         """Whether the flow (source, group), packed addresses, is within this key."""
         network_source, network_group = self.sg
@@ -281,7 +301,8 @@ class RouteKey:
 
     def __repr__(self) -> str:
         source, group = self.texts
-        return f"make_route_key({source!r}, {group!r}, {self.table})"
+        input = f", input={self.input!r}" if self.input else ""
+        return f"make_route_key({source!r}, {group!r}, {self.table}{input})"
 
 
 _KERNEL_DEFAULT_BY_SIZE = {
@@ -290,11 +311,11 @@ _KERNEL_DEFAULT_BY_SIZE = {
 }
 
 
-def make_route_key(source: str, group: str, table: int = 0) -> RouteKey:
+def make_route_key(source: str, group: str, table: int = 0, input: str = "") -> RouteKey:
     """The route key of text, as D-Bus calls, the state file and the client give it: a
     group address or prefix, a source address or prefix ('' or '*': any source).
-    The kernel's id of the family's default table (253, 254) becomes 0. Raises
-    InvalidArgument naming the value."""
+    The kernel's id of the family's default table (253, 254) becomes 0. `input` is kept
+    for a template only (RouteKey). Raises InvalidArgument naming the value."""
     if type(group) is not str:
         raise InvalidArgument(f"group {group!r} is not valid: it must be a string")
     if not (group := group.strip()):
@@ -305,7 +326,8 @@ def make_route_key(source: str, group: str, table: int = 0) -> RouteKey:
     source_packed, source_len = _parse_source(source, len(group_packed))
     if table == _KERNEL_DEFAULT_BY_SIZE[len(group_packed)] and type(table) is int:
         table = 0
-    return RouteKey(table, (source_packed, group_packed), source_len, group_len)
+    key = RouteKey(table, (source_packed, group_packed), source_len, group_len)
+    return key.with_input(input) if input else key
 
 
 def _within_link_local(group: bytes, length: int) -> bool:
@@ -376,6 +398,11 @@ class Route:
     persistent: bool = True
     owner: str | None = None  # unique bus name of the lease holder, if any
     origin: str | None = None  # "FILE:LINE" of a configuration file's route
+
+    def __post_init__(self) -> None:
+        key = self.key
+        if isinstance(key, RouteKey) and key.input != self.input and key.is_template:
+            object.__setattr__(self, "key", key.with_input(self.input))
 
     @property
     def interfaces(self) -> tuple[str, ...]:

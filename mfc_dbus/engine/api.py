@@ -6,7 +6,7 @@ non-blocking setsockopt calls, so they are plain functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -58,15 +58,22 @@ class EngineAPI(Protocol):
     async def stop(self, flush: bool = True) -> None:
         """Save the state file, then close the kernel sockets (which flushes the kernel)."""
 
-    def add_route(self, route: Route, *, counters: bool = True) -> RouteStatus:
+    def add_route(
+        self, route: Route, *, counters: bool = True, replace: bool = False
+    ) -> RouteStatus:
         """Add, or replace in place (no forwarding gap), a route. Validates first.
+        A (*,G) or prefix route from another input is another route; an exact (S,G)
+        that exists from another input is AlreadyExists unless `replace`.
         counters=False: the returned status has zero counters (no kernel read)."""
 
-    def add_routes(self, routes: Sequence[Route]) -> int:
-        """All-or-nothing batch: validate all, apply, roll back everything on failure."""
+    def add_routes(self, routes: Sequence[Route], *, replace: Collection[RouteKey] = ()) -> int:
+        """All-or-nothing batch: validate all, apply, roll back everything on failure.
+        replace: the keys of exact (S,G) that may move to another input."""
 
-    def remove_route(self, key: RouteKey) -> Route:
-        """Raises NotFound when no route has this key."""
+    def remove_route(self, key: RouteKey, input: str = "") -> Route:
+        """Raises NotFound when no route has this key (from `input`, if given);
+        InvalidArgument listing the inputs when `input` is "" and several (*,G) or
+        prefix routes share the key."""
 
     def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:
         """Remove every configured route (optionally of one family/table)."""

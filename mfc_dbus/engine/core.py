@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from ..errors import InvalidArgument, NotFound
 from ..gcpause import gc_paused_if_many
 from ..model import Family, Route, RouteKey, RouteStatus, VifConfig, VifStatus
-from . import configured, groupcalls
+from . import configured, groupcalls, identity
 from .adopt import Adoption
 from .api import EngineListener, ReloadResult
 from .change import Change, VifId
@@ -220,33 +220,47 @@ class Engine:
         self._listeners.deliver(change.events)
 
     # == public mutations =================================================================
-    def add_route(self, route: Route, *, counters: bool = True) -> RouteStatus:
+    def add_route(
+        self, route: Route, *, counters: bool = True, replace: bool = False
+    ) -> RouteStatus:
         """counters=False skips the kernel counter read for the returned status (the
-        service replies nothing, so it does not need them)."""
+        service replies nothing, so it does not need them). replace: an exact (S,G)
+        may move to another input."""
         check_route(route)
-        configured.refuse_replacing(self._routes.get(route.key))
+        current = self._routes.get(route.key)
+        configured.refuse_replacing(current)
+        identity.refuse_other_input(current, route, replace)
         self._apply({route.key: route}, {}, Change.call())
         return route_status(self._tables.of(route.key), route, counters)
 
-    def add_routes(self, routes: Sequence[Route]) -> int:
+    def add_routes(self, routes: Sequence[Route], *, replace: Collection[RouteKey] = ()) -> int:
+        """replace: the keys of exact (S,G) that may move to another input."""
         batch: dict[RouteKey, Route | None] = {}
+        current_routes = self._routes
         for route in routes:
             check_route(route)
-            configured.refuse_replacing(self._routes.get(route.key))
-            batch[route.key] = route
+            key = route.key
+            current = current_routes.get(key)
+            if current is not None:
+                configured.refuse_replacing(current)
+                identity.refuse_other_input(current, route, key in replace)
+            batch[key] = route
         if len(batch) < len(routes):
             raise InvalidArgument(
-                f"route {_repeated(routes)} appears twice in the batch; give each (S,G) once"
+                f"route {_repeated(routes)} appears twice in the batch; give each (S,G) "
+                "once (and each (*,G) or prefix route once per input)"
             )
         self._apply(batch, {}, Change.call())
         return len(batch)
 
-    def remove_route(self, key: RouteKey) -> Route:
-        route = self._routes.get(key)
-        if route is None:
-            raise NotFound(f"no route {key} is configured; ListRoutes shows the configured routes")
+    def remove_route(self, key: RouteKey, input: str = "") -> Route:
+        """input: which template of the key ("": the only one; an exact (S,G)'s input
+        if given must be its own)."""
+        table = self._tables.find(key.family, key.table)
+        templates = table.templates if table is not None else None
+        route = identity.configured_route(self._routes, templates, key, input or key.input)
         configured.refuse_removing(route)
-        self._apply({key: None}, {}, Change.call())
+        self._apply({route.key: None}, {}, Change.call())
         return route
 
     def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:

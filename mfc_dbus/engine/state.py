@@ -103,7 +103,11 @@ def journal_route(record: str) -> str:
 
 def journal_unroute(key: RouteKey) -> str:
     source, group = key.texts
-    return f'{{"unroute": {{"source": "{source}", "group": "{group}", "table": {key.table}}}}}'
+    input = f', "input": {_json_string(key.input)}' if key.input else ""
+    return (
+        f'{{"unroute": {{"source": "{source}", "group": "{group}", "table": {key.table}'
+        f"{input}}}}}"
+    )
 
 
 def journal_vif(record: str) -> str:
@@ -202,6 +206,19 @@ class _Loader:
             shape = _check_shape(key, given)
         return Route(key, shape[0], shape[1])
 
+    def unroute(self, entry: dict) -> None:
+        """Remove a route; an entry without "input" (written before templates had one
+        per input) removes every template of its addresses."""
+        key = _key(entry)
+        input = entry.get("input", "")
+        if type(input) is not str:
+            raise ValueError(f"field 'input' must be an interface name, not {input!r}")
+        if input or not key.is_template:
+            self.routes.pop(key.with_input(input), None)
+            return
+        for gone in [other for other in self.routes if other.without_input() == key]:
+            del self.routes[gone]
+
     @staticmethod
     def vif(entry: object) -> VifConfig:
         entry = _object(entry)
@@ -248,7 +265,7 @@ class _Loader:
             route = self.route(value)
             self.routes[route.key] = route
         elif op == "unroute":
-            self.routes.pop(_key(_object(value)), None)
+            self.unroute(_object(value))
         elif op == "vif":
             config = self.vif(value)
             self.vifs[config.key] = config

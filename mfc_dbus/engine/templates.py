@@ -2,7 +2,8 @@
 
 Templates are kept per (family, table). Most templates have an exact group, so they
 are indexed by group address; the few with a group prefix are scanned. Addresses are
-packed bytes (RouteKey, upcalls).
+packed bytes (RouteKey, upcalls). One (source, group) may have a template per input
+(the input is part of RouteKey's identity); a flow takes the one it arrives on.
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ class TemplateIndex:
                 break
         if not bucket and bucket is not self._prefixes:
             del self._by_group[key.group]
+
+    def from_any_input(self, key: RouteKey) -> list[Route]:
+        """The templates of `key`'s addresses, whatever their input (key.input is
+        ignored)."""
+        bucket = (
+            self._by_group.get(key.group, ())
+            if key.group_len == 8 * len(key.group)
+            else self._prefixes
+        )
+        return [
+            route
+            for route in bucket
+            if route.key.sg == key.sg
+            and route.key.source_len == key.source_len
+            and route.key.group_len == key.group_len
+        ]
 
     def matches(self, source: bytes, group: bytes) -> list[Route]:
         """Every template covering (source, group), most specific first."""

@@ -82,9 +82,10 @@ class Forwarding:
         route = self._wire.route_from_args(
             source, group, input, outputs, options, sender=call.sender, where="AddRoute"
         )
+        replace = _wants_replace(options)
 
         def add() -> None:
-            self._engine.add_route(route, counters=False)
+            self._engine.add_route(route, counters=False, replace=replace)
             self.emitter.audit(call, lambda: _describe(route))
             if route.owner:
                 self._leases.confirm_soon(route.owner)
@@ -103,9 +104,15 @@ class Forwarding:
                 )  # fmt: skip
                 for n, item in enumerate(routes)
             ]
+        batch_replace = _wants_replace(options)
+        replace = {
+            route.key
+            for route, item in zip(parsed, routes, strict=True)
+            if _wants_replace(item[4], batch_replace)
+        }
 
         def add() -> int:
-            count = self._engine.add_routes(parsed)
+            count = self._engine.add_routes(parsed, replace=replace)
             self.emitter.audit(call, lambda: f"{len(parsed)} routes: {_summary(parsed)}")
             for owner in {route.owner for route in parsed if route.owner}:
                 self._leases.confirm_soon(owner)
@@ -118,10 +125,13 @@ class Forwarding:
     ) -> Change:
         given = self._remove_route_options.parse(options)
         key = make_route_key(source, group, given.get("table", 0))
+        input = given.get("input", "")
+        if input:
+            check_ifname(input)
 
         def remove() -> None:
-            self._engine.remove_route(key)
-            self.emitter.audit(call, key.__str__)
+            route = self._engine.remove_route(key, input)
+            self.emitter.audit(call, lambda: f"{route.key} from {route.input}")
 
         return remove
 
@@ -261,6 +271,12 @@ class Forwarding:
 
     def group_left(self, join: Join) -> None:
         self.emitter.signal("GroupLeft", join)
+
+
+def _wants_replace(options: dict[str, Variant], default: bool = False) -> bool:
+    """The replace option (its type already checked by the options' spec)."""
+    given = options.get("replace")
+    return bool(given.value) if given is not None else default
 
 
 def _describe(route: Route) -> str:

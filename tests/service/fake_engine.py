@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from mfc_dbus.engine import EngineListener, ReloadResult, groupcalls
+from mfc_dbus.engine import EngineListener, ReloadResult, groupcalls, identity
 from mfc_dbus.engine.joins import Join, JoinKey, JoinManager, JoinStatus
 from mfc_dbus.errors import InvalidArgument, LimitExceeded, NoSuchInterface, NotFound
 from mfc_dbus.kernel.membership import Membership
@@ -69,23 +69,27 @@ class FakeEngine:
         if route.input in route.outputs:
             raise InvalidArgument(f"input {route.input!r} is also an output")
 
-    def add_route(self, route: Route, *, counters: bool = True) -> RouteStatus:
+    def add_route(
+        self, route: Route, *, counters: bool = True, replace: bool = False
+    ) -> RouteStatus:
         self._check(route)
+        identity.refuse_other_input(self.routes.get(route.key), route, replace)
         self.routes[route.key] = route
         status = RouteStatus(route, "installed")
         for listener in self.listeners:
             listener.route_added(route)
         return status
 
-    def add_routes(self, routes: Sequence[Route]) -> int:
+    def add_routes(self, routes: Sequence[Route], *, replace: Collection[RouteKey] = ()) -> int:
         for route in routes:
             self._check(route)
+            identity.refuse_other_input(self.routes.get(route.key), route, route.key in replace)
         for route in routes:
-            self.add_route(route)
+            self.add_route(route, replace=True)
         return len(routes)
 
-    def remove_route(self, key: RouteKey) -> Route:
-        route = self.routes.pop(key, None)
+    def remove_route(self, key: RouteKey, input: str = "") -> Route:
+        route = self.routes.pop(key.with_input(input), None)
         if route is None:
             raise NotFound(f"no route {key}")
         for listener in self.listeners:
