@@ -100,8 +100,8 @@ _mfc_dbus()
         _mfc_dbus_interfaces
     fi
     case $obj:$verb in
-        route:a*) COMPREPLY+=($(compgen -W "from iif oif table lease temporary" -- "$cur")) ;;
-        route:d*) COMPREPLY+=($(compgen -W "from table" -- "$cur")) ;;
+        route:a*) COMPREPLY+=($(compgen -W "from iif oif table lease temporary replace" -- "$cur")) ;;
+        route:d*) COMPREPLY+=($(compgen -W "from iif table" -- "$cur")) ;;
         route:s*|route:l*) COMPREPLY+=($(compgen -W "from table family" -- "$cur")) ;;
         route:f*) COMPREPLY+=($(compgen -W "learned table family" -- "$cur")) ;;
         group:j*)

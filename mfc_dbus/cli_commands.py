@@ -89,13 +89,16 @@ async def route_add(ctx: Context, client: MfcClient, ready: Ready) -> int:
         persistent=spec.persistent,
         lease=spec.lease,
         table=spec.table,
+        replace=spec.replace,
     )
     await warn_pending(client, [spec])
     return EXIT_OK
 
 
 async def route_del(ctx: Context, client: MfcClient, ready: Ready) -> int:
-    await client.remove_route(ready["source"] or "", ready["group"], table=ready["table"])
+    await client.remove_route(
+        ready["source"] or "", ready["group"], table=ready["table"], input=ready.get("input")
+    )
     return EXIT_OK
 
 

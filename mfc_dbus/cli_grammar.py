@@ -25,7 +25,8 @@ USAGE = f"""\
 usage: {PROG} [OPTIONS] OBJECT COMMAND [ARGUMENTS]
 
   route add GROUP [from SOURCE] iif IF oif IF [IF ...] [table N] [lease] [temporary]
-  route del GROUP [from SOURCE] [table N]
+            [replace]
+  route del GROUP [from SOURCE] [iif IF] [table N]
   route show [GROUP] [from SOURCE] [table N] [family ipv4|ipv6]
   route flush [learned] [table N] [family ipv4|ipv6]
   vif add IF [family ipv4|ipv6] [table N] [threshold TTL] [temporary]
@@ -167,17 +168,18 @@ GRAMMARS = {
             "outputs": ("outputs", "list"),
             "lease": ("lease", "flag"),
             "temporary": ("temporary", "flag"),
+            "replace": ("replace", "flag"),
         },
         positionals=("group", "source"),
         required=("group", "input", "outputs"),
         usage="route add GROUP [from SOURCE] iif IF oif IF [IF ...] [table N] [lease] "
-        "[temporary]",
+        "[temporary] [replace]",
     ),
     ("route", "del"): Grammar(
-        ROUTE_KEYWORDS,
+        {**ROUTE_KEYWORDS, "iif": ("input", "value"), "input": ("input", "value")},
         positionals=("group", "source"),
         required=("group",),
-        usage="route del GROUP [from SOURCE] [table N]",
+        usage="route del GROUP [from SOURCE] [iif IF] [table N]",
     ),
     ("route", "show"): Grammar(
         {**ROUTE_KEYWORDS, "family": ("family", "value")},

@@ -70,6 +70,7 @@ def route_spec(values: dict[str, Any]) -> RouteSpec:
         persistent=False if values.get("temporary") else None,
         lease=True if values.get("lease") else None,
         table=table,
+        replace=True if values.get("replace") else None,
     )
 
 
@@ -145,6 +146,8 @@ def prepare(command: Command, opts: argparse.Namespace) -> dict[str, Any]:
     }
     if "interface" in values:
         ready["interface"] = validate_interface_name(values["interface"])
+    if command.obj == "route" and command.verb == "del" and "input" in values:
+        ready["input"] = validate_interface_name(values["input"])
     if command.obj == "group":
         ready.update(prepare_group(command, ready["table"]))
     else:

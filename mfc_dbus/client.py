@@ -129,9 +129,12 @@ class RouteSpec:
     persistent: bool | None = None
     lease: bool | None = None
     table: int | None = None
+    replace: bool | None = None  # an exact (S,G) may move to another input
 
     def options(self) -> dict[str, Variant]:
-        return make_options(persistent=self.persistent, lease=self.lease, table=self.table)
+        return make_options(
+            persistent=self.persistent, lease=self.lease, table=self.table, replace=self.replace
+        )
 
 
 @dataclass(frozen=True)
@@ -360,8 +363,10 @@ class MfcClient(GroupMethods):
         persistent: bool | None = None,
         lease: bool | None = None,
         table: int | None = None,
+        replace: bool | None = None,
     ) -> None:
-        options = make_options(persistent=persistent, lease=lease, table=table)
+        """replace: an exact (S,G) that exists from another input moves to `input`."""
+        options = make_options(persistent=persistent, lease=lease, table=table, replace=replace)
         await self.invoke("AddRoute", source, group, input, list(outputs), options)
 
     async def add_routes(
@@ -375,8 +380,11 @@ class MfcClient(GroupMethods):
         (count,) = await self.invoke("AddRoutes", *body)
         return int(count)
 
-    async def remove_route(self, source: str, group: str, *, table: int | None = None) -> None:
-        await self.invoke("RemoveRoute", source, group, make_options(table=table))
+    async def remove_route(
+        self, source: str, group: str, *, table: int | None = None, input: str | None = None
+    ) -> None:
+        """input: which of several (*,G) or prefix routes of (source, group) to remove."""
+        await self.invoke("RemoveRoute", source, group, make_options(table=table, input=input))
 
     async def flush(
         self, *, family: str | None = None, table: int | None = None, learned: bool = False
