@@ -156,6 +156,15 @@ def _route(directive: Directive) -> ConfigRoute:
         )
     outputs = tuple(_interface_name(out, directive, wildcard=False) for out in directive.outputs)
     name = _interface_name(input_token, directive, wildcard=True)
+    if not key.is_template and wildcard_stem(name) is not None:
+        raise _Refused(
+            Problem(
+                directive.location.at(input_token.column),
+                f"interface wildcard {name!r} cannot be the input of the exact route "
+                f"({key.texts[0]}, {key.texts[1]}): the kernel forwards an (S,G) from one "
+                "input; name one interface, or use any source or a source prefix",
+            )
+        )
     return ConfigRoute(name, key, outputs, directive.location)
 
 
@@ -198,7 +207,13 @@ def _interface(directive: Directive) -> ConfigInterface:
 def _duplicates(configuration: Configuration) -> list[Problem]:
     keyed: list[tuple[tuple, Location | None, str]] = []
     for route in configuration.routes:
-        keyed.append((("route", route.key), route.origin, f"route {route.source} {route.group}"))
+        what = f"route {route.source} {route.group}"
+        if route.key.is_template:  # one (*,G) or prefix route per input
+            keyed.append(
+                (("route", route.key, route.input), route.origin, f"{what} from {route.input}")
+            )
+        else:
+            keyed.append((("route", route.key), route.origin, what))
     for join in configuration.joins:
         what = f"mgroup {join.interface} {join.group}"
         keyed.append((("join", join.interface, join.key), join.origin, what))

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Configuration, ConfigurationError, Location, Problem, load_configuration
+from ..config import Configuration, ConfigurationError, Location, load_configuration
 from ..config.check import ANY_SOURCE, ConfigInterface
 from ..errors import AlreadyExists, InvalidArgument, MfcError
 from ..model import Family, Route, RouteKey, VifConfig, wildcard_stem
@@ -86,18 +86,7 @@ class ConfigFiles:
 def read(path: Path) -> Configuration:
     """The configuration of the main file and conf.d/; ConfigurationError names every
     problem (nothing of it may be applied then)."""
-    configuration = load_configuration(path)
-    wildcards = []
-    for route in configuration.routes:
-        if wildcard_stem(route.input) is not None and route.origin is not None:
-            message = (
-                f"interface wildcard {route.input!r} as a route's input is not supported: "
-                "name one interface per mroute line"
-            )
-            wildcards.append(Problem(route.origin, message))
-    if wildcards:
-        raise ConfigurationError(wildcards)
-    return configuration
+    return load_configuration(path)
 
 
 def plan(
@@ -109,7 +98,7 @@ def plan(
     joins: Iterable[Join] = (),
 ) -> ConfigPlan:
     """The changes that make the configured routes, VIFs and joins what the files say."""
-    wanted_routes = {route.key: route for route in _routes(configuration)}
+    wanted_routes = {route.key: route for route in _routes(configuration, list(interfaces))}
     wanted_vifs = {
         (config.family, config.table, config.interface): config
         for config in _vifs(configuration.interfaces, tuple(families), list(interfaces))
@@ -173,17 +162,22 @@ def apply_joins(manager: JoinManager, joins: JoinPlan) -> None:
             log.error("%s: group join %s: %s", join.origin, join.key, exc.message)
 
 
-def _routes(configuration: Configuration) -> list[Route]:
-    return [
-        Route(
-            route.key,
-            route.input,
-            route.outputs,
-            persistent=False,
-            origin=_where(route.origin),
-        )
-        for route in configuration.routes
-    ]
+def _routes(configuration: Configuration, interfaces: list[str]) -> list[Route]:
+    """A route from a wildcard input (eth+: a (*,G) or prefix route only) is one route
+    per matching interface present now, except its own outputs; a line naming an
+    interface wins over a wildcard matching it, and the first wildcard over later ones."""
+    named = [route for route in configuration.routes if wildcard_stem(route.input) is None]
+    wildcards = [route for route in configuration.routes if wildcard_stem(route.input) is not None]
+    routes: dict[RouteKey, Route] = {}
+    for line in named + wildcards:
+        for name in _matching(line.input, interfaces):
+            if name in line.outputs and name != line.input:
+                continue  # a wildcard matching an output
+            route = Route(
+                line.key, name, line.outputs, persistent=False, origin=_where(line.origin)
+            )
+            routes.setdefault(route.key, route)
+    return list(routes.values())
 
 
 def _vifs(

@@ -90,6 +90,7 @@ def test_tokens_carry_their_columns():
         ("mroute from eth0 group 225.1.1.1 to eth/1", "1:37: interface name 'eth/1'"),
         ("mroute from eth0 group 225.1.1.1 bogus 1 to e1", "1:34: unexpected 'bogus' in mroute"),
         ("mroute from", "1:8: 'from' needs a value"),
+        ("mroute from eth+ source 10.0.0.1 group 225.1.1.1 to e1", "1:13: interface wildcard"),
         ("phyint", "1:1: phyint needs an interface name"),
         ("phyint eth0 ttl-threshold 0", "1:27: ttl-threshold '0' is not valid; use 1 to 255"),
         ("phyint eth0 enable disable", "1:20: phyint is either enable or disable"),
@@ -186,3 +187,19 @@ def test_rendered_text_reads_back_as_the_same_configuration(tmp_path):
         )
     tabled = load_file(write(tmp_path, "t.conf", "mroute from e0 group ff3e::1 table 9 to e1\n"))
     assert render([], [], tabled.routes) == "mroute from e0 group ff3e::1 table 9 to e1\n"
+
+
+def test_a_group_may_have_a_route_per_input_but_an_exact_route_one_input(tmp_path):
+    write(tmp_path, "conf.d/10-a.conf",
+          "mroute from eth0 group 225.1.1.1 to eth2\n"
+          "mroute from eth0 source 10.0.0.1 group 225.1.1.1 to eth2\n")  # fmt: skip
+    write(tmp_path, "conf.d/20-b.conf",
+          "mroute from eth1 group 225.1.1.1 to eth2\n"  # another input: another route
+          "mroute from eth+ group 225.1.1.1 to eth2\n"
+          "mroute from eth1 source 10.0.0.1 group 225.1.1.1 to eth2\n")  # fmt: skip
+    main = write(tmp_path, "mfc-dbus.conf", "")
+    with pytest.raises(ConfigurationError) as refused:
+        load_configuration(main)
+    (problem,) = refused.value.problems
+    assert str(problem).startswith(f"{tmp_path}/conf.d/20-b.conf:3:1: route 10.0.0.1 225.1.1.1")
+    assert f"already configured at {tmp_path}/conf.d/10-a.conf:2:1" in str(problem)

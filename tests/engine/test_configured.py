@@ -109,12 +109,41 @@ def test_a_bad_file_on_reload_changes_nothing(service):
 
 
 def test_a_bad_file_at_start_is_logged_and_the_service_starts(service, caplog):
-    service.config.write_text("mroute from eth+ group 233.252.0.1 to down0\n")
+    service.config.write_text("mroute from eth+ source 192.0.2.1 group 233.252.0.1 to down0\n")
     with caplog.at_level(logging.ERROR):
         service.start()
     assert "the configuration is not applied" in caplog.text
-    assert "interface wildcard 'eth+' as a route's input is not supported" in caplog.text
+    assert (
+        f"{service.config}:1:13: interface wildcard 'eth+' cannot be the input of the exact "
+        "route (192.0.2.1, 233.252.0.1): the kernel forwards an (S,G) from one input"
+    ) in caplog.text
     assert service.routes() == {}
+
+
+def test_a_wildcard_input_is_a_route_per_interface_present(service):
+    service.config.write_text(
+        "mroute from eth+ group 233.252.0.0/24 to down0 eth1\n"  # eth1 is an output
+        "mroute from eth+ source 10.1.0.0/16 group 233.252.1.1 to down0\n"
+        "mroute from eth0 source 10.1.0.0/16 group 233.252.1.1 to down1\n"  # beats eth+
+    )
+    service.start()
+    prefix = str(make_route_key("10.1.0.0/16", "233.252.1.1"))
+    where = str(service.config)
+    assert service.routes() == {
+        (str(STAR), "eth0", ("down0", "eth1")): f"{where}:1",
+        (prefix, "eth1", ("down0",)): f"{where}:2",
+        (prefix, "eth0", ("down1",)): f"{where}:3",
+    }
+    service.kernel.link("new", "eth2", 7)  # present at the next reload
+    service.loop.run_until_complete(asyncio.wait_for(service.kernel.all_read(), 5))
+    result = service.engine.reload()
+    assert (result.added, result.removed, result.changed) == (2, 0, 0)
+    assert {input for (key, input, _) in service.routes() if key == str(STAR)} == {"eth0", "eth2"}
+    with pytest.raises(InvalidArgument, match="from 2 inputs: 'eth0', 'eth2'"):
+        service.engine.remove_route(STAR)
+    with pytest.raises(InvalidArgument, match=f"configured in {where}:1; remove it there"):
+        service.engine.remove_route(STAR, "eth2")
+    assert service.saved().count("233.252.0.0") == 0  # the files' routes are not saved
 
 
 def test_dbus_calls_cannot_change_or_remove_a_files_route(service):
