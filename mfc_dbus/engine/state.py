@@ -14,7 +14,9 @@ of the directory): a crash leaves either the old or the new file, never a mix. E
 route's JSON text is produced once and cached by the engine, so a write is a string
 join. Between snapshots each change is appended to `state.json.journal` (JSON lines,
 fdatasync'ed before the call returns): a call costs one small append instead of a
-rewrite of every route. Start-up reads the snapshot and replays the journal.
+rewrite of every route. Start-up reads the snapshot and replays the journal. An
+"unroute" entry names the input of a (*,G) or prefix route (one may exist per input);
+one without it (written by 0.1) removes every such route of its addresses.
 """
 
 from __future__ import annotations
