@@ -89,9 +89,14 @@ class FakeEngine:
         return len(routes)
 
     def remove_route(self, key: RouteKey, input: str = "") -> Route:
-        route = self.routes.pop(key.with_input(input), None)
-        if route is None:
+        base = key.without_input()
+        found = [k for k, r in self.routes.items()
+                 if k.without_input() == base and input in ("", r.input)]  # fmt: skip
+        if not found:
             raise NotFound(f"no route {key}")
+        if len(found) > 1:
+            raise InvalidArgument(f"route {key} has several inputs; name one")
+        route = self.routes.pop(found[0])
         for listener in self.listeners:
             listener.route_removed(route)
         return route

@@ -129,6 +129,8 @@ BAD_INPUT = [
     ("bad family", "Flush", [{"family": Variant("s", "ipx")}]),
     ("bad filter", "ListRoutes", [{"state": Variant("s", "x")}]),
     ("remove missing route", "RemoveRoute", ["", "233.252.0.9", {}]),
+    ("remove with bad input", "RemoveRoute",
+     ["", "233.252.0.9", {"input": Variant("s", "up/0")}]),
     ("remove missing vif", "RemoveVif", ["down0", {}]),
     ("missing interface", "AddRoute", ["", "233.252.0.1", "up0", ["nosuch0"], {}]),
 ]  # fmt: skip
@@ -150,7 +152,7 @@ def test_bad_input_has_its_error_name(bus, polkit, case, member, body) -> None:
     name, message = asyncio.run(scenario())
     assert name == ERROR_PREFIX + EXPECTED.get(case, "InvalidArgument"), message
     if case in ("unknown option", "wrong option type"):
-        assert "valid options: lease (b), persistent (b), table (u)" in message
+        assert "valid options: lease (b), persistent (b), replace (b), table (u)" in message
 
 
 @pytest.mark.parametrize("error", [c for c in ALL_ERRORS], ids=lambda c: c.__name__)
