@@ -29,6 +29,7 @@ from .helpers import OLD_DBUS_FAST, Caller, add_veth_pairs, require_root, served
 
 E = "org.mfc.Forwarding1.Error."
 INVALID, NOT_FOUND, LIMIT = E + "InvalidArgument", E + "NotFound", E + "LimitExceeded"
+ALREADY = E + "AlreadyExists"
 UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 S4, G4, S6, G6 = "192.0.2.1", "233.252.0.1", "2001:db8:1::1", "ff3e::db8:1"
@@ -176,6 +177,20 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
      G4),
     ("remove-missing-source", "RemoveRoute", "ssa{sv}", ["192.0.2.99", G4, {}], NOT_FOUND,
      "192.0.2.99"),
+    ("remove-other-input", "RemoveRoute", "ssa{sv}", [S4, G4, {"input": v("s", "down1")}],
+     NOT_FOUND, "comes from 'up0', not 'down1'"),
+    ("remove-template-other-input", "RemoveRoute", "ssa{sv}",
+     ["*", "239.1.1.1", {"input": v("s", "down0")}], NOT_FOUND, "configured from 'up0'"),
+    ("remove-bad-input", "RemoveRoute", "ssa{sv}", [S4, G4, {"input": v("s", "up 0")}],
+     INVALID, "'up 0'"),
+    ("remove-input-type", "RemoveRoute", "ssa{sv}", [S4, G4, {"input": v("u", 1)}], INVALID,
+     "'input'"),
+    ("exact-from-another-input", "AddRoute", ROUTE, add(input="down1"), ALREADY,
+     "exists from input 'up0'"),
+    ("batch-exact-from-another-input", "AddRoutes", "a(sssasa{sv})a{sv}",
+     batch(add(group="239.2.2.2"), add(input="down1")), ALREADY, "'down1'"),
+    ("replace-type", "AddRoute", ROUTE, add(input="down1", options={"replace": v("s", "yes")}),
+     INVALID, "'replace'"),
     ("remove-bad-group", "RemoveRoute", "ssa{sv}", [S4, "1.2.3.4", {}], INVALID, "1.2.3.4"),
     ("remove-option-family", "RemoveRoute", "ssa{sv}", [S4, G4, {"family": v("s", "ipv4")}],
      INVALID, "'family'"),
