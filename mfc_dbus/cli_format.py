@@ -170,7 +170,7 @@ def event_text(event: Event) -> str:
         route = f"{a['source']} {a['group']} iif {a['input']} oifs {outputs}"
         return f"route added {route}{_in_table(a)}"
     if event.name == "RouteRemoved":
-        return f"route removed {a['source']} {a['group']}{_in_table(a)}"
+        return f"route removed {a['source']} {a['group']} iif {a['input']}{_in_table(a)}"
     if event.name in ("VifAdded", "VifRemoved"):
         verb = "added" if event.name == "VifAdded" else "removed"
         index = "pending" if a["index"] is None else f"index {a['index']}"

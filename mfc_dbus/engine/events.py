@@ -108,10 +108,10 @@ class Listeners:
             added, removed = listener.route_added, listener.route_removed
             for old, new in changes:
                 try:
+                    if old is not None and (new is None or new.input != old.input):
+                        removed(old)  # an exact (S,G) moved to another input: both
                     if new is not None:
                         added(new)
-                    elif old is not None:
-                        removed(old)
                 except Exception:
                     log.exception("listener %r failed on a route change", listener)
 

@@ -261,7 +261,8 @@ def test_monitor_prints_changes_as_they_happen(w: World, tmp_path: Path):
     assert added == {"event": "RouteAdded", "source": S4, "group": G4, "input": "up0",
                      "outputs": ["down0"], "table": 0, "family": "ipv4"}  # fmt: skip
     assert events[names.index("RouteRemoved")] == {
-        "event": "RouteRemoved", "source": S4, "group": G4, "table": 0, "family": "ipv4",
+        "event": "RouteRemoved", "source": S4, "group": G4, "input": "up0", "table": 0,
+        "family": "ipv4",
     }  # fmt: skip
     assert any(e["event"] == "PropertiesChanged" and "RouteCount" in e["changed"] for e in events)
 

@@ -184,9 +184,9 @@ def test_events_from_signals_and_their_lines():
     vif = event_from_message(signal("VifRemoved", "sus", ["down0", 1, "ipv6"]))
     assert fmt.event_text(vif) == "vif removed down0 index 1 ipv6"
     tabled = event_from_message(
-        signal("RouteRemoved", "ssus", ["192.0.2.1", "233.252.0.1", 7, "ipv4"])
+        signal("RouteRemoved", "sssus", ["192.0.2.1", "233.252.0.1", "up0", 7, "ipv4"])
     )
-    assert fmt.event_text(tabled) == "route removed 192.0.2.1 233.252.0.1 table 7"
+    assert fmt.event_text(tabled) == "route removed 192.0.2.1 233.252.0.1 iif up0 table 7"
     vif7 = event_from_message(signal("VifAdded", "susu", ["down0", 2, "ipv4", 7]))
     assert fmt.event_text(vif7) == "vif added down0 index 2 ipv4 table 7"
     joined = event_from_message(

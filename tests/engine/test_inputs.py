@@ -176,3 +176,45 @@ def test_a_state_file_written_before_inputs_were_identity_still_loads(tmp_path):
         assert len(configured(h)) == 1
     finally:
         h.close()
+
+
+class InputRecorder:
+    """A listener that writes down each route it is told of with its input."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, str, str]] = []
+
+    def route_added(self, route) -> None:
+        self.told.append(("added", str(route.key), route.input))
+
+    def route_removed(self, route) -> None:
+        self.told.append(("removed", str(route.key), route.input))
+
+    def vif_added(self, vif) -> None:
+        pass
+
+    vif_removed = vif_added
+
+
+def test_listeners_hear_which_input_a_route_left(h):
+    """What a program mirroring routes from RouteAdded/RouteRemoved needs: a route is
+    (source, group, input, table); an exact (S,G) moved to another input is removed
+    from the old one, then added."""
+    listener = InputRecorder()
+    h.engine.add_listener(listener)
+    exact = f"(192.0.2.1, {GROUP})"
+    h.engine.add_route(route("192.0.2.1", str(GROUP), "up0", "down0"))
+    h.engine.add_route(route("192.0.2.1", str(GROUP), "up1", "down0"), replace=True)
+    h.engine.add_route(route("192.0.2.1", str(GROUP), "up1", "down0", "up0"))
+    h.engine.add_route(route("*", str(GROUP), "up0", "down0"))
+    h.engine.add_route(route("*", str(GROUP), "up1", "down0"))
+    h.engine.remove_route(make_route_key("*", str(GROUP)), "up0")
+    assert listener.told == [
+        ("added", exact, "up0"),
+        ("removed", exact, "up0"),
+        ("added", exact, "up1"),
+        ("added", exact, "up1"),  # outputs replaced in place: no removal
+        ("added", f"(*, {GROUP})", "up0"),
+        ("added", f"(*, {GROUP})", "up1"),
+        ("removed", f"(*, {GROUP})", "up0"),
+    ]

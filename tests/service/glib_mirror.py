@@ -24,7 +24,7 @@ class Mirror:
     def __init__(self, proxy: Gio.DBusProxy, loop: GLib.MainLoop) -> None:
         self.proxy = proxy
         self.loop = loop
-        self.routes: dict[tuple, list] = {}  # (table, family, source, group) -> [input, outputs]
+        self.routes: dict[tuple, list] = {}  # (table, family, source, group, input) -> outputs
         self.vifs: dict[tuple, int] = {}  # (interface, family, table) -> index
         self.signals = 0
         proxy.connect("g-signal", self.on_signal)
@@ -34,10 +34,10 @@ class Mirror:
         args = parameters.unpack()
         if name == "RouteAdded":
             source, group, input_, outputs, table, family = args
-            self.routes[(table, family, source, group)] = [input_, sorted(outputs)]
+            self.routes[(table, family, source, group, input_)] = sorted(outputs)
         elif name == "RouteRemoved":
-            source, group, table, family = args
-            self.routes.pop((table, family, source, group), None)
+            source, group, input_, table, family = args
+            self.routes.pop((table, family, source, group, input_), None)
         elif name == "VifAdded":
             interface, index, family, table = args
             self.vifs[(interface, family, table)] = index
@@ -55,7 +55,7 @@ class Mirror:
     def on_routes(self, proxy: Gio.DBusProxy, result: Gio.AsyncResult, _data) -> None:
         (routes,) = proxy.call_finish(result).unpack()
         listed = {
-            (details["table"], details["family"], source, group): [input_, sorted(outputs)]
+            (details["table"], details["family"], source, group, input_): sorted(outputs)
             for source, group, input_, outputs, details in routes
         }
         mirrored = dict(self.routes)  # as it stood when the reply came

@@ -69,6 +69,10 @@ async def _changes(client: MfcClient) -> None:
     assert await client.flush(family="ipv6", table=5) == 1
     await client.add_route(S6, G6, "up0", ["down0", "down1"], table=5)
     await client.remove_route("10.0.1.7", G2, table=5)
+    # (*,G2) from a second input, then the first input's removed; an exact (S,G) moved.
+    await client.add_route("*", G2, "down1", ["down0"])
+    await client.remove_route("*", G2, input="up0")
+    await client.add_route(S6, G6, "down1", ["down0"], table=5, replace=True)
 
 
 def test_glib_proxy_mirrors_two_tables_from_signals(glib_client) -> None:
@@ -94,10 +98,13 @@ def test_glib_proxy_mirrors_two_tables_from_signals(glib_client) -> None:
     assert routes["mirror"] == routes["listed"]
     keys = {tuple(row[:4]) for row in routes["listed"]}
     assert (5, "ipv4", S1, G1) in keys and (0, "ipv4", S1, G1) not in keys
-    assert (0, "ipv4", "*", G2) in keys and (5, "ipv4", "*", G2) not in keys
+    assert [0, "ipv4", "*", G2, "down1", ["down0"]] in routes["listed"]
+    assert (5, "ipv4", "*", G2) not in keys
+    assert (0, "ipv4", "*", G2, "up0") not in {tuple(row[:5]) for row in routes["listed"]}
+    assert [5, "ipv6", S6, G6, "down1", ["down0"]] in routes["listed"]
     assert {(0, "ipv6", S6, G6), (5, "ipv6", S6, G6)} <= keys
     assert len(keys) == 4 + 19
-    assert [5, "ipv4", S1, G1, ["up0", ["down0", "down1"]]] in routes["listed"]
+    assert [5, "ipv4", S1, G1, "up0", ["down0", "down1"]] in routes["listed"]
     vifs = seen["vifs"]
     assert vifs["mirror"] == vifs["listed"]
     assert {(row[1], row[2]) for row in vifs["listed"]} == {

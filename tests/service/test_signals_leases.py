@@ -42,9 +42,13 @@ def test_signals_and_properties_for_every_change(bus, polkit) -> None:
                 await sub.wait_for("VifRemoved", "down1", 0, "ipv4", 7)
                 # A change the engine makes on its own (expiry, hotplug) is signalled too.
                 engine.remove_route(make_route_key("", GROUP, 7))
-                assert await sub.wait_for("RouteRemoved", "*", GROUP) == ["*", GROUP, 7, "ipv4"]
+                assert await sub.wait_for("RouteRemoved", "*", GROUP) == [
+                    "*", GROUP, "up0", 7, "ipv4",
+                ]  # fmt: skip
                 await client.ok("RemoveRoute", "ssa{sv}", ["", GROUP, {}])
-                assert await sub.wait_for("RouteRemoved", "*", GROUP, 0) == ["*", GROUP, 0, "ipv4"]
+                assert await sub.wait_for("RouteRemoved", "*", GROUP, "up0", 0) == [
+                    "*", GROUP, "up0", 0, "ipv4",
+                ]  # fmt: skip
             finally:
                 sub.close()
 
