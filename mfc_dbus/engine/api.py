@@ -68,6 +68,19 @@ class EngineAPI(Protocol):
     def remove_route(self, key: RouteKey) -> Route:
         """Raises NotFound when no route has this key."""
 
+    def add_outputs(
+        self, key: RouteKey, outputs: Sequence[str], input: str | None = None
+    ) -> Route:
+        """Add outputs to the configured route `key` in place (names it has already are
+        no-ops); NotFound if there is no such route (with that input, when named).
+        Returns the route as it is now."""
+
+    def remove_outputs(
+        self, key: RouteKey, outputs: Sequence[str], input: str | None = None
+    ) -> Route:
+        """Remove outputs of route `key` in place (names it lacks are no-ops); with none
+        left it is a blocking route. NotFound as add_outputs."""
+
     def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:
         """Remove every configured route (optionally of one family/table)."""
 

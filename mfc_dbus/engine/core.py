@@ -30,6 +30,7 @@ from .events import Listeners
 from .joins import Join, JoinKey, JoinManager, JoinStatus, follow_interface
 from .learned import Flows
 from .links import Hotplug, Interfaces
+from .outputs import configured_route, with_outputs, without_outputs
 from .persist import Persistence
 from .port import KernelPort, LinkWatcher, LinuxKernel
 from .reconcile import Reconciler
@@ -247,6 +248,24 @@ class Engine:
             raise NotFound(f"no route {key} is configured; ListRoutes shows the configured routes")
         configured.refuse_removing(route)
         self._apply({key: None}, {}, Change.call())
+        return route
+
+    def add_outputs(
+        self, key: RouteKey, outputs: Sequence[str], input: str | None = None
+    ) -> Route:
+        return self._change_outputs(
+            with_outputs(configured_route(self._routes, key, input), outputs)
+        )
+
+    def remove_outputs(
+        self, key: RouteKey, outputs: Sequence[str], input: str | None = None
+    ) -> Route:
+        route = configured_route(self._routes, key, input)
+        return self._change_outputs(without_outputs(route, outputs))
+
+    def _change_outputs(self, route: Route) -> Route:
+        if self._routes.get(route.key) is not route:  # else: a no-op, nothing changes
+            self._apply({route.key: route}, {}, Change.call())
         return route
 
     def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:

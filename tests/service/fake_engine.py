@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from mfc_dbus.engine import EngineListener, ReloadResult, groupcalls
 from mfc_dbus.engine.joins import Join, JoinKey, JoinManager, JoinStatus
-from mfc_dbus.errors import InvalidArgument, LimitExceeded, NoSuchInterface, NotFound
+from mfc_dbus.engine.outputs import configured_route, with_outputs, without_outputs
+from mfc_dbus.errors import LimitExceeded, NoSuchInterface, NotFound
 from mfc_dbus.kernel.membership import Membership
 from mfc_dbus.model import (
     MAX_VIFS,
@@ -66,8 +67,6 @@ class FakeEngine:
         for name in route.interfaces:
             if name not in self.interfaces:
                 raise NoSuchInterface(f"interface {name!r} does not exist")
-        if route.input in route.outputs:
-            raise InvalidArgument(f"input {route.input!r} is also an output")
 
     def add_route(self, route: Route, *, counters: bool = True) -> RouteStatus:
         self._check(route)
@@ -90,6 +89,22 @@ class FakeEngine:
             raise NotFound(f"no route {key}")
         for listener in self.listeners:
             listener.route_removed(route)
+        return route
+
+    def add_outputs(
+        self, key: RouteKey, outputs: Sequence[str], input: str | None = None
+    ) -> Route:
+        return self._replace(with_outputs(configured_route(self.routes, key, input), outputs))
+
+    def remove_outputs(
+        self, key: RouteKey, outputs: Sequence[str], input: str | None = None
+    ) -> Route:
+        route = configured_route(self.routes, key, input)
+        return self._replace(without_outputs(route, outputs))
+
+    def _replace(self, route: Route) -> Route:
+        if self.routes.get(route.key) is not route:
+            self.add_route(route)
         return route
 
     def flush_learned(self, family: Family | None = None, table: int | None = None) -> int:
