@@ -186,3 +186,26 @@ def test_rendered_text_reads_back_as_the_same_configuration(tmp_path):
         )
     tabled = load_file(write(tmp_path, "t.conf", "mroute from e0 group ff3e::1 table 9 to e1\n"))
     assert render([], [], tabled.routes) == "mroute from e0 group ff3e::1 table 9 to e1\n"
+
+
+def test_host_bits_are_masked_with_a_warning_at_their_place(tmp_path, capsys):
+    from mfc_dbus.cli import run
+
+    path = write(
+        tmp_path,
+        "a.conf",
+        "mroute from eth0 source 10.1.2.3/16 group 225.1.2.3/24 to eth1\n"
+        "mgroup from eth0 group ff3e::1:2/112\n",
+    )
+    configuration = load_file(path)
+    (route,) = configuration.routes
+    assert (route.source, route.group) == ("10.1.0.0/16", "225.1.2.0/24")
+    assert configuration.joins[0].group == "ff3e::1:0/112"
+    assert [str(w) for w in configuration.warnings] == [
+        f"{path}:1:25: 10.1.2.3/16 taken as 10.1.0.0/16",
+        f"{path}:1:43: 225.1.2.3/24 taken as 225.1.2.0/24",
+        f"{path}:2:24: ff3e::1:2/112 taken as ff3e::1:0/112",
+    ]
+    assert run(["config", "check", str(path)]) == 0  # accepted
+    err = capsys.readouterr().err
+    assert f"mfc-dbus: warning: {path}:1:43: 225.1.2.3/24 taken as 225.1.2.0/24" in err
