@@ -68,7 +68,7 @@ _mfc_dbus()
         route|vif|mfc)
             if [[ -z $verb ]]; then
                 local verbs="add del show"
-                [[ $obj == route ]] && verbs="add del show flush"
+                [[ $obj == route ]] && verbs="add del show flush add-output del-output"
                 COMPREPLY=($(compgen -W "$verbs list delete" -- "$cur"))
                 return
             fi
@@ -100,6 +100,7 @@ _mfc_dbus()
         _mfc_dbus_interfaces
     fi
     case $obj:$verb in
+        route:add-*|route:del-*) COMPREPLY+=($(compgen -W "from iif oif table" -- "$cur")) ;;
         route:a*) COMPREPLY+=($(compgen -W "from iif oif table lease temporary replace" -- "$cur")) ;;
         route:d*) COMPREPLY+=($(compgen -W "from iif table" -- "$cur")) ;;
         route:s*|route:l*) COMPREPLY+=($(compgen -W "from table family" -- "$cur")) ;;

@@ -91,6 +91,11 @@ async def route_add(ctx: Context, client: MfcClient, ready: Ready) -> int:
         table=spec.table,
         replace=spec.replace,
     )
+    if not spec.outputs:
+        warn(
+            f"route {spec.source or '*'} {spec.group} has no output: a blocking route, its "
+            "packets are dropped (and counted)"
+        )
     await warn_pending(client, [spec])
     return EXIT_OK
 
@@ -100,6 +105,27 @@ async def route_del(ctx: Context, client: MfcClient, ready: Ready) -> int:
         ready["source"] or "", ready["group"], table=ready["table"], input=ready.get("input")
     )
     return EXIT_OK
+
+
+async def route_outputs(ctx: Context, client: MfcClient, ready: Ready, adding: bool) -> int:
+    """`route add-output` / `route del-output`: one AddOutputs / RemoveOutputs call."""
+    edit = client.add_outputs if adding else client.remove_outputs
+    source = ready["source"] or ""
+    args = (source, ready["group"], ready["outputs"])
+    now = await edit(*args, table=ready["table"], input=ready["input"])
+    if ctx.json:
+        ctx.emit_json({"outputs": now})
+    else:
+        ctx.print(f"outputs: {fmt.outputs_text(now)}")
+    return EXIT_OK
+
+
+async def route_add_output(ctx: Context, client: MfcClient, ready: Ready) -> int:
+    return await route_outputs(ctx, client, ready, adding=True)
+
+
+async def route_del_output(ctx: Context, client: MfcClient, ready: Ready) -> int:
+    return await route_outputs(ctx, client, ready, adding=False)
 
 
 async def route_flush(ctx: Context, client: MfcClient, ready: Ready) -> int:
@@ -244,6 +270,8 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("route", "del"): route_del,
     ("route", "flush"): route_flush,
     ("route", "show"): route_show,
+    ("route", "add-output"): route_add_output,
+    ("route", "del-output"): route_del_output,
     ("vif", "add"): vif_add,
     ("vif", "del"): vif_del,
     ("vif", "show"): vif_show,

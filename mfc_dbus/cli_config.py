@@ -8,8 +8,10 @@ after them; if one of those fails, the joins and routes just added are removed a
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
+from .cli_grammar import PROG
 from .client import GroupInfo, MfcClient, RouteInfo, RouteSpec, VifInfo
 from .config import ConfigInterface, ConfigRoute, Configuration, ConfigurationError, Problem
 from .config.check import ANY_SOURCE, ConfigJoin
@@ -26,6 +28,8 @@ EXPORT_HEADER = "# mfc-dbus.conf(5): exported from the running service\n"
 def check_file(ctx: Context, ready: Ready) -> int:
     """The file is read by load_file in cli_prepare, so reaching here means it is good."""
     configuration: Configuration = ready["configuration"]
+    for warning in configuration.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr, flush=True)
     summary = {
         "file": ready["file"],
         "routes": len(configuration.routes),

@@ -12,6 +12,8 @@ from typing import Any
 
 from .client import Event, RouteInfo, VifInfo
 
+BLOCKING = "(drop)"  # the outputs of a route with none: its flow is dropped and counted
+
 
 def route_json(route: RouteInfo) -> dict[str, Any]:
     return {
@@ -87,6 +89,11 @@ def kept_how(origin: str | None, owner: str | None, persistent: bool) -> str:
     return "" if persistent else " temporary"
 
 
+def outputs_text(outputs: Sequence[str]) -> str:
+    """A route's outputs for people; none is a blocking route, which drops its flow."""
+    return " ".join(outputs) or BLOCKING
+
+
 def routes_table(routes: Sequence[RouteInfo], stats: bool = False) -> str:
     show_table = any(r.table for r in routes)
     headers = ["SOURCE", "GROUP", "INPUT", "OUTPUTS", "STATE"]
@@ -100,7 +107,8 @@ def routes_table(routes: Sequence[RouteInfo], stats: bool = False) -> str:
         if route.missing:
             state += f" (missing {','.join(route.missing)})"
         state += kept_how(route.origin, route.owner, route.persistent)
-        row: list[Any] = [route.source, route.group, route.input, " ".join(route.outputs), state]
+        outputs = outputs_text(route.outputs)
+        row: list[Any] = [route.source, route.group, route.input, outputs, state]
         if show_table:
             row.append(route.table)
         if stats:
@@ -166,7 +174,7 @@ def event_text(event: Event) -> str:
     """One line per event, in the words of `ip monitor`."""
     a = event.args
     if event.name == "RouteAdded":
-        outputs = " ".join(a["outputs"])
+        outputs = outputs_text(a["outputs"])
         route = f"{a['source']} {a['group']} iif {a['input']} oifs {outputs}"
         return f"route added {route}{_in_table(a)}"
     if event.name == "RouteRemoved":

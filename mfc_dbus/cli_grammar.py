@@ -24,9 +24,13 @@ EXIT_DENIED = 4
 USAGE = f"""\
 usage: {PROG} [OPTIONS] OBJECT COMMAND [ARGUMENTS]
 
-  route add GROUP [from SOURCE] iif IF oif IF [IF ...] [table N] [lease] [temporary]
-            [replace]
+  route add GROUP [from SOURCE] iif IF [oif IF ...] [table N] [lease] [temporary]
+            [replace]       add, or replace all outputs of, a route (no oif: drop)
   route del GROUP [from SOURCE] [iif IF] [table N]
+  route add-output GROUP [from SOURCE] [iif IF] oif IF [IF ...] [table N]
+                            add outputs, keeping the route's others (smcroute's add)
+  route del-output GROUP [from SOURCE] [iif IF] oif IF [IF ...] [table N]
+                            remove outputs, keeping the others (none left: drop)
   route show [GROUP] [from SOURCE] [table N] [family ipv4|ipv6]
   route flush [learned] [table N] [family ipv4|ipv6]
   vif add IF [family ipv4|ipv6] [table N] [threshold TTL] [temporary]
@@ -86,7 +90,7 @@ OBJECTS = (
     "help",
 )
 VERBS = {
-    "route": ("add", "del", "show", "flush", "list", "delete"),
+    "route": ("add", "del", "show", "flush", "add-output", "del-output", "list", "delete"),
     "vif": ("add", "del", "show", "list", "delete"),
     "group": ("join", "leave", "show", "list"),
     "mfc": ("add", "del", "show", "delete", "list"),
@@ -145,6 +149,14 @@ ROUTE_KEYWORDS: dict[str, tuple[str, Kind]] = {
     "source": ("source", "value"),
     "table": ("table", "value"),
 }
+OUTPUT_KEYWORDS: dict[str, tuple[str, Kind]] = {
+    **ROUTE_KEYWORDS,
+    "iif": ("input", "value"),
+    "input": ("input", "value"),
+    "oif": ("outputs", "list"),
+    "oifs": ("outputs", "list"),
+    "outputs": ("outputs", "list"),
+}
 VIF_KEYWORDS: dict[str, tuple[str, Kind]] = {
     "dev": ("interface", "value"),
     "family": ("family", "value"),
@@ -160,20 +172,27 @@ GROUP_KEYWORDS: dict[str, tuple[str, Kind]] = {
 GRAMMARS = {
     ("route", "add"): Grammar(
         {
-            **ROUTE_KEYWORDS,
-            "iif": ("input", "value"),
-            "input": ("input", "value"),
-            "oif": ("outputs", "list"),
-            "oifs": ("outputs", "list"),
-            "outputs": ("outputs", "list"),
+            **OUTPUT_KEYWORDS,
             "lease": ("lease", "flag"),
             "temporary": ("temporary", "flag"),
             "replace": ("replace", "flag"),
         },
         positionals=("group", "source"),
-        required=("group", "input", "outputs"),
-        usage="route add GROUP [from SOURCE] iif IF oif IF [IF ...] [table N] [lease] "
+        required=("group", "input"),
+        usage="route add GROUP [from SOURCE] iif IF [oif IF ...] [table N] [lease] "
         "[temporary] [replace]",
+    ),
+    ("route", "add-output"): Grammar(
+        OUTPUT_KEYWORDS,
+        positionals=("group", "source"),
+        required=("group", "outputs"),
+        usage="route add-output GROUP [from SOURCE] [iif IF] oif IF [IF ...] [table N]",
+    ),
+    ("route", "del-output"): Grammar(
+        OUTPUT_KEYWORDS,
+        positionals=("group", "source"),
+        required=("group", "outputs"),
+        usage="route del-output GROUP [from SOURCE] [iif IF] oif IF [IF ...] [table N]",
     ),
     ("route", "del"): Grammar(
         {**ROUTE_KEYWORDS, "iif": ("input", "value"), "input": ("input", "value")},

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_config import importable
-from .cli_grammar import GRAMMARS, Command, UsageError, parse_keywords, parse_mfc, resolve
+from .cli_grammar import GRAMMARS, PROG, Command, UsageError, parse_keywords, parse_mfc, resolve
 from .cli_groups import prepare_group
 from .client import RouteSpec
 from .config import load_file
@@ -22,7 +22,9 @@ from .errors import InvalidArgument, MfcError
 from .model import (
     MAX_TABLE_ID,
     Family,
+    RouteKey,
     make_route_key,
+    masked_prefix,
     source_text,
     validate_interface_name,
 )
@@ -56,22 +58,32 @@ def parse_seconds(text: str | None, default: float) -> float:
 
 def route_spec(values: dict[str, Any]) -> RouteSpec:
     """Validate early (friendly messages); the service stays the authority."""
-    source = values.get("source", "")
     table = parse_uint(values.get("table"), "table")
-    make_route_key(source, values["group"], table or 0)
+    source, group = route_key(values, table).texts  # as the service writes them
     validate_interface_name(values["input"])
-    for name in values["outputs"]:
+    outputs = values.get("outputs", [])  # none: a blocking route
+    for name in outputs:
         validate_interface_name(name)
     return RouteSpec(
-        source="" if source in ("", "*") else source,
-        group=values["group"],
+        source="" if source == "*" else source,
+        group=group,
         input=values["input"],
-        outputs=tuple(values["outputs"]),
+        outputs=tuple(outputs),
         persistent=False if values.get("temporary") else None,
         lease=True if values.get("lease") else None,
         table=table,
         replace=True if values.get("replace") else None,
     )
+
+
+def route_key(values: dict[str, Any], table: int | None) -> RouteKey:
+    """The route a command names; a prefix with host bits is taken as its network, with
+    a warning on stderr."""
+    for role in ("source", "group"):
+        network = masked_prefix(values.get(role) or "")
+        if network is not None:
+            print(f"{PROG}: warning: {values[role].strip()} taken as {network}", file=sys.stderr)
+    return make_route_key(values.get("source", ""), values["group"], table or 0)
 
 
 def family_option(values: dict[str, Any], opts: argparse.Namespace) -> str | None:
@@ -179,13 +191,17 @@ def _route_arguments(command: Command, table: int | None) -> dict[str, Any]:
     if command.obj == "route" and command.verb == "add":
         return {"spec": route_spec(values)}
     if command.obj in ("route", "diagnose") and "group" in values:
-        key = make_route_key(values.get("source", ""), values["group"], table or 0)
+        key = route_key(values, table)
         source, group = key.texts
-        return {
+        found: dict[str, Any] = {
             "group": group,
             "source": None if source == "*" else source,
             "group_family": str(key.family),
         }
+        if "outputs" in values:  # add-output, del-output
+            found["outputs"] = [validate_interface_name(name) for name in values["outputs"]]
+            found["input"] = values.get("input") and validate_interface_name(values["input"])
+        return found
     if command.obj == "route" and "source" in values:
         source = source_text(values["source"])
         return {"source": None if source == "*" else source}

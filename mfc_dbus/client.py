@@ -386,6 +386,34 @@ class MfcClient(GroupMethods):
         """input: which of several (*,G) or prefix routes of (source, group) to remove."""
         await self.invoke("RemoveRoute", source, group, make_options(table=table, input=input))
 
+    async def add_outputs(
+        self,
+        source: str,
+        group: str,
+        outputs: Iterable[str],
+        *,
+        table: int | None = None,
+        input: str | None = None,
+    ) -> list[str]:
+        """Add outputs to a route, keeping its others; returns its outputs now."""
+        options = make_options(table=table, input=input)
+        (now,) = await self.invoke("AddOutputs", source, group, list(outputs), options)
+        return list(now)
+
+    async def remove_outputs(
+        self,
+        source: str,
+        group: str,
+        outputs: Iterable[str],
+        *,
+        table: int | None = None,
+        input: str | None = None,
+    ) -> list[str]:
+        """Remove outputs of a route (none left: it blocks); returns its outputs now."""
+        options = make_options(table=table, input=input)
+        (now,) = await self.invoke("RemoveOutputs", source, group, list(outputs), options)
+        return list(now)
+
     async def flush(
         self, *, family: str | None = None, table: int | None = None, learned: bool = False
     ) -> int:

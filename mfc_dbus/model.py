@@ -120,7 +120,8 @@ _EXAMPLES = {
 
 def _parse_prefix(text: str, role: str) -> tuple[bytes, int]:
     """The packed address and prefix length of `text`, an IPv4 or IPv6 address with an
-    optional '/length' (host bits clear): the one reader of addresses. `role` ("group"
+    optional '/length' (host bits are cleared, as smcroute does; masked_prefix names
+    the result for a warning): the one reader of addresses. `role` ("group"
     or "source") names the value in the InvalidArgument raised."""
     address, slash, length_text = text.partition("/")
     try:
@@ -137,13 +138,27 @@ def _parse_prefix(text: str, role: str) -> tuple[bytes, int]:
             f"{role} {text!r} is not a valid prefix: the length after '/' must be 0 to {bits}"
         )
     length = int(length_text)
-    if _host_bits(packed, length):
-        network = (_prefix_bits(packed, length) << (bits - length)).to_bytes(len(packed))
-        raise InvalidArgument(
-            f"{role} {text!r} is not a valid prefix: it has host bits set "
-            f"(the prefix is {format_prefix(network, length)})"
-        )
+    if _host_bits(packed, length):  # smcroute's reading: 225.1.2.3/24 is 225.1.2.0/24
+        packed = (_prefix_bits(packed, length) << (bits - length)).to_bytes(len(packed))
     return packed, length
+
+
+def masked_prefix(text: str) -> str | None:
+    """The network a prefix with host bits set is taken as ("225.1.2.3/24" ->
+    "225.1.2.0/24"), for a warning; None for anything else (a plain address, a
+    network prefix, text that is no prefix: its own reading names what is wrong)."""
+    address, slash, length_text = text.strip().partition("/")
+    if not slash or not (length_text.isascii() and length_text.isdigit()):
+        return None
+    try:
+        packed = inet_pton(AF_INET6 if ":" in address else AF_INET, address)
+    except (OSError, ValueError):
+        return None
+    length = int(length_text)
+    if length > 8 * len(packed) or not _host_bits(packed, length):
+        return None
+    network = (_prefix_bits(packed, length) << (8 * len(packed) - length)).to_bytes(len(packed))
+    return format_prefix(network, length)
 
 
 def source_text(text: str) -> str:

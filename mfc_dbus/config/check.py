@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InvalidArgument
-from ..model import RouteKey, make_route_key, validate_interface_name, wildcard_stem
+from ..model import (
+    RouteKey,
+    make_route_key,
+    masked_prefix,
+    validate_interface_name,
+    wildcard_stem,
+)
 from .problems import ConfigurationError, Location, Problem
 from .syntax import Directive, Token
 
@@ -65,6 +71,8 @@ class Configuration:
     routes: list[ConfigRoute] = field(default_factory=list)
     joins: list[ConfigJoin] = field(default_factory=list)
     interfaces: list[ConfigInterface] = field(default_factory=list)
+    # Accepted, but worth saying: a prefix with host bits, taken as its network.
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def check(directives: list[Directive], problems: list[Problem]) -> Configuration:
@@ -82,6 +90,7 @@ def check(directives: list[Directive], problems: list[Problem]) -> Configuration
                 configuration.interfaces.append(_interface(directive))
         except _Refused as refused:
             problems.append(refused.problem)
+        configuration.warnings.extend(_masked(directive))
     problems.extend(_duplicates(configuration))
     if problems:
         raise ConfigurationError(problems)
@@ -126,6 +135,18 @@ def _table(directive: Directive) -> int:
             )
         )
     return int(token.text)
+
+
+def _masked(directive: Directive) -> list[Problem]:
+    """A warning for each address prefix of the line with host bits set."""
+    found = []
+    for keyword in ("source", "group"):
+        token = directive.values.get(keyword)
+        network = masked_prefix(token.text) if token is not None else None
+        if token is not None and network is not None:
+            location = directive.location.at(token.column)
+            found.append(Problem(location, f"{token.text} taken as {network}"))
+    return found
 
 
 def _addresses(directive: Directive) -> RouteKey:

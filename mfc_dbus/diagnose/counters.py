@@ -195,6 +195,16 @@ def _ttl(route: RouteInfo, deltas: Deltas, d_packets: int) -> Finding:
     )
 
 
+def _blocking(route: RouteInfo, d_packets: int) -> Finding:
+    return Finding(
+        PROBLEM,
+        "blocking",
+        f"{_name(route)} has no outputs: it is a blocking route, and the kernel dropped the "
+        f"{d_packets} packets that arrived on {route.input}; give it outputs with "
+        "`mfc-dbus route add-output`",
+    )
+
+
 def _forwarding(route: RouteInfo, d_packets: int, interval: float) -> Finding:
     return Finding(
         OK,
@@ -217,6 +227,8 @@ def route_findings(
     findings = [_wrong_input(route, d_wrong, interval)] if d_wrong > 0 else []
     if d_packets <= 0:
         return findings + [_no_packets(route, deltas, interval)]
+    if not route.outputs:
+        return findings + [_blocking(route, d_packets)]
     outs = [deltas.vif(route, o, "out_packets") for o in route.outputs]
     known_outs = [d for d in outs if d is not None]
     if known_outs and sum(known_outs) == 0:

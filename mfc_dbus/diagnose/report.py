@@ -13,7 +13,7 @@ INFO = "info"
 @dataclass(frozen=True)
 class Finding:
     severity: str  # problem, ok, info
-    # stable: no-route, pending, no-source, no-packets, wrong-input, ttl, forwarding,
+    # stable: no-route, pending, no-source, no-packets, wrong-input, ttl, blocking, forwarding,
     # firewall, no-mrule, no-multicast-flag
     code: str
     message: str

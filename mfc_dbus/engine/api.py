@@ -75,6 +75,15 @@ class EngineAPI(Protocol):
         InvalidArgument listing the inputs when `input` is "" and several (*,G) or
         prefix routes share the key."""
 
+    def add_outputs(self, key: RouteKey, outputs: Sequence[str], input: str = "") -> Route:
+        """Add outputs to the configured route `key` in place (names it has already are
+        no-ops); which route as remove_route; AlreadyExists for a configuration file's
+        route. Returns the route as it is now."""
+
+    def remove_outputs(self, key: RouteKey, outputs: Sequence[str], input: str = "") -> Route:
+        """Remove outputs of route `key` in place (names it lacks are no-ops); with none
+        left it is a blocking route. NotFound as add_outputs."""
+
     def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:
         """Remove every configured route (optionally of one family/table)."""
 

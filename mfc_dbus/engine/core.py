@@ -30,6 +30,7 @@ from .events import Listeners
 from .joins import Join, JoinKey, JoinManager, JoinStatus, follow_interface
 from .learned import Flows
 from .links import Hotplug, Interfaces
+from .outputs import with_outputs, without_outputs
 from .persist import Persistence
 from .port import KernelPort, LinkWatcher, LinuxKernel
 from .reconcile import Reconciler
@@ -256,11 +257,26 @@ class Engine:
     def remove_route(self, key: RouteKey, input: str = "") -> Route:
         """input: which template of the key ("": the only one; an exact (S,G)'s input
         if given must be its own)."""
-        table = self._tables.find(key.family, key.table)
-        templates = table.templates if table is not None else None
-        route = identity.configured_route(self._routes, templates, key, input or key.input)
+        route = self._configured_route(key, input)
         configured.refuse_removing(route)
         self._apply({route.key: None}, {}, Change.call())
+        return route
+
+    def add_outputs(self, key: RouteKey, outputs: Sequence[str], input: str = "") -> Route:
+        return self._change_outputs(with_outputs(self._configured_route(key, input), outputs))
+
+    def remove_outputs(self, key: RouteKey, outputs: Sequence[str], input: str = "") -> Route:
+        return self._change_outputs(without_outputs(self._configured_route(key, input), outputs))
+
+    def _configured_route(self, key: RouteKey, input: str) -> Route:
+        table = self._tables.find(key.family, key.table)
+        templates = table.templates if table is not None else None
+        return identity.configured_route(self._routes, templates, key, input or key.input)
+
+    def _change_outputs(self, route: Route) -> Route:
+        configured.refuse_replacing(route)
+        if self._routes.get(route.key) is not route:  # else: a no-op, nothing changes
+            self._apply({route.key: route}, {}, Change.call())
         return route
 
     def flush(self, family: Family | None = None, table: int | None = None) -> list[Route]:

@@ -54,13 +54,13 @@ def check_routes(routes: Iterable[Route]) -> None:
 
 
 def check_interfaces(key: RouteKey, input: str, outputs: tuple[str, ...]) -> None:
-    """The interfaces of route `key`: valid names, at least one output, none twice, and
-    the input not among the outputs."""
+    """The interfaces of route `key`: valid names, none twice. No outputs is a blocking
+    route (the kernel drops and counts the flow); the input may be an output too (a
+    hairpin: the kernel sends an exact (S,G) entry's packets back out of their input,
+    and every (*,G) or prefix route is installed as exact (S,G) entries)."""
     validate_interface_name(input)
-    if not isinstance(outputs, tuple) or not outputs:
-        raise InvalidArgument(
-            f"route {key} has no output interface; give at least one, such as 'eth1'"
-        )
+    if not isinstance(outputs, tuple):
+        raise InvalidArgument(f"route {key}: outputs {outputs!r} are not a list of names")
     for name in outputs:
         validate_interface_name(name)
     if len(outputs) > 1 and len(set(outputs)) != len(outputs):
@@ -68,11 +68,6 @@ def check_interfaces(key: RouteKey, input: str, outputs: tuple[str, ...]) -> Non
         raise InvalidArgument(
             f"route {key} lists output {', '.join(twice)} more than once; "
             "name each output interface once"
-        )
-    if input in outputs:
-        raise InvalidArgument(
-            f"route {key}: input interface {input!r} is also an output; "
-            "the kernel never forwards a packet back out of the interface it came in on"
         )
 
 

@@ -216,6 +216,8 @@ class GuardedEngine:
             "add_route",
             "add_routes",
             "remove_route",
+            "add_outputs",
+            "remove_outputs",
             "flush",
             "add_vif",
             "remove_vif",

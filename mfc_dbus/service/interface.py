@@ -40,6 +40,7 @@ class Forwarding:
         self._leases = leases
         self._wire = wire = Wire(contract)
         self._remove_route_options = option_spec(contract, "RemoveRoute")
+        self._outputs_options = option_spec(contract, "AddOutputs")
         self._flush_options = option_spec(contract, "Flush")
         self._route_filter = option_spec(contract, "ListRoutes", "filter")
         self._add_vif_options = option_spec(contract, "AddVif")
@@ -134,6 +135,42 @@ class Forwarding:
             self.emitter.audit(call, lambda: f"{route.key} from {route.input}")
 
         return remove
+
+    def AddOutputs(
+        self, call: Call, source: str, group: str, outputs: list[str], options: dict[str, Variant]
+    ) -> Change:
+        return self._edit_outputs(call, source, group, outputs, options, adding=True)
+
+    def RemoveOutputs(
+        self, call: Call, source: str, group: str, outputs: list[str], options: dict[str, Variant]
+    ) -> Change:
+        return self._edit_outputs(call, source, group, outputs, options, adding=False)
+
+    def _edit_outputs(
+        self,
+        call: Call,
+        source: str,
+        group: str,
+        outputs: list[str],
+        options: dict[str, Variant],
+        *,
+        adding: bool,
+    ) -> Change:
+        given = self._outputs_options.parse(options, call.member)
+        key = make_route_key(source, group, given.get("table", 0))
+        input = given.get("input", "")
+        for name in [input, *outputs] if input else outputs:
+            check_ifname(name)
+        edit = self._engine.add_outputs if adding else self._engine.remove_outputs
+        sign = "+" if adding else "-"
+
+        def change() -> list[str]:
+            route = edit(key, outputs, input)
+            named = " ".join(sign + name for name in outputs)
+            self.emitter.audit(call, lambda: f"{named}: {_describe(route)}")
+            return list(route.outputs)
+
+        return change
 
     def Flush(self, call: Call, options: dict[str, Variant]) -> Change:
         given = self._flush_options.parse(options)
@@ -281,7 +318,8 @@ def _wants_replace(options: dict[str, Variant], default: bool = False) -> bool:
 
 def _describe(route: Route) -> str:
     flags = " lease" if route.owner else ("" if route.persistent else " transient")
-    return f"{route.key} in {route.input} out {','.join(route.outputs) or '-'}{flags}"
+    outputs = ",".join(route.outputs) or "nothing (blocking)"
+    return f"{route.key} in {route.input} out {outputs}{flags}"
 
 
 def _describe_join(join: Join) -> str:

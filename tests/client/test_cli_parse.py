@@ -83,7 +83,8 @@ def test_route_add_second_positional_is_the_source():
 @pytest.mark.parametrize(
     "words, message",
     [
-        (("route", "add", "232.1.1.1", "iif", "a"), "missing outputs"),
+        (("route", "add-output", "232.1.1.1", "iif", "a"), "missing outputs"),
+        (("route", "del-o", "232.1.1.1", "oif"), "'oif' needs at least one"),
         (("route", "add", "232.1.1.1", "oif", "b"), "missing input"),
         (("route", "add", "232.1.1.1", "iif"), "'iif' needs a value"),
         (("route", "add", "232.1.1.1", "iif", "a", "oif"), "'oif' needs at least one"),
@@ -113,6 +114,27 @@ def test_legacy_mfc_form_matches_the_keyword_form():
         "del",
         {"source": "", "group": "232.1.1.1"},
     )
+
+
+def test_single_outputs_blocking_routes_and_masked_prefixes(capsys):
+    ready = prepared("route", "add-output", "225.1.2.3/24", "oif", "b", "c", "iif", "a")
+    assert (ready["group"], ready["source"], ready["outputs"], ready["input"]) == (
+        "225.1.2.0/24", None, ["b", "c"], "a",
+    )  # fmt: skip
+    assert "mfc-dbus: warning: 225.1.2.3/24 taken as 225.1.2.0/24" in capsys.readouterr().err
+    ready = prepared("r", "del-o", "ff3e::1", "from", "2001:db8::1/32", "oif", "b", "table", "3")
+    assert (ready["group"], ready["source"], ready["input"], ready["table"]) == (
+        "ff3e::1", "2001:db8::/32", None, 3,
+    )  # fmt: skip
+    assert "2001:db8::1/32 taken as 2001:db8::/32" in capsys.readouterr().err
+    assert prepared("route", "show", "225.1.2.0/24")["group"] == "225.1.2.0/24"
+    assert capsys.readouterr().err == ""  # a network prefix: nothing to say
+    blocking = prepared("route", "add", "232.1.1.1", "iif", "a")["spec"]
+    assert blocking == RouteSpec("", "232.1.1.1", "a", ())
+    hairpin = prepared("route", "add", "232.1.1.1", "from", "10.1.1.1", "iif", "a", "oif", "a")
+    assert hairpin["spec"].outputs == ("a",)
+    with pytest.raises(InvalidArgument, match="interface name 'a/b'"):
+        prepared("route", "add-output", "232.1.1.1", "oif", "a/b")
 
 
 def test_route_spec_normalises_and_maps_flags():
@@ -194,7 +216,7 @@ def test_batch_lines(tmp_path):
     [
         ("route del 232.1.1.1", UsageError, r"routes.txt:2: unknown command 'del'"),
         ("route add 10.0.0.1 iif a oif b", InvalidArgument, r"routes.txt:2: group '10.0.0.1'"),
-        ("route add 232.1.1.1 iif a", UsageError, r"routes.txt:2: missing outputs"),
+        ("route add 232.1.1.1 oif a", UsageError, r"routes.txt:2: missing input"),
         ("route add 'unterminated", UsageError, r"routes.txt:2: No closing quotation"),
     ],
 )

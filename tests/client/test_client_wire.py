@@ -65,6 +65,8 @@ GROUPS = [
 REPLIES: dict[str, Callable[[list], list]] = {
     "AddRoutes": lambda args: [len(args[0])],
     "Flush": lambda args: [3],
+    "AddOutputs": lambda args: [["down0", *args[2]]],
+    "RemoveOutputs": lambda args: [[]],
     "ListRoutes": lambda args: [ROUTES],
     "AddVif": lambda args: [2],
     "ListVifs": lambda args: [VIFS],
@@ -210,6 +212,21 @@ def test_add_route_sends_the_contract_signature_and_typed_options(service, capsy
     assert args[:4] == ["192.0.2.1", "233.252.0.1", "up0", ["down0", "down1"]]
     assert args[4] == {"table": Variant("u", 5), "persistent": Variant("b", False)}
     assert not service.flags["AddRoute"] & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION
+
+
+def test_output_edits_send_the_contract_signature_and_print_the_outputs(service, capsys):
+    status, out, err = run_cli(
+        capsys, service.address,
+        "route", "add-output", "225.1.2.3/24", "iif", "up0", "oif", "down1", "table", "5",
+    )  # fmt: skip
+    assert (status, out) == (0, "outputs: down0 down1\n")
+    assert err == "mfc-dbus: warning: 225.1.2.3/24 taken as 225.1.2.0/24\n"
+    options = {"table": Variant("u", 5), "input": Variant("s", "up0")}
+    assert service.interface.calls[-1] == ("AddOutputs", ["", "225.1.2.0/24", ["down1"], options])
+    assert not service.flags["AddOutputs"] & MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION
+    status, out, _ = run_cli(capsys, service.address, "route", "del-output", "ff3e::1", "oif", "a")
+    assert (status, out) == (0, "outputs: (drop)\n")
+    assert service.interface.calls[-1] == ("RemoveOutputs", ["", "ff3e::1", ["a"], {}])
 
 
 def test_interactive_client_sets_the_flag_on_mutations_only(service):

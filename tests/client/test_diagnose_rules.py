@@ -91,6 +91,17 @@ def test_forwarding_is_healthy():
     assert codes(result) == ["forwarding"] and result.healthy
 
 
+def test_a_blocking_route_is_named_not_called_forwarding():
+    """Measured in the lab (tests/client/test_shapes_lab.py): a route with no outputs
+    counts every packet that arrives and forwards none."""
+    blocking = route(outputs=())
+    before = snapshot([replace(blocking, packets=2)], vifs(up_in=2))
+    after = snapshot([replace(blocking, packets=7)], vifs(up_in=7))
+    result = diagnose(G, S, before, after, 2)
+    assert codes(result) == ["blocking"] and not result.healthy
+    assert "dropped the 5 packets that arrived on up0" in result.findings[0].message
+
+
 def test_wrong_input():
     before = snapshot([route(packets=24)], vifs(up_in=24, down_out=10))
     after = snapshot([route(packets=34, wrong_if=10)], vifs(up_in=24, down_out=10))

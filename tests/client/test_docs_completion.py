@@ -67,7 +67,8 @@ def complete(*words: str) -> list[str]:
 def test_bash_completion():
     assert complete("") == list(grammar.OBJECTS)
     assert complete("r") == ["route", "reload"]
-    assert complete("route", "") == ["add", "del", "show", "flush", "list", "delete"]
+    assert complete("route", "") == [*grammar.VERBS["route"]]
+    assert complete("route", "del-output", "233.252.0.1", "i") == ["iif"]
     assert complete("route", "add", "233.252.0.1", "iif", "l") == ["lo"]
     assert "lo" in complete("route", "add", "233.252.0.1", "iif", "lo", "oif", "")
     assert complete("vif", "show", "family", "") == ["ipv4", "ipv6"]

@@ -203,3 +203,26 @@ def test_a_group_may_have_a_route_per_input_but_an_exact_route_one_input(tmp_pat
     (problem,) = refused.value.problems
     assert str(problem).startswith(f"{tmp_path}/conf.d/20-b.conf:3:1: route 10.0.0.1 225.1.1.1")
     assert f"already configured at {tmp_path}/conf.d/10-a.conf:2:1" in str(problem)
+
+
+def test_host_bits_are_masked_with_a_warning_at_their_place(tmp_path, capsys):
+    from mfc_dbus.cli import run
+
+    path = write(
+        tmp_path,
+        "a.conf",
+        "mroute from eth0 source 10.1.2.3/16 group 225.1.2.3/24 to eth1\n"
+        "mgroup from eth0 group ff3e::1:2/112\n",
+    )
+    configuration = load_file(path)
+    (route,) = configuration.routes
+    assert (route.source, route.group) == ("10.1.0.0/16", "225.1.2.0/24")
+    assert configuration.joins[0].group == "ff3e::1:0/112"
+    assert [str(w) for w in configuration.warnings] == [
+        f"{path}:1:25: 10.1.2.3/16 taken as 10.1.0.0/16",
+        f"{path}:1:43: 225.1.2.3/24 taken as 225.1.2.0/24",
+        f"{path}:2:24: ff3e::1:2/112 taken as ff3e::1:0/112",
+    ]
+    assert run(["config", "check", str(path)]) == 0  # accepted
+    err = capsys.readouterr().err
+    assert f"mfc-dbus: warning: {path}:1:43: 225.1.2.3/24 taken as 225.1.2.0/24" in err

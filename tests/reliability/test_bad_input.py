@@ -34,6 +34,7 @@ UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 S4, G4, S6, G6 = "192.0.2.1", "233.252.0.1", "2001:db8:1::1", "ff3e::db8:1"
 ROUTE = "sssasa{sv}"
+OUTPUTS = "ssasa{sv}"
 EXTRA = [f"xv{n}" for n in range(40)]  # 40 extra interfaces in the router namespace
 
 
@@ -101,7 +102,6 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
     ("group-prefix-33", "AddRoute", ROUTE, add(group=G4 + "/33"), INVALID, G4 + "/33"),
     ("group-prefix-negative", "AddRoute", ROUTE, add(group=G4 + "/-1"), INVALID, G4 + "/-1"),
     ("group-prefix-129", "AddRoute", ROUTE, add(S6, G6 + "/129"), INVALID, G6 + "/129"),
-    ("group-host-bits", "AddRoute", ROUTE, add(group="239.1.1.1/8"), INVALID, "239.1.1.1/8"),
     ("group-with-port", "AddRoute", ROUTE, add(group=G4 + ":5001"), INVALID, G4 + ":5001"),
     ("group-non-ascii", "AddRoute", ROUTE, add(group="２３３.1.1.1"), INVALID,
      "\\uff12\\uff13\\uff13.1.1.1"),
@@ -109,7 +109,6 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
     ("source-garbage", "AddRoute", ROUTE, add(source="host.example"), INVALID, "host.example"),
     ("source-prefix-33", "AddRoute", ROUTE, add(source="10.0.0.0/33"), INVALID, "10.0.0.0/33"),
     ("source-prefix-200", "AddRoute", ROUTE, add(S6 + "/200", G6), INVALID, S6 + "/200"),
-    ("source-host-bits", "AddRoute", ROUTE, add(source="10.1.2.3/8"), INVALID, "10.1.2.3/8"),
     ("source-multicast", "AddRoute", ROUTE, add(source="233.252.0.9"), INVALID, "233.252.0.9"),
     ("source-v6-multicast", "AddRoute", ROUTE, add("ff3e::9", G6), INVALID, "ff3e::9"),
     # -- mixed families ----------------------------------------------------------------
@@ -132,8 +131,6 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
     ("output-over-long", "AddRoute", ROUTE, add(outputs=["z" * 64]), INVALID, "z" * 64),
     ("output-newline", "AddRoute", ROUTE, add(outputs=["down\n0"]), INVALID, "down\\n0"),
     # -- outputs -----------------------------------------------------------------------
-    ("no-outputs", "AddRoute", ROUTE, add(outputs=[]), INVALID, "no output"),
-    ("input-among-outputs", "AddRoute", ROUTE, add(outputs=["down0", "up0"]), INVALID, "'up0'"),
     ("output-twice", "AddRoute", ROUTE, add(outputs=["down0", "down0"]), INVALID, "down0"),
     ("40-outputs", "AddRoute", ROUTE, add(outputs=EXTRA), LIMIT, "32 per family"),
     ("huge-outputs", "AddRoute", ROUTE, add(outputs=[f"o{n}" for n in range(HUGE)]), LIMIT,
@@ -196,6 +193,17 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
      INVALID, "'family'"),
     ("remove-table-type", "RemoveRoute", "ssa{sv}", [S4, G4, {"table": v("t", 0)}], INVALID,
      "'table'"),
+    # -- single outputs ----------------------------------------------------------------------
+    ("outputs-no-route", "AddOutputs", OUTPUTS, [S4, "239.9.9.9", ["down1"], {}], NOT_FOUND,
+     "239.9.9.9"),
+    ("outputs-other-input", "AddOutputs", OUTPUTS, [S4, G4, ["down1"], {"input": v("s", "down0")}],
+     NOT_FOUND, "comes from 'up0', not 'down0'"),
+    ("outputs-none", "AddOutputs", OUTPUTS, [S4, G4, [], {}], INVALID, "no output interface"),
+    ("outputs-bad-name", "RemoveOutputs", OUTPUTS, [S4, G4, ["down0", "a/b"], {}], INVALID, "a/b"),
+    ("outputs-input-type", "RemoveOutputs", OUTPUTS, [S4, G4, ["down0"], {"input": v("u", 1)}],
+     INVALID, "'input'"),
+    ("outputs-family-key", "AddOutputs", OUTPUTS, [S4, G4, ["down1"], {"family": v("s", "ipv4")}],
+     INVALID, "'family'"),
     ("flush-bad-family", "Flush", "a{sv}", [{"family": v("s", "ipv5")}], INVALID, "ipv5"),
     ("flush-unknown-key", "Flush", "a{sv}", [{"force": v("b", True)}], INVALID, "'force'"),
     ("flush-table-type", "Flush", "a{sv}", [{"table": v("s", "all")}], INVALID, "'table'"),
@@ -238,6 +246,8 @@ CASES: list[tuple[str, str, str, Any, str, str]] = [
     ("type-addroutes-flat", "AddRoutes", "a(sssas)a{sv}", [[], {}], INVALID_ARGS,
      "not (a(sssas)a{sv})"),
     ("type-remove-no-options", "RemoveRoute", "ss", [S4, G4], INVALID_ARGS, "not (ss)"),
+    ("type-addoutputs-string", "AddOutputs", "sssa{sv}", [S4, G4, "down1", {}], INVALID_ARGS,
+     "not (sssa{sv})"),
     ("type-addvif-uint", "AddVif", "ua{sv}", [3, {}], INVALID_ARGS, "not (ua{sv})"),
     ("type-flush-none", "Flush", "", [], INVALID_ARGS, "Flush takes (a{sv}), not ()"),
     ("type-list-string", "ListRoutes", "s", ["ipv4"], INVALID_ARGS, "not (s)"),

@@ -40,6 +40,8 @@ MUTATIONS: dict[str, list[str]] = {
     "AddRoute": ["sssasa{sv}", S4, "239.8.8.8", "up0", "1", "down0", "0"],
     "AddRoutes": ["a(sssasa{sv})a{sv}", "1", S4, "239.8.8.9", "up0", "1", "down1", "0", "0"],
     "RemoveRoute": ["ssa{sv}", S4, G4, "0"],
+    "AddOutputs": ["ssasa{sv}", S4, G4, "1", "down1", "0"],
+    "RemoveOutputs": ["ssasa{sv}", S4, G4, "1", "down0", "0"],
     "Flush": ["a{sv}", "0"],
     "AddVif": ["sa{sv}", "down1", "0"],
     "RemoveVif": ["sa{sv}", "up0", "0"],
@@ -59,7 +61,7 @@ def busctl_as(user: ThrowawayUser, bus: PrivateBus, member: str, *args: str,
 def test_every_mutating_method_is_tried() -> None:
     xml = (Path(__file__).parents[2] / "dbus" / "org.mfc.Forwarding1.xml").read_text()
     annotated = xml.count('name="org.mfc.Forwarding1.PolkitAction"')
-    assert len(MUTATIONS) == annotated == 9
+    assert len(MUTATIONS) == annotated == 11
 
 
 @pytest.mark.root

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from mfc_dbus.engine import EngineListener, ReloadResult, groupcalls, identity
 from mfc_dbus.engine.joins import Join, JoinKey, JoinManager, JoinStatus
+from mfc_dbus.engine.outputs import with_outputs, without_outputs
 from mfc_dbus.errors import InvalidArgument, LimitExceeded, NoSuchInterface, NotFound
 from mfc_dbus.kernel.membership import Membership
 from mfc_dbus.model import (
@@ -66,8 +67,6 @@ class FakeEngine:
         for name in route.interfaces:
             if name not in self.interfaces:
                 raise NoSuchInterface(f"interface {name!r} does not exist")
-        if route.input in route.outputs:
-            raise InvalidArgument(f"input {route.input!r} is also an output")
 
     def add_route(
         self, route: Route, *, counters: bool = True, replace: bool = False
@@ -89,16 +88,30 @@ class FakeEngine:
         return len(routes)
 
     def remove_route(self, key: RouteKey, input: str = "") -> Route:
+        route = self.routes.pop(self._find(key, input).key)
+        for listener in self.listeners:
+            listener.route_removed(route)
+        return route
+
+    def _find(self, key: RouteKey, input: str) -> Route:
         base = key.without_input()
-        found = [k for k, r in self.routes.items()
+        found = [r for k, r in self.routes.items()
                  if k.without_input() == base and input in ("", r.input)]  # fmt: skip
         if not found:
             raise NotFound(f"no route {key}")
         if len(found) > 1:
             raise InvalidArgument(f"route {key} has several inputs; name one")
-        route = self.routes.pop(found[0])
-        for listener in self.listeners:
-            listener.route_removed(route)
+        return found[0]
+
+    def add_outputs(self, key: RouteKey, outputs: Sequence[str], input: str = "") -> Route:
+        return self._replace(with_outputs(self._find(key, input), outputs))
+
+    def remove_outputs(self, key: RouteKey, outputs: Sequence[str], input: str = "") -> Route:
+        return self._replace(without_outputs(self._find(key, input), outputs))
+
+    def _replace(self, route: Route) -> Route:
+        if self.routes.get(route.key) is not route:
+            self.add_route(route)
         return route
 
     def flush_learned(self, family: Family | None = None, table: int | None = None) -> int:

@@ -32,6 +32,10 @@ def _prepare_route(engine) -> None:
     engine.add_route(Route(make_route_key("192.0.2.1", GROUP), "up0", ("down0",)))
 
 
+def _outputs(engine) -> tuple[str, ...]:
+    return engine.routes[make_route_key("192.0.2.1", GROUP)].outputs
+
+
 def _prepare_vif(engine) -> None:
     engine.add_vif(VifConfig("down1", Family.IPV4))
 
@@ -49,6 +53,10 @@ MUTATING = [
      ACTION_MANAGE_ROUTES, None, lambda e: e.route_count == 2),
     ("RemoveRoute", ["192.0.2.1", GROUP, {}], ACTION_MANAGE_ROUTES, _prepare_route,
      lambda e: e.route_count == 0),
+    ("AddOutputs", ["192.0.2.1", GROUP, ["down1"], {}], ACTION_MANAGE_ROUTES, _prepare_route,
+     lambda e: _outputs(e) == ("down0", "down1")),
+    ("RemoveOutputs", ["192.0.2.1", GROUP, ["down0"], {}], ACTION_MANAGE_ROUTES,
+     _prepare_route, lambda e: _outputs(e) == ()),
     ("Flush", [{}], ACTION_MANAGE_ROUTES, _prepare_route, lambda e: e.route_count == 0),
     ("AddVif", ["down0", {"ttl_threshold": Variant("u", 4)}],
      ACTION_MANAGE_INTERFACES, None, lambda e: e.vif_count == 1),
