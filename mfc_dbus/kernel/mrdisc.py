@@ -159,6 +159,14 @@ class MrdiscSocket:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def is_current(self) -> bool:
+        """Whether the interface of this name is still the one the socket is bound to
+        (it may have been deleted and made again with a new index)."""
+        try:
+            return socket.if_nametoindex(self.interface) == self.ifindex
+        except OSError:
+            return False
+
     def advertise(self, advertisement: Advertisement) -> None:
         self.sock.sendto(encode_advertisement(self.family, advertisement), self._destination)
 
