@@ -262,3 +262,48 @@ def test_a_state_file_of_the_previous_format_loads_without_mrdisc(tmp_path):
     )
     loaded = StateFile(state).load()
     assert [(v.interface, v.ttl_threshold, v.mrdisc) for v in loaded.vifs] == [("down0", 3, False)]
+
+
+# -- the configuration file's `phyint IF mrdisc` -----------------------------------------
+def test_phyint_mrdisc_advertises_on_both_families_and_reload_switches_it_off(tmp_path):
+    config = tmp_path / "mfc-dbus.conf"
+    config.write_text("phyint down0 mrdisc\n")
+    kernel = FakeKernel({"up0": 2, "down0": 3})
+    clock = Clock()
+    opener = Opener(clock, kernel)
+    loop = asyncio.new_event_loop()
+    engine = Engine(tmp_path / "state.json", kernel=kernel, clock=clock, config_file=config)
+    engine.mrdisc.opener = opener
+    try:
+        loop.run_until_complete(engine.start())
+        assert {(v.family, v.interface, v.mrdisc) for v in engine.list_vifs()} == {
+            (V4, "down0", True),
+            (V6, "down0", True),
+        }
+        assert {(s.family, s.interface) for s in opener.opened} == {(V4, "down0"), (V6, "down0")}
+        state = tmp_path / "state.json"
+        assert not state.exists() or '"mrdisc"' not in state.read_text()  # the file's, not ours
+        config.write_text("phyint down0\n")
+        engine.reload()
+        assert [s.sent[-1][1] for s in opener.opened] == ["termination", "termination"]
+        assert all(s.closed for s in opener.opened)
+    finally:
+        loop.run_until_complete(engine.stop())
+        loop.close()
+
+
+def test_config_check_names_mrdisc_on_a_disabled_phyint(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.conf"
+    bad.write_text("phyint eth0 mrdisc\nphyint eth1 disable mrdisc\n")
+    checked = subprocess.run(
+        [sys.executable, "-m", "mfc_dbus.cli", "config", "check", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 78, checked
+    assert f"{bad}:2:21: mrdisc on a disabled phyint would never run" in checked.stderr
+    assert "drop 'disable' or 'mrdisc'" in checked.stderr
+    assert ":1:" not in checked.stderr  # `phyint eth0 mrdisc` is fine
