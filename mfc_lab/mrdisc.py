@@ -23,6 +23,7 @@ ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35  # SCM_TIMESTAMPNS too; not in Python's socket module
 IPV4_ROUTER_ALERT = 148
 IPV6_HOP_BY_HOP = 0
 IPV6_ROUTER_ALERT = 5
@@ -40,7 +41,7 @@ class Control:
     hop_limit: int  # IPv4 TTL or IPv6 hop limit
     router_alert: bool
     message: bytes  # the IGMP / ICMPv6 message
-    at: float  # time.monotonic() when read
+    at: float  # when the kernel received it (time.time(): SO_TIMESTAMPNS), not when read
 
     @property
     def type(self) -> int:
@@ -111,6 +112,14 @@ def _has_ipv6_option(options: bytes, wanted: int) -> bool:
     return False
 
 
+def _timestamp(ancillary: list[tuple[int, int, bytes]]) -> float:
+    for level, kind, data in ancillary:
+        if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS):
+            seconds, nanoseconds = struct.unpack("@qq", data[:16])
+            return seconds + nanoseconds / 1e9
+    return time.time()
+
+
 class ControlCapture:
     """The discovery messages arriving at `ifname` in `ns`, read by a packet socket."""
 
@@ -118,18 +127,19 @@ class ControlCapture:
         with in_netns(ns):
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
             self.sock.bind((ifname, ETH_P_ALL))
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.setblocking(False)
         self.received: list[Control] = []
 
     def drain(self) -> None:
         while True:
             try:
-                data, address = self.sock.recvfrom(65536)
+                data, ancillary, _, address = self.sock.recvmsg(65536, 64)
             except BlockingIOError:
                 return
             if address[2] == PACKET_OUTGOING:
                 continue
-            now = time.monotonic()
+            now = _timestamp(ancillary)
             parsed = _ipv4(data, now) if address[1] == ETH_P_IP else None
             if address[1] == ETH_P_IPV6:
                 parsed = _ipv6(data, now)
