@@ -109,6 +109,7 @@ class Mrdisc:
         self.advertisers: dict[tuple[Family, str], Advertiser] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._stopped = False
 
     # -- life cycle ------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -125,6 +126,8 @@ class Mrdisc:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._loop = None
+        self._stopped = True  # a late event must not open a socket nobody closes
 
     # -- following the VIFs ------------------------------------------------------------
     def vif_added(self, vif: VifStatus) -> None:
@@ -152,6 +155,8 @@ class Mrdisc:
         pass
 
     def _hold(self, key: tuple[Family, str], table: int) -> None:
+        if self._stopped:
+            return
         advertiser = self.advertisers.get(key)
         if advertiser is not None and not advertiser.sock.is_current():
             self._close(key, terminate=False)  # the interface was replaced

@@ -187,8 +187,11 @@ def test_stop_on_purpose_terminates_and_a_restart_does_not(manager):
     mrdisc.vif_added(vif("eth0"))
     mrdisc.stop(terminate=False)
     assert [what for _, what in opener.last("eth0").sent] == ["advertisement"]
-    mrdisc.vif_added(vif("eth0"))
-    mrdisc.stop(terminate=True)
+    mrdisc.vif_added(vif("eth1"))  # an event after the stop opens nothing
+    assert len(opener.opened) == 1
+    again = Mrdisc(clock, opener)
+    again.vif_added(vif("eth0"))
+    again.stop(terminate=True)
     assert [what for _, what in opener.last("eth0").sent] == ["advertisement", "termination"]
 
 
