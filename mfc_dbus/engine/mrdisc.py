@@ -16,6 +16,7 @@ one answer). The clock and the randomness are injected: the tests drive `tick`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import time
@@ -35,6 +36,7 @@ MAX_INITIAL_ADVERTISEMENTS = 3
 MIN_SOLICITED_GAP = 1.0
 # The querier's variables are 0: this service runs no IGMP/MLD querier (RFC 4286 3.2).
 ADVERTISEMENT = Advertisement(int(MAX_ADVERT_INTERVAL))
+_LINK_NOT_READY = {errno.ENETDOWN, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.ENXIO}
 
 
 class DiscoverySocket(Protocol):
@@ -236,5 +238,7 @@ class Mrdisc:
     def _send(key: tuple[Family, str], send: Callable[..., None], *args: object) -> None:
         try:
             send(*args)
-        except OSError as exc:  # link down, no address yet: the next one may go
-            log.warning("%s %s: router discovery message not sent: %s", key[0], key[1], exc)
+        except OSError as exc:  # the next one may go
+            # A link that is down (or has no address yet) is no fault: debug, not warning.
+            level = logging.DEBUG if exc.errno in _LINK_NOT_READY else logging.WARNING
+            log.log(level, "%s %s: router discovery message not sent: %s", *key, exc)

@@ -310,3 +310,29 @@ def test_config_check_names_mrdisc_on_a_disabled_phyint(tmp_path):
     assert f"{bad}:2:21: mrdisc on a disabled phyint would never run" in checked.stderr
     assert "drop 'disable' or 'mrdisc'" in checked.stderr
     assert ":1:" not in checked.stderr  # `phyint eth0 mrdisc` is fine
+
+
+def test_a_send_that_fails_is_logged_and_the_schedule_goes_on(manager, caplog):
+    import errno
+    import logging
+
+    mrdisc, clock, opener = manager
+    failures = iter([OSError(errno.ENETDOWN, "Network is down"), OSError(errno.EPERM, "no")])
+
+    def failing(advertisement: Advertisement) -> None:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        sock.sent.append((clock.now, "advertisement"))
+
+    caplog.set_level(logging.DEBUG, logger="mfc_dbus.engine.mrdisc")
+    start = clock.now
+    mrdisc.vif_added(vif("eth0"))
+    sock = opener.last("eth0")
+    sock.advertise = failing  # type: ignore[method-assign]
+    sock.sent.clear()
+    run_until(mrdisc, clock, start + 30)  # the second fails (link down), the third too
+    levels = [r.levelname for r in caplog.records if "not sent" in r.getMessage()]
+    assert levels == ["DEBUG", "WARNING"]  # link down: debug; any other error: warning
+    period = MAX_ADVERT_INTERVAL + ADVERT_JITTER
+    assert times(sock, start) == [2 * MAX_INITIAL_ADVERT_INTERVAL + period]  # on time
