@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mfc_dbus.kernel.mrdisc import encode_short
+from mfc_dbus.kernel.mrdisc import SOLICITATION, encode_short
 from mfc_dbus.model import Family
 
 from .netns import in_netns, netns_run
@@ -224,7 +224,7 @@ class Solicitor:
     def solicit(self) -> None:
         # Padded to 8 bytes as the service sends them (a Linux bridge drops shorter ones).
         family = Family(self.family)
-        self.sock.sendto(encode_short(family, 1), self.destination)
+        self.sock.sendto(encode_short(family, SOLICITATION), self.destination)
 
     def close(self) -> None:
         self.sock.close()

@@ -27,7 +27,7 @@ from ..model import Family
 
 ALL_SNOOPERS = {Family.IPV4: "224.0.0.106", Family.IPV6: "ff02::6a"}
 ALL_ROUTERS = {Family.IPV4: "224.0.0.2", Family.IPV6: "ff02::2"}
-# (advertisement, solicitation, termination)
+ADVERTISEMENT, SOLICITATION, TERMINATION = range(3)  # indexes into TYPES
 TYPES = {Family.IPV4: (0x30, 0x31, 0x32), Family.IPV6: (151, 152, 153)}
 
 _ADVERTISEMENT = struct.Struct("!BBHHH")
@@ -66,7 +66,7 @@ def checksum(data: bytes) -> int:
 
 def encode_advertisement(family: Family, advertisement: Advertisement) -> bytes:
     message = _ADVERTISEMENT.pack(
-        TYPES[family][0],
+        TYPES[family][ADVERTISEMENT],
         advertisement.interval,
         0,
         advertisement.query_interval,
@@ -76,7 +76,7 @@ def encode_advertisement(family: Family, advertisement: Advertisement) -> bytes:
 
 
 def encode_short(family: Family, kind: int) -> bytes:
-    """A Solicitation (kind 1) or a Termination (kind 2)."""
+    """A Solicitation (kind SOLICITATION) or a Termination (kind TERMINATION)."""
     return _with_checksum(family, _SHORT.pack(TYPES[family][kind], 0, 0))
 
 
@@ -88,7 +88,7 @@ def _with_checksum(family: Family, message: bytes) -> bytes:
 
 def decode_advertisement(family: Family, message: bytes) -> Advertisement | None:
     """The Advertisement in an IGMP/ICMPv6 message; None for any other message."""
-    if len(message) < _ADVERTISEMENT.size or message[0] != TYPES[family][0]:
+    if len(message) < _ADVERTISEMENT.size or message[0] != TYPES[family][ADVERTISEMENT]:
         return None
     _, interval, _, query_interval, robustness = _ADVERTISEMENT.unpack_from(message)
     return Advertisement(interval, query_interval, robustness)
@@ -152,7 +152,7 @@ class MrdiscSocket:
         )
         # Wake up for Solicitations only, not for every neighbour discovery message.
         blocked = [0xFFFFFFFF] * 8
-        solicitation = TYPES[Family.IPV6][1]
+        solicitation = TYPES[Family.IPV6][SOLICITATION]
         blocked[solicitation >> 5] &= ~(1 << (solicitation & 31))
         sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMPV6_FILTER, struct.pack("@8I", *blocked))
 
@@ -171,11 +171,11 @@ class MrdiscSocket:
         self.sock.sendto(encode_advertisement(self.family, advertisement), self._destination)
 
     def terminate(self) -> None:
-        self.sock.sendto(encode_short(self.family, 2), self._destination)
+        self.sock.sendto(encode_short(self.family, TERMINATION), self._destination)
 
     def read_solicitations(self) -> int:
         """Read what is queued; how many Solicitations were among it."""
-        wanted = TYPES[self.family][1]
+        wanted = TYPES[self.family][SOLICITATION]
         count = 0
         while True:
             try:
