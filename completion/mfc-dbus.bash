@@ -116,7 +116,7 @@ _mfc_dbus()
             COMPREPLY+=($(compgen -W "table family" -- "$cur")) ;;
         vif:a*)
             ((nargs == 0)) && _mfc_dbus_interfaces
-            COMPREPLY+=($(compgen -W "family table threshold temporary" -- "$cur")) ;;
+            COMPREPLY+=($(compgen -W "family table threshold mrdisc temporary" -- "$cur")) ;;
         vif:*)
             ((nargs == 0)) && _mfc_dbus_interfaces
             COMPREPLY+=($(compgen -W "family table" -- "$cur")) ;;

@@ -169,6 +169,7 @@ async def vif_add(ctx: Context, client: MfcClient, ready: Ready) -> int:
         table=ready["table"],
         ttl_threshold=ready["threshold"],
         persistent=ready["persistent"],
+        mrdisc=ready["mrdisc"],
     )
     if ctx.json:
         ctx.emit_json({"interface": ready["interface"], "index": index})

@@ -97,6 +97,7 @@ async def _apply_interfaces(client: MfcClient, configuration: Configuration) -> 
                     family=family,
                     table=interface.table or None,
                     ttl_threshold=interface.ttl_threshold,
+                    mrdisc=interface.mrdisc or None,
                 )
 
 
@@ -152,6 +153,6 @@ def _interfaces(vifs: list[VifInfo]) -> list[ConfigInterface]:
     for vif in vifs:
         settings.setdefault(
             (vif.interface, vif.table),
-            ConfigInterface(vif.interface, True, False, vif.ttl_threshold, vif.table),
+            ConfigInterface(vif.interface, True, vif.mrdisc, vif.ttl_threshold, vif.table),
         )
     return list(settings.values())

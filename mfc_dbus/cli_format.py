@@ -47,6 +47,7 @@ def vif_json(vif: VifInfo) -> dict[str, Any]:
         "out_packets": vif.out_packets,
         "in_bytes": vif.in_bytes,
         "out_bytes": vif.out_bytes,
+        "mrdisc": vif.mrdisc,
     }
 
 
@@ -127,7 +128,7 @@ def vifs_table(vifs: Sequence[VifInfo]) -> str:
     rows = []
     ordered = sorted(vifs, key=lambda v: (v.family, v.table, v.index is None, v.index or 0))
     for vif in ordered:
-        state = vif.state + ("" if vif.explicit else " auto")
+        state = vif.state + ("" if vif.explicit else " auto") + (" mrdisc" if vif.mrdisc else "")
         row: list[Any] = [
             "-" if vif.index is None else vif.index,
             vif.interface,

@@ -33,7 +33,7 @@ usage: {PROG} [OPTIONS] OBJECT COMMAND [ARGUMENTS]
                             remove outputs, keeping the others (none left: drop)
   route show [GROUP] [from SOURCE] [table N] [family ipv4|ipv6]
   route flush [learned] [table N] [family ipv4|ipv6]
-  vif add IF [family ipv4|ipv6] [table N] [threshold TTL] [temporary]
+  vif add IF [family ipv4|ipv6] [table N] [threshold TTL] [mrdisc] [temporary]
   vif del IF [family ipv4|ipv6] [table N]
   vif show [IF] [family ipv4|ipv6] [table N]
   group join IF GROUP [source S] [table N] [lease] [temporary]
@@ -218,11 +218,12 @@ GRAMMARS = {
             **VIF_KEYWORDS,
             "threshold": ("threshold", "value"),
             "ttl-threshold": ("threshold", "value"),
+            "mrdisc": ("mrdisc", "flag"),
             "temporary": ("temporary", "flag"),
         },
         positionals=("interface",),
         required=("interface",),
-        usage="vif add IF [family F] [table N] [threshold TTL] [temporary]",
+        usage="vif add IF [family F] [table N] [threshold TTL] [mrdisc] [temporary]",
     ),
     ("vif", "del"): Grammar(
         VIF_KEYWORDS,

@@ -169,6 +169,7 @@ def prepare(command: Command, opts: argparse.Namespace) -> dict[str, Any]:
     if command.obj == "vif" and command.verb == "add":
         ready["threshold"] = parse_uint(values.get("threshold"), "threshold", 255)
         ready["persistent"] = False if values.get("temporary") else None
+        ready["mrdisc"] = True if values.get("mrdisc") else None
     if command.obj == "monitor":
         ready["count"] = parse_uint(values.get("count"), "count")
     if command.obj == "diagnose":

@@ -193,6 +193,7 @@ class VifInfo:
     out_packets: int = 0
     in_bytes: int = 0
     out_bytes: int = 0
+    mrdisc: bool = False
 
     @classmethod
     def from_dbus(cls, item: Sequence[Any]) -> VifInfo:
@@ -210,6 +211,7 @@ class VifInfo:
             out_packets=int(info.get("out_packets", 0)),
             in_bytes=int(info.get("in_bytes", 0)),
             out_bytes=int(info.get("out_bytes", 0)),
+            mrdisc=bool(info.get("mrdisc", False)),
         )
 
 
@@ -436,10 +438,15 @@ class MfcClient(GroupMethods):
         table: int | None = None,
         ttl_threshold: int | None = None,
         persistent: bool | None = None,
+        mrdisc: bool | None = None,
     ) -> int | None:
         """Returns the VIF index, or None while the interface is missing (pending)."""
         options = make_options(
-            family=family, table=table, ttl_threshold=ttl_threshold, persistent=persistent
+            family=family,
+            table=table,
+            ttl_threshold=ttl_threshold,
+            persistent=persistent,
+            mrdisc=mrdisc,
         )
         (index,) = await self.invoke("AddVif", interface, options)
         return None if index == PENDING_VIF_INDEX else int(index)

@@ -450,6 +450,7 @@ class VifConfig:
     ttl_threshold: int = 1
     persistent: bool = True
     origin: str | None = None  # "FILE:LINE" of a configuration file's phyint
+    mrdisc: bool = False  # RFC 4286 multicast router discovery on the interface
 
     @property
     def key(self) -> VifKey:
@@ -487,3 +488,4 @@ class VifStatus:
     out_packets: int = 0
     in_bytes: int = 0
     out_bytes: int = 0
+    mrdisc: bool = False

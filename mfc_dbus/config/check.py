@@ -204,6 +204,14 @@ def _interface(directive: Directive) -> ConfigInterface:
         raise _Refused(
             Problem(directive.location.at(column), "phyint is either enable or disable")
         )
+    if "disable" in directive.flags and "mrdisc" in directive.flags:
+        raise _Refused(
+            Problem(
+                directive.location.at(directive.flags["mrdisc"].column),
+                "mrdisc on a disabled phyint would never run: router discovery needs the "
+                "interface in multicast routing; drop 'disable' or 'mrdisc'",
+            )
+        )
     ttl = directive.values.get("ttl-threshold")
     threshold = 1
     if ttl is not None:

@@ -199,6 +199,7 @@ def _vifs(
                         setting.ttl_threshold,
                         persistent=False,
                         origin=_where(setting.origin),
+                        mrdisc=setting.mrdisc,
                     )
                 )
     return configs

@@ -30,6 +30,7 @@ from .events import Listeners
 from .joins import Join, JoinKey, JoinManager, JoinStatus, follow_interface
 from .learned import Flows
 from .links import Hotplug, Interfaces
+from .mrdisc import Mrdisc
 from .outputs import with_outputs, without_outputs
 from .persist import Persistence
 from .port import KernelPort, LinkWatcher, LinuxKernel
@@ -91,6 +92,8 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self.joins = JoinManager(self._kernel.memberships())  # group joins (IGMP/MLD)
         groupcalls.observe(self.joins, self._state, self._listeners)
+        self.mrdisc = Mrdisc(clock)  # router discovery follows the VIFs it is on for
+        self._listeners.add(self.mrdisc)
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -109,6 +112,7 @@ class Engine:
     # == life cycle ========================================================================
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.mrdisc.start(self._loop)
         self._watch_links()
         self._runtime.load()
         adopted = self._kernel.adopted_tables()
@@ -162,6 +166,7 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         self._stop_watching()
+        self.mrdisc.stop(terminate=flush)  # a restart keeping the routes stays a router
         self._state.close()
         if flush:
             self._runtime.remove()

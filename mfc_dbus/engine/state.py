@@ -3,7 +3,8 @@
 Format (JSON, one route per line so that a person can read and edit it)::
 
     {"schema": 1, "generator": "mfc-dbus",
-     "vifs": [{"interface": "eth0", "family": "ipv4", "table": 0, "ttl_threshold": 1}],
+     "vifs": [{"interface": "eth0", "family": "ipv4", "table": 0, "ttl_threshold": 1},
+              {"interface": "eth1", ..., "mrdisc": true}],  (mrdisc: only when on)
      "routes": [
     {"source": "*", "group": "233.252.0.1", "input": "eth0", "outputs": ["eth1"]},
     {"source": "10.1.0.0/16", "group": "ff3e::1", "table": 10, "input": "eth0", ...}
@@ -76,14 +77,15 @@ def route_record(route: Route) -> str:
 
 
 def vif_record(config: VifConfig) -> str:
-    return json.dumps(
-        {
-            "interface": config.interface,
-            "family": str(config.family),
-            "table": config.table,
-            "ttl_threshold": config.ttl_threshold,
-        }
-    )
+    record: dict[str, object] = {
+        "interface": config.interface,
+        "family": str(config.family),
+        "table": config.table,
+        "ttl_threshold": config.ttl_threshold,
+    }
+    if config.mrdisc:  # written only when on: files without it stay as they were
+        record["mrdisc"] = True
+    return json.dumps(record)
 
 
 def render(
@@ -229,6 +231,7 @@ class _Loader:
             Family.parse(_field(entry, "family", str)),
             _field(entry, "table", int, 0),
             _field(entry, "ttl_threshold", int, 1),
+            mrdisc=_field(entry, "mrdisc", bool, False),
         )
         check_vif(config)
         return config

@@ -81,4 +81,5 @@ def vif_status(table: Table, name: str) -> VifStatus:
         out_packets=counters.out_packets if counters else 0,
         in_bytes=counters.in_bytes if counters else 0,
         out_bytes=counters.out_bytes if counters else 0,
+        mrdisc=table.vifs.mrdisc(name),
     )

@@ -48,6 +48,10 @@ class VifAllocator:
         config = self.explicit.get(name)
         return config.ttl_threshold if config is not None else 1
 
+    def mrdisc(self, name: str) -> bool:
+        config = self.explicit.get(name)
+        return config is not None and config.mrdisc
+
     def check_limit(self, names: Iterable[str]) -> None:
         """Raise LimitExceeded when the names needing a slot do not fit in MAX_VIFS."""
         slots = self.slots

@@ -52,6 +52,7 @@ VIF_DETAILS: dict[str, Callable[[VifStatus], Any]] = {
     "out_packets": attrgetter("out_packets"),
     "in_bytes": attrgetter("in_bytes"),
     "out_bytes": attrgetter("out_bytes"),
+    "mrdisc": attrgetter("mrdisc"),
 }
 # What a signal can carry about a route or a VIF, read in one go from the value the
 # engine's listener call passes; the contract's argument names pick and order them.

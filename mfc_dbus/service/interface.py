@@ -201,13 +201,15 @@ class Forwarding:
             table=given.get("table", 0),
             ttl_threshold=given.get("ttl_threshold", 1),  # the engine checks its range
             persistent=given.get("persistent", True),
+            mrdisc=given.get("mrdisc", False),
         )
 
         def add() -> int:
             status = self._engine.add_vif(config)
             self.emitter.audit(
                 call,
-                f"{interface} {config.family} table {config.table} ttl {config.ttl_threshold}",
+                f"{interface} {config.family} table {config.table} ttl {config.ttl_threshold}"
+                + (" mrdisc" if config.mrdisc else ""),
             )
             return vif_index(status)
 

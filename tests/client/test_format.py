@@ -36,7 +36,7 @@ ROUTE_KEYS = [
 ]  # fmt: skip
 VIF_KEYS = [
     "interface", "index", "family", "table", "ttl_threshold", "explicit", "state",
-    "in_packets", "out_packets", "in_bytes", "out_bytes",
+    "in_packets", "out_packets", "in_bytes", "out_bytes", "mrdisc",
 ]  # fmt: skip
 
 

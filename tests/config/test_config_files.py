@@ -49,7 +49,7 @@ def test_keywords_in_any_order_comments_anywhere_and_our_table(tmp_path):
         "# heading\n"
         "mroute group ff3e::8000:1 table 7 from eth0 source 2001:db8::1 to eth1 # tail\n"
         "ssmgroup from eth0 source 192.0.2.1 group 232.1.1.1\n"
-        "phyint eth+ disable mrdisc\n",
+        "phyint eth+ mrdisc ttl-threshold 2\n",
     )
     configuration = load_file(path)
     (route,) = configuration.routes
@@ -64,7 +64,7 @@ def test_keywords_in_any_order_comments_anywhere_and_our_table(tmp_path):
     (join,) = configuration.joins
     assert (join.interface, join.source, join.group) == ("eth0", "192.0.2.1", "232.1.1.1")
     (interface,) = configuration.interfaces
-    assert (interface.interface, interface.enabled, interface.mrdisc) == ("eth+", False, True)
+    assert (interface.interface, interface.enabled, interface.mrdisc) == ("eth+", True, True)
 
 
 def test_tokens_carry_their_columns():
@@ -94,6 +94,7 @@ def test_tokens_carry_their_columns():
         ("phyint", "1:1: phyint needs an interface name"),
         ("phyint eth0 ttl-threshold 0", "1:27: ttl-threshold '0' is not valid; use 1 to 255"),
         ("phyint eth0 enable disable", "1:20: phyint is either enable or disable"),
+        ("phyint eth0 disable mrdisc", "1:21: mrdisc on a disabled phyint would never run"),
         ("mgroup from eth0", "1:1: mgroup needs 'group GROUP[/LEN]'"),
         ("mgroup from eth0 group 225.1.1.1 to eth1", "1:34: unexpected 'to' in mgroup"),
         ("route add eth0", "1:1: unknown command 'route'; valid commands: phyint, mgroup"),
