@@ -1,10 +1,13 @@
 """What the service sends after a change: its audit lines, its signals, and
 PropertiesChanged for the counts.
 
-A call's reply leaves first: what its change queued is sent in the next loop turn,
-after the replies to every call read in this one (a caller is not held up behind
-other callers' signals when many call at once). Changes the engine makes on its own
-(upcalls, expiry, hotplug, leases, Reload by SIGHUP) are sent the same way. Signal
+A call's reply leaves first: what its change queued is sent after the replies to
+every call served in the same loop turn (a caller is not held up behind other
+callers' signals when many call at once). The dispatcher holds the queue while it
+serves the calls read together and sends it when it is done (`hold`, `release`):
+one loop turn per call less than a drain scheduled for the next turn. Changes the
+engine makes on its own (upcalls, expiry, hotplug, leases, Reload by SIGHUP), and
+calls answered after polkit's, are sent in the next loop turn. Signal
 bodies are built from the contract (convert.Wire): the XML's arguments, in its order.
 """
 
@@ -49,7 +52,8 @@ class Emitter:
         if unknown:
             raise TypeError(f"PropertiesChanged: the contract has no property {sorted(unknown)}")
         self._outbox: Outbox | None = None  # None while the bus is away
-        self._drain_scheduled = False
+        self._drain_scheduled = False  # something is queued; a drain will send it
+        self._held = False  # the dispatcher is serving calls: it drains when done
         self._properties_sent = -PROPERTIES_INTERVAL  # loop time of the last one
         self._properties_timer: asyncio.TimerHandle | None = None
         self._signals: list[tuple[str, Any]] = []
@@ -72,14 +76,25 @@ class Emitter:
             self._audit_lines.append((call, what))
             self._schedule_drain()
 
+    def hold(self) -> None:
+        """Queue without scheduling a drain until `release`."""
+        self._held = True
+
+    def release(self) -> None:
+        """Send what was queued since `hold` (and anything already waiting) now."""
+        self._held = False
+        self._scheduled_drain()
+
     def _schedule_drain(self) -> None:
         if not self._drain_scheduled:
             self._drain_scheduled = True
-            asyncio.get_running_loop().call_soon(self._scheduled_drain)
+            if not self._held:
+                asyncio.get_running_loop().call_soon(self._scheduled_drain)
 
     def _scheduled_drain(self) -> None:
-        self._drain_scheduled = False
-        self.drain()
+        if self._drain_scheduled:  # not yet sent by `release`
+            self._drain_scheduled = False
+            self.drain()
 
     def drain(self) -> None:
         """Write the queued audit lines, then send the queued signals in order, then
