@@ -133,7 +133,7 @@ def bench(label: str, python: Path, extra: list[str], out: Path) -> dict:
     run([str(python), str(ROOT / "bench" / "dbus.py"), "--json", str(out), *extra], cwd=ROOT)
     rows = json.loads(out.read_text())["results"]
     return {
-        "figures": {row["what"]: row["per_s"] for row in rows},
+        "figures": {row["what"]: row["per_s"] for row in rows if "per_s" in row},
         "load_before": round(load, 2),
         "load_after": round(os.getloadavg()[0], 2),
         "seconds": round(time.monotonic() - start, 1),

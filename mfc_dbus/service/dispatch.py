@@ -100,9 +100,14 @@ STANDARD_METHODS: dict[str, dict[str, str]] = {
 
 class ServedObject(Protocol):
     """What the dispatcher needs of the exported object: one handler per contract
-    method (named as the member) and the property values."""
+    method (named as the member), the property values, and a hold on what the calls'
+    changes send (their signals go after the replies to every call served with them)."""
 
     def property_value(self, name: str) -> Any: ...
+
+    def hold_signals(self) -> None: ...
+
+    def send_held(self) -> None: ...
 
 
 def object_xml(contract: Contract) -> str:
@@ -198,11 +203,15 @@ class Dispatcher:
 
     def _serve_inbox(self) -> None:
         inbox, self._inbox = self._inbox, []
-        for message, member, interface in inbox:
-            try:
-                self._serve(message, member, interface)
-            except Exception as exc:  # one bad call must not cost the rest their replies
-                self._error(message, *error_of(exc, member))
+        self._served.hold_signals()
+        try:
+            for message, member, interface in inbox:
+                try:
+                    self._serve(message, member, interface)
+                except Exception as exc:  # one bad call must not cost the rest their replies
+                    self._error(message, *error_of(exc, member))
+        finally:
+            self._served.send_held()
 
     def _serve(self, message: Message, member: str, interface: str | None) -> None:
         if interface == self._contract.interface:

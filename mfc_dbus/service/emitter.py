@@ -1,10 +1,13 @@
 """What the service sends after a change: its audit lines, its signals, and
 PropertiesChanged for the counts.
 
-A call's reply leaves first: what its change queued is sent in the next loop turn,
-after the replies to every call read in this one (a caller is not held up behind
-other callers' signals when many call at once). Changes the engine makes on its own
-(upcalls, expiry, hotplug, leases, Reload by SIGHUP) are sent the same way. Signal
+A call's reply leaves first: what its change queued is sent after the replies to
+every call served in the same loop turn (a caller is not held up behind other
+callers' signals when many call at once). The dispatcher holds the queue while it
+serves the calls read together and sends it when it is done (`hold`, `release`):
+one loop turn per call less than a drain scheduled for the next turn. Changes the
+engine makes on its own (upcalls, expiry, hotplug, leases, Reload by SIGHUP), and
+calls answered after polkit's, are sent in the next loop turn. Signal
 bodies are built from the contract (convert.Wire): the XML's arguments, in its order.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,8 +53,9 @@ class Emitter:
         if unknown:
             raise TypeError(f"PropertiesChanged: the contract has no property {sorted(unknown)}")
         self._outbox: Outbox | None = None  # None while the bus is away
-        self._drain_scheduled = False
-        self._properties_sent = -PROPERTIES_INTERVAL  # loop time of the last one
+        self._drain_scheduled = False  # something is queued; a drain will send it
+        self._held = False  # the dispatcher is serving calls: it drains when done
+        self._properties_sent = -PROPERTIES_INTERVAL  # monotonic time of the last one
         self._properties_timer: asyncio.TimerHandle | None = None
         self._signals: list[tuple[str, Any]] = []
         self._audit_lines: list[tuple[Call, AuditText]] = []
@@ -72,14 +77,25 @@ class Emitter:
             self._audit_lines.append((call, what))
             self._schedule_drain()
 
+    def hold(self) -> None:
+        """Queue without scheduling a drain until `release`."""
+        self._held = True
+
+    def release(self) -> None:
+        """Send what was queued since `hold` (and anything already waiting) now."""
+        self._held = False
+        self._scheduled_drain()
+
     def _schedule_drain(self) -> None:
         if not self._drain_scheduled:
             self._drain_scheduled = True
-            asyncio.get_running_loop().call_soon(self._scheduled_drain)
+            if not self._held:
+                asyncio.get_running_loop().call_soon(self._scheduled_drain)
 
     def _scheduled_drain(self) -> None:
-        self._drain_scheduled = False
-        self.drain()
+        if self._drain_scheduled:  # not yet sent by `release`
+            self._drain_scheduled = False
+            self.drain()
 
     def drain(self) -> None:
         """Write the queued audit lines, then send the queued signals in order, then
@@ -95,11 +111,13 @@ class Emitter:
         signals, self._signals = self._signals, []
         with gc_paused_if_many(len(signals)):
             self._send_signals(outbox, signals)
-        loop = asyncio.get_running_loop()
-        wait = self._properties_sent + PROPERTIES_INTERVAL - loop.time()
+        # The event loop's clock, read without asking for the loop: in CPython 3.11
+        # every get_running_loop() is a getpid() system call.
+        wait = self._properties_sent + PROPERTIES_INTERVAL - time.monotonic()
         if wait <= 0:
             self._send_properties()
         elif self._properties_timer is None:
+            loop = asyncio.get_running_loop()
             self._properties_timer = loop.call_later(wait, self._send_properties)
 
     def _send_properties(self) -> None:
@@ -113,7 +131,7 @@ class Emitter:
         }
         if changed:
             self._emitted.update(changed)
-            self._properties_sent = asyncio.get_running_loop().time()
+            self._properties_sent = time.monotonic()
             types = self._property_types
             body = [self._interface, {k: Variant(types[k], v) for k, v in changed.items()}, []]
             outbox.send(_signal(DBUS_PROPERTIES_INTERFACE, "PropertiesChanged", "sa{sv}as", body))

@@ -70,6 +70,14 @@ class Forwarding:
         """Send what is queued now (at shutdown)."""
         self.emitter.drain()
 
+    def hold_signals(self) -> None:
+        """Calls are being served: queue their signals and audit lines until
+        `send_held`, after their replies."""
+        self.emitter.hold()
+
+    def send_held(self) -> None:
+        self.emitter.release()
+
     # -- routes -----------------------------------------------------------------------
     def AddRoute(
         self,
