@@ -111,28 +111,38 @@ class Engine:
         self._loop = asyncio.get_running_loop()
         self._watch_links()
         self._runtime.load()
+        self._adoption.expect(self._runtime.previous.vifs)
         adopted = self._kernel.adopted_tables()
-        if adopted:
-            self._adoption.prepare(adopted, self._runtime.previous.vifs)
         for family, number in [(family, 0) for family in Family] + adopted:
             self._tables.open(self._tables.get(family, number))
-        self._adoption.opened()
         self._tables.update_families()
-        self._restore(self._state.load_at_start(), self._runtime.previous.routes)
-        for name, index in self._interfaces.ifindex.items():
-            self.joins.interface_appeared(name, index)
-        if self._config is not None:
-            found = self._config.plan_at_start(
-                self._routes, self._tables, self._interfaces.ifindex, self.joins.joins()
+        try:
+            self._restore(self._state.load_at_start(), self._runtime.previous.routes)
+            for name, index in self._interfaces.ifindex.items():
+                self.joins.interface_appeared(name, index)
+            if self._config is not None:
+                found = self._config.plan_at_start(
+                    self._routes, self._tables, self._interfaces.ifindex, self.joins.joins()
+                )
+                if found is not None:
+                    self._apply(found.routes, found.vifs, Change.best_effort())
+                    configured.apply_joins(self.joins, found.joins)
+        finally:
+            self._adoption.restored()
+        if self._adoption.pending:  # adopt.py: the kernel's entries, checked after start
+            self._tasks.append(
+                self._loop.create_task(self._adoption.verify(self._flows, self._publish))
             )
-            if found is not None:
-                self._apply(found.routes, found.vifs, Change.best_effort())
-                configured.apply_joins(self.joins, found.joins)
-        change = Change.best_effort()
-        self._adoption.settle(self._flows, change)
-        self._publish(change)
-        self._state.compact_after_replay()
         self._tasks.append(self._loop.create_task(self._housekeeping()))
+
+    @property
+    def verifying(self) -> bool:
+        """An adopted kernel table is still being compared with the restored state."""
+        return self._adoption.pending
+
+    async def verified(self) -> None:
+        """Returns once every adopted table is verified (at once if none was adopted)."""
+        await self._adoption.done.wait()
 
     def _watch_links(self) -> None:
         assert self._loop is not None

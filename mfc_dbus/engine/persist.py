@@ -1,7 +1,8 @@
 """Persistence: the persistent routes and explicit VIFs in the state file (state.py).
 
-The JSON record of each is made once, when it changes, and kept: a change appends the
-records it touched to the file's journal, and a snapshot is a join of all of them.
+The engine's persistent routes are kept here as values and rendered to JSON only when
+written: a change appends the records it touched to the file's journal, a snapshot
+renders them all. A start restores 100,000 routes without rendering one.
 A state file that cannot be read at start is moved aside and the engine starts
 empty; if it cannot even be moved, persistent changes are refused until it is fixed.
 """
@@ -35,7 +36,7 @@ from .undo import put_or_pop
 
 log = logging.getLogger(__name__)
 
-RouteLine = tuple[str | None, RouteKey]  # (record, key); None: removed
+RouteLine = tuple[Route | None, RouteKey]  # (route, key); None: removed
 
 
 class Persistence:
@@ -44,7 +45,7 @@ class Persistence:
         self.error: str | None = None  # why the state file was set aside at start
         self.aside: Path | None = None  # where it went
         self._blocked: str | None = None  # why persistent changes are refused
-        self._routes: dict[RouteKey, str] = {}
+        self._routes: dict[RouteKey, Route] = {}
         self._vifs: dict[VifId, str] = {}
         self._joins: dict[JoinKey, str] = {}
         self.reloaded_joins: tuple[Join, ...] = ()  # the joins the last reload read
@@ -77,11 +78,6 @@ class Persistence:
             log.error("%s; it was moved to %s and the service starts with no routes",
                       exc, self.aside)  # fmt: skip
 
-    def compact_after_replay(self) -> None:
-        """After start: write what the journal replayed into a snapshot."""
-        if self._file is not None and self._file.journal_entries:
-            self._compact()
-
     def close(self) -> None:
         """Write the snapshot (compacting the journal) and close the file."""
         if self._file is not None:
@@ -110,15 +106,15 @@ class Persistence:
 
     def _record_routes(self, routes: list[RouteChange], change: Change) -> list[RouteLine]:
         records = self._routes
-        undo: list[tuple[RouteKey, str | None]] = []  # one undo step for the whole batch
+        undo: list[tuple[RouteKey, Route | None]] = []  # one undo step for the whole batch
         change.undo.push(_restore_records, records, undo)
         lines: list[RouteLine] = []
         for old, new in routes:
             if new is not None and new.persistent and new.owner is None:
                 key = new.key
                 undo.append((key, records.get(key) if old is not None else None))
-                record = records[key] = route_record(new)
-                lines.append((record, key))
+                records[key] = new
+                lines.append((new, key))
             elif old is not None and old.key in records:
                 key = old.key
                 undo.append((key, records.pop(key)))
@@ -166,8 +162,8 @@ class Persistence:
             self._write_snapshot()
         else:
             entries = [
-                journal_route(record) if record is not None else journal_unroute(key)
-                for record, key in lines
+                journal_route(route_record(route)) if route is not None else journal_unroute(key)
+                for route, key in lines
             ]
             self._file.append(entries + vif_lines)
 
@@ -177,7 +173,7 @@ class Persistence:
             raise StateFileError(self._blocked)
         self._file.write(
             render(
-                list(self._routes.values()),
+                [route_record(route) for route in self._routes.values()],
                 list(self._vifs.values()),
                 list(self._joins.values()),
             )
@@ -198,7 +194,7 @@ class Persistence:
 
 
 def _restore_records(
-    records: dict[RouteKey, str], undo: list[tuple[RouteKey, str | None]]
+    records: dict[RouteKey, Route], undo: list[tuple[RouteKey, Route | None]]
 ) -> None:
     for key, record in reversed(undo):
         put_or_pop(records, key, record)

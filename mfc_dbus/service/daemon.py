@@ -252,7 +252,17 @@ class Service:
     def status(self) -> str:
         """The STATUS= line systemctl status shows."""
         bus = "serving" if self.connection is not None else "bus away, forwarding goes on"
-        return f"STATUS={bus}: {self.engine.route_count} routes, {self.engine.vif_count} VIFs"
+        verifying = "; verifying the adopted kernel table" if self.engine.verifying else ""
+        return (
+            f"STATUS={bus}: {self.engine.route_count} routes, {self.engine.vif_count} VIFs"
+            f"{verifying}"
+        )
+
+    async def tell_verified(self) -> None:
+        """STATUS= again once the adopted kernel table is verified."""
+        if self.engine.verifying:
+            await self.engine.verified()
+            notify(self.status())
 
     async def run_until_stopped(self) -> None:
         while not self._stopping.is_set():
@@ -342,7 +352,9 @@ async def serve(options: Options, engine: Any = None) -> int:
             log.error("cannot start: %s", exc.message)
             return 1
         notify("READY=1", service.status())
+        verified = asyncio.ensure_future(service.tell_verified())
         await service.run_until_stopped()
+        verified.cancel()
         notify("STOPPING=1", "STATUS=saving state, flushing routes")
         await service.stop()
         return 0

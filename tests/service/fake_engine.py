@@ -60,6 +60,11 @@ class FakeEngine:
     async def start(self) -> None:
         self.started = True
 
+    verifying = False  # no adopted kernel table to verify
+
+    async def verified(self) -> None:
+        return
+
     async def stop(self, flush: bool = True) -> None:
         self.stopped = True
 
