@@ -116,6 +116,16 @@ class Engine:
         for family, number in [(family, 0) for family in Family] + adopted:
             self._tables.open(self._tables.get(family, number))
         self._tables.update_families()
+        self._load()
+        if self._adoption.pending:  # adopt.py: the kernel's entries, checked after start
+            self._tasks.append(
+                self._loop.create_task(self._adoption.verify(self._flows, self._publish))
+            )
+        self._tasks.append(self._loop.create_task(self._housekeeping()))
+
+    def _load(self) -> None:
+        """The state file, the runtime record and the configuration files, onto the
+        tables just opened (adopted ones believe their entries: adopt.py)."""
         try:
             self._restore(self._state.load_at_start(), self._runtime.previous.routes)
             for name, index in self._interfaces.ifindex.items():
@@ -129,11 +139,6 @@ class Engine:
                     configured.apply_joins(self.joins, found.joins)
         finally:
             self._adoption.restored()
-        if self._adoption.pending:  # adopt.py: the kernel's entries, checked after start
-            self._tasks.append(
-                self._loop.create_task(self._adoption.verify(self._flows, self._publish))
-            )
-        self._tasks.append(self._loop.create_task(self._housekeeping()))
 
     @property
     def verifying(self) -> bool:
