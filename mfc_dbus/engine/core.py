@@ -84,12 +84,13 @@ class Engine:
         self._hotplug = Hotplug(self._interfaces, self._tables, self._reconciler, self._routes)
         self._adoption = Adoption(self._kernel, self._interfaces.lookup)
         self._state = Persistence(state_file)
-        self._runtime = RuntimeState(runtime_file)
+        self._memberships = self._kernel.memberships()
+        self._runtime = RuntimeState(runtime_file, self._memberships)
         self._listeners = Listeners()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._link_watcher: LinkWatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.joins = JoinManager(self._kernel.memberships())  # group joins (IGMP/MLD)
+        self.joins = JoinManager(self._memberships)  # group joins (IGMP/MLD)
         groupcalls.observe(self.joins, self._state, self._listeners)
 
     @property
@@ -112,6 +113,7 @@ class Engine:
         self._watch_links()
         self._runtime.load()
         self._adoption.expect(self._runtime.previous.vifs)
+        self._memberships.adopt(self._runtime.previous.join_sockets)
         adopted = self._kernel.adopted_tables()
         for family, number in [(family, 0) for family in Family] + adopted:
             self._tables.open(self._tables.get(family, number))
@@ -139,6 +141,11 @@ class Engine:
                     configured.apply_joins(self.joins, found.joins)
         finally:
             self._adoption.restored()
+        left = self._memberships.settle_adopted()
+        if left:
+            log.info("left %d group memberships the previous process held and no join "
+                     "wants now", len(left))  # fmt: skip
+        self._runtime.save(self._tables)
 
     @property
     def verifying(self) -> bool:
@@ -315,6 +322,7 @@ class Engine:
         gone = [route for route in self._routes.values() if route.owner == owner]
         if gone:
             self._apply({route.key: None for route in gone}, {}, Change.call())
+        self._runtime.save(self._tables)
         return gone
 
     def add_vif(self, config: VifConfig) -> VifStatus:
@@ -348,10 +356,16 @@ class Engine:
         return status
 
     def join_group(self, join: Join) -> JoinStatus:
-        return groupcalls.join_group(self.joins, join)
+        try:
+            return groupcalls.join_group(self.joins, join)
+        finally:
+            self._runtime.save(self._tables)  # what the join sockets hold
 
     def leave_group(self, key: JoinKey) -> Join:
-        return groupcalls.leave_group(self.joins, key)
+        try:
+            return groupcalls.leave_group(self.joins, key)
+        finally:
+            self._runtime.save(self._tables)
 
     def reload(self) -> ReloadResult:
         """The state file and the configuration files again: both are read (and a
@@ -369,6 +383,7 @@ class Engine:
         if found is not None:
             configured.apply_joins(self.joins, found.joins)
         groupcalls.apply_saved(self.joins, self._state.reloaded_joins)
+        self._runtime.save(self._tables)
         return result
 
     # == reads =========================================================================

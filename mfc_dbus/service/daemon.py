@@ -343,7 +343,7 @@ def install_signal_handlers(service: Service) -> Callable[[], None]:
 async def serve(options: Options, engine: Any = None) -> int:
     sockets = None
     if engine is None:
-        sockets = KernelSockets(fdstore.passed_fds(), fdstore.store)
+        sockets = KernelSockets(fdstore.passed_fds(), fdstore.store, fdstore.remove)
         engine = make_engine(options, sockets)
     service = Service(engine, options, sockets)
     remove_handlers = install_signal_handlers(service)

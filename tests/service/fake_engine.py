@@ -208,3 +208,14 @@ class _NoMemberships:
 
     def close(self) -> None:
         pass
+
+    version = 0  # nothing is kept across restarts here
+
+    def adopt(self, recorded: dict) -> None:
+        pass
+
+    def settle_adopted(self) -> list:
+        return []
+
+    def holdings(self) -> dict:
+        return {}

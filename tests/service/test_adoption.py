@@ -19,9 +19,11 @@ from mfc_lab.bus import PrivateBus
 from mfc_lab.daemon import ServiceProcess
 from mfc_lab.fdstore import NotifyStore
 from mfc_lab.flow import Draining, SteadyFlow, longest_gap, lost, numbers
+from tests.kernel.test_membership import _kernel_groups
 from tests.reliability.helpers import add_veth_pairs
 
 from .daemon_proc import busctl_call
+from .igmp_wire import TO_EXCLUDE, TO_INCLUDE, IgmpCapture
 
 SOURCE = Lab.source_address()
 GROUP = Lab.group()
@@ -162,3 +164,56 @@ def test_an_interface_deleted_while_no_process_runs(lab: Lab, tmp_path: Path) ->
                     _wait_until(lambda: len(receiver.received) > arrived + RATE // 4)
             assert lost(receiver, flow.sent) == []
             assert "the VIF of xv0 (slot 2) is gone" in service.log_text()
+
+
+JOINED = "233.252.0.50"  # an any-source join
+SSM_SOURCE, SSM_GROUP = "192.0.2.1", "232.1.1.1"  # a source-specific join
+JOINED_V6 = "ff3e::50"
+TRANSIENT = "233.252.0.51"  # persistent=false: no state file keeps it, so it is left
+
+
+def _join(bus: PrivateBus, source: str, group: str, *options: str) -> None:
+    busctl_call(bus, "JoinGroup", "sssa{sv}", "up0", source, group,
+                str(len(options) // 2), *options)  # fmt: skip
+
+
+def _held(lab: Lab) -> set[str]:
+    return _kernel_groups(lab.rtr, "ipv4", "up0") | _kernel_groups(lab.rtr, "ipv6", "up0")
+
+
+def test_group_joins_survive_restarts_without_a_leave(lab: Lab, tmp_path: Path) -> None:
+    """The join sockets go to the fd store too: after SIGKILL and after SIGTERM the next
+    process adopts them, so the router never leaves the groups (no IGMP leave on the
+    wire, the memberships never absent); what no join wants any more is left."""
+    with PrivateBus() as bus, NotifyStore() as store:
+        service = ServiceProcess(bus, lab, tmp_path / "state.json", tmp_path / "mfc-dbusd.log",
+                                 extra=["--runtime-file", str(tmp_path / "runtime.json")],
+                                 notify_socket=store.path)  # fmt: skip
+        with service, IgmpCapture(lab.src, "eth0") as wire:
+            store.wait_for("READY", "1")
+            _join(bus, "", JOINED)
+            _join(bus, SSM_SOURCE, SSM_GROUP)
+            _join(bus, "", JOINED_V6)
+            _join(bus, "", TRANSIENT, "persistent", "b", "false")
+            kept = {JOINED, SSM_GROUP, JOINED_V6}
+            assert kept | {TRANSIENT} <= _held(lab)
+            for n, end in enumerate((service.kill, service.stop)):
+                store.drain()
+                assert {"join-ipv4-0", "join-ipv6-0"} <= set(store.fds), store.fds
+                end()
+                assert kept <= _held(lab), "the groups were left when the process ended"
+                service.passed_fds = dict(store.fds)
+                service.start()
+                store.wait_for("READY", "1")
+                marker = f"233.252.0.{60 + n}"  # joined after the restart: seen on the wire
+                _join(bus, "", marker)
+                wire.wait_for(marker, TO_EXCLUDE)
+                assert kept | {marker} <= _held(lab)
+            wire.wait_for(TRANSIENT, TO_INCLUDE)  # the previous process's, left at start
+            assert TRANSIENT not in _held(lab)
+            leaves = [r for r in wire.records if r.leaves and r.group in kept]
+            assert leaves == [], leaves
+            log = service.log_text()
+            assert "left 1 group memberships the previous process held" in log
+        store.close()  # `systemctl stop`: the stored sockets close, the groups are left
+        assert not (kept & _held(lab))
