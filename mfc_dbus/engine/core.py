@@ -34,7 +34,7 @@ from .outputs import with_outputs, without_outputs
 from .persist import Persistence
 from .port import KernelPort, LinkWatcher, LinuxKernel
 from .reconcile import Reconciler
-from .runtime import RuntimeState
+from .runtime import RuntimeRecord, RuntimeState
 from .state import SavedState
 from .status import learned_status, route_status, vif_status
 from .table import Table
@@ -129,7 +129,7 @@ class Engine:
         """The state file, the runtime record and the configuration files, onto the
         tables just opened (adopted ones believe their entries: adopt.py)."""
         try:
-            self._restore(self._state.load_at_start(), self._runtime.previous.routes)
+            self._restore(self._state.load_at_start(), self._runtime.previous)
             for name, index in self._interfaces.ifindex.items():
                 self.joins.interface_appeared(name, index)
             if self._config is not None:
@@ -145,7 +145,7 @@ class Engine:
         if left:
             log.info("left %d group memberships the previous process held and no join "
                      "wants now", len(left))  # fmt: skip
-        self._runtime.save(self._tables)
+        self._record_joins()
 
     @property
     def verifying(self) -> bool:
@@ -166,14 +166,16 @@ class Engine:
         if self._link_watcher is not None:
             self._loop.add_reader(self._link_watcher.fileno(), self._on_link_events)
 
-    def _restore(self, saved: SavedState, transient: Sequence[Route]) -> None:
-        routes: dict[RouteKey, Route | None] = {route.key: route for route in transient}
+    def _restore(self, saved: SavedState, transient: RuntimeRecord) -> None:
+        """The state file's routes, VIFs and joins, and the previous process's
+        non-persistent ones."""
+        routes: dict[RouteKey, Route | None] = {route.key: route for route in transient.routes}
         routes.update((route.key, route) for route in saved.routes)
         vifs: dict[VifId, VifConfig | None] = {
             (c.family, c.table, c.interface): c for c in saved.vifs
         }
         self._apply(routes, vifs, Change.best_effort())  # records the state file's entries
-        groupcalls.restore(self.joins, saved.joins)
+        groupcalls.restore(self.joins, [*saved.joins, *transient.joins])
 
     async def stop(self, flush: bool = True) -> None:
         """Stop watching and save the state file. With flush (the default) close the
@@ -190,7 +192,7 @@ class Engine:
             self._tables.close()
             self.joins.close()
         else:
-            self._runtime.save(self._tables)
+            self._record_joins()
 
     def _stop_watching(self) -> None:
         if self._loop is None:
@@ -236,6 +238,12 @@ class Engine:
             self._runtime.track(desired.routes)
             self._publish(change)
             self._listeners.routes_changed(desired.routes)
+
+    def _record_joins(self) -> None:
+        """Joins were made or left: the runtime record keeps the non-persistent ones and
+        what the join sockets hold."""
+        self._runtime.track_joins(self.joins.joins())
+        self._runtime.save(self._tables)
 
     def _publish(self, change: Change) -> None:
         """A change is made: record it for the next process, tell the listeners."""
@@ -322,7 +330,7 @@ class Engine:
         gone = [route for route in self._routes.values() if route.owner == owner]
         if gone:
             self._apply({route.key: None for route in gone}, {}, Change.call())
-        self._runtime.save(self._tables)
+        self._record_joins()
         return gone
 
     def add_vif(self, config: VifConfig) -> VifStatus:
@@ -359,13 +367,13 @@ class Engine:
         try:
             return groupcalls.join_group(self.joins, join)
         finally:
-            self._runtime.save(self._tables)  # what the join sockets hold
+            self._record_joins()  # what the join sockets hold
 
     def leave_group(self, key: JoinKey) -> Join:
         try:
             return groupcalls.leave_group(self.joins, key)
         finally:
-            self._runtime.save(self._tables)
+            self._record_joins()
 
     def reload(self) -> ReloadResult:
         """The state file and the configuration files again: both are read (and a
@@ -383,7 +391,7 @@ class Engine:
         if found is not None:
             configured.apply_joins(self.joins, found.joins)
         groupcalls.apply_saved(self.joins, self._state.reloaded_joins)
-        self._runtime.save(self._tables)
+        self._record_joins()
         return result
 
     # == reads =========================================================================

@@ -1,11 +1,11 @@
 """The runtime record: what the state file does not keep but a restart must not lose.
 
 Kept under /run (systemd's RuntimeDirectory=, preserved across restarts, gone at
-reboot and at `systemctl stop`): the non-persistent routes (lease routes with their
-holder's bus name), the kernel VIF slots in use, so that a restarted service that
-adopts the kernel's table knows which interface each slot is, and the memberships
-each group-join socket holds (by its FDNAME), so that it knows what to ask the
-adopted join sockets about (kernel/membership.py). Rewritten whole (a
+reboot and at `systemctl stop`): the non-persistent routes and joins (persistent=false,
+and leases with their holder's bus name); the kernel VIF slots in use, so that a
+restarted service that adopts the kernel's table knows which interface each slot is;
+and the memberships each group-join socket holds (by its FDNAME), so that it knows
+what to ask the adopted join sockets about (kernel/membership.py). Rewritten whole (a
 temporary file renamed over it) after every change that touches it; tmpfs makes that
 cheap.
 """
@@ -24,7 +24,8 @@ from ..errors import MfcError
 from ..kernel.membership import Membership
 from ..model import Family, Route, RouteKey, make_route_key
 from .change import RouteChange
-from .joins import MembershipKernel
+from .joins import Join, MembershipKernel
+from .joinstate import join_entry, parse_join_key
 from .table import Table
 from .validate import check_route
 
@@ -39,12 +40,14 @@ class RuntimeRecord:
     routes: list[Route] = field(default_factory=list)
     vifs: dict[tuple[Family, int], dict[int, LiveVif]] = field(default_factory=dict)
     join_sockets: dict[str, list[Membership]] = field(default_factory=dict)  # by FDNAME
+    joins: list[Join] = field(default_factory=list)  # the non-persistent ones
 
 
 def render(
     routes: list[Route],
     vifs: dict[tuple[Family, int], dict[int, LiveVif]],
     join_sockets: dict[str, list[Membership]] | None = None,
+    joins: list[Join] | None = None,
 ) -> str:
     route_items = [
         {
@@ -69,12 +72,10 @@ def render(
             for m in sorted(held, key=str)]}
         for name, held in sorted((join_sockets or {}).items())
     ]  # fmt: skip
-    return (
-        json.dumps(
-            {"schema": SCHEMA, "routes": route_items, "vifs": vif_items, "joins": join_items}
-        )
-        + "\n"
-    )
+    group_items = [join_entry(join.key) | {"owner": join.owner} for join in joins or ()]
+    record = {"schema": SCHEMA, "routes": route_items, "vifs": vif_items,
+              "join_sockets": join_items, "joins": group_items}  # fmt: skip
+    return json.dumps(record) + "\n"
 
 
 def parse(text: str) -> RuntimeRecord:
@@ -96,12 +97,16 @@ def parse(text: str) -> RuntimeRecord:
             int(item["ifindex"]),
             int(item["ttl_threshold"]),
         )
-    for item in data.get("joins", []):
+    for item in data.get("join_sockets", []):
         record.join_sockets[str(item["name"])] = [
             Membership(int(ifindex), ipaddress.ip_address(group),
                        None if source is None else ipaddress.ip_address(source))
             for ifindex, group, source in item["memberships"]
         ]  # fmt: skip
+    for item in data.get("joins", []):
+        owner = item.get("owner")
+        join_key = parse_join_key({k: v for k, v in item.items() if k != "owner"}, "a join")
+        record.joins.append(Join(join_key, False, str(owner) if owner else None))
     return record
 
 
@@ -151,6 +156,7 @@ class RuntimeState:
         self._memberships = memberships
         self.previous = RuntimeRecord()  # what the previous process left
         self._transient: dict[RouteKey, Route] = {}
+        self._joins: list[Join] = []  # the non-persistent joins
         self._version = 0  # counts changes of the non-persistent routes
         self._written = -1  # the version (with the tables' live versions) last written
 
@@ -170,6 +176,14 @@ class RuntimeState:
                 transient[new.key] = new
                 self._version += 1
 
+    def track_joins(self, joins: Iterable[Join]) -> None:
+        """The joins now wanted: keep the non-persistent ones (a configuration file's
+        come back from the file)."""
+        transient = [j for j in joins if (not j.persistent or j.owner) and not j.origin]
+        if transient != self._joins:
+            self._joins = transient
+            self._version += 1
+
     def save(self, tables: Iterable[Table]) -> None:
         """Rewrite the record if the non-persistent routes or a live VIF changed."""
         if self._file is None:
@@ -187,7 +201,12 @@ class RuntimeState:
             if table.live_vifs
         }
         self._file.write(
-            render(list(self._transient.values()), vifs, self._memberships.holdings())
+            render(
+                list(self._transient.values()),
+                vifs,
+                self._memberships.holdings(),
+                self._joins,
+            )
         )
 
     def remove(self) -> None:

@@ -169,7 +169,7 @@ def test_an_interface_deleted_while_no_process_runs(lab: Lab, tmp_path: Path) ->
 JOINED = "233.252.0.50"  # an any-source join
 SSM_SOURCE, SSM_GROUP = "192.0.2.1", "232.1.1.1"  # a source-specific join
 JOINED_V6 = "ff3e::50"
-TRANSIENT = "233.252.0.51"  # persistent=false: no state file keeps it, so it is left
+TRANSIENT = "233.252.0.51"  # persistent=false: the runtime record keeps it
 
 
 def _join(bus: PrivateBus, source: str, group: str, *options: str) -> None:
@@ -181,12 +181,24 @@ def _held(lab: Lab) -> set[str]:
     return _kernel_groups(lab.rtr, "ipv4", "up0") | _kernel_groups(lab.rtr, "ipv6", "up0")
 
 
+def _restart(service: ServiceProcess, store: NotifyStore, end) -> None:
+    """End the process (kill or stop), start the next with the stored sockets."""
+    store.drain()
+    assert {"join-ipv4-0", "join-ipv6-0"} <= set(store.fds), store.fds
+    end()
+    service.passed_fds = dict(store.fds)
+    service.start()
+    store.wait_for("READY", "1")
+
+
 def test_group_joins_survive_restarts_without_a_leave(lab: Lab, tmp_path: Path) -> None:
     """The join sockets go to the fd store too: after SIGKILL and after SIGTERM the next
     process adopts them, so the router never leaves the groups (no IGMP leave on the
-    wire, the memberships never absent); what no join wants any more is left."""
+    wire, the memberships never absent). A join removed from the state file while no
+    process ran is left at the next start."""
+    state = tmp_path / "state.json"
     with PrivateBus() as bus, NotifyStore() as store:
-        service = ServiceProcess(bus, lab, tmp_path / "state.json", tmp_path / "mfc-dbusd.log",
+        service = ServiceProcess(bus, lab, state, tmp_path / "mfc-dbusd.log",
                                  extra=["--runtime-file", str(tmp_path / "runtime.json")],
                                  notify_socket=store.path)  # fmt: skip
         with service, IgmpCapture(lab.src, "eth0") as wire:
@@ -195,25 +207,34 @@ def test_group_joins_survive_restarts_without_a_leave(lab: Lab, tmp_path: Path) 
             _join(bus, SSM_SOURCE, SSM_GROUP)
             _join(bus, "", JOINED_V6)
             _join(bus, "", TRANSIENT, "persistent", "b", "false")
-            kept = {JOINED, SSM_GROUP, JOINED_V6}
-            assert kept | {TRANSIENT} <= _held(lab)
+            kept = {JOINED, SSM_GROUP, JOINED_V6, TRANSIENT}
+            assert kept <= _held(lab)
+
+            def ended_holding_all(end):
+                def run() -> None:
+                    end()
+                    assert kept <= _held(lab), "the groups were left when the process ended"
+
+                return run
+
             for n, end in enumerate((service.kill, service.stop)):
-                store.drain()
-                assert {"join-ipv4-0", "join-ipv6-0"} <= set(store.fds), store.fds
-                end()
-                assert kept <= _held(lab), "the groups were left when the process ended"
-                service.passed_fds = dict(store.fds)
-                service.start()
-                store.wait_for("READY", "1")
+                _restart(service, store, ended_holding_all(end))
                 marker = f"233.252.0.{60 + n}"  # joined after the restart: seen on the wire
                 _join(bus, "", marker)
                 wire.wait_for(marker, TO_EXCLUDE)
                 assert kept | {marker} <= _held(lab)
-            wire.wait_for(TRANSIENT, TO_INCLUDE)  # the previous process's, left at start
-            assert TRANSIENT not in _held(lab)
             leaves = [r for r in wire.records if r.leaves and r.group in kept]
             assert leaves == [], leaves
-            log = service.log_text()
-            assert "left 1 group memberships the previous process held" in log
+
+            def stopped_and_edited() -> None:  # the administrator drops a join meanwhile
+                service.stop()
+                saved = json.loads(state.read_text())
+                saved["joins"] = [j for j in saved["joins"] if j["group"] != JOINED]
+                state.write_text(json.dumps(saved))
+
+            _restart(service, store, stopped_and_edited)
+            wire.wait_for(JOINED, TO_INCLUDE)  # left at start: no join wants it now
+            assert JOINED not in _held(lab) and kept - {JOINED} <= _held(lab)
+            assert "left 1 group memberships the previous process held" in service.log_text()
         store.close()  # `systemctl stop`: the stored sockets close, the groups are left
         assert not (kept & _held(lab))
