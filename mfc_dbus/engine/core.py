@@ -130,6 +130,7 @@ class Engine:
         tables just opened (adopted ones believe their entries: adopt.py)."""
         try:
             self._restore(self._state.load_at_start(), self._runtime.previous)
+            self._state.restored()
             for name, index in self._interfaces.ifindex.items():
                 self.joins.interface_appeared(name, index)
             if self._config is not None:

@@ -1,8 +1,11 @@
 """Persistence: the persistent routes and explicit VIFs in the state file (state.py).
 
-The engine's persistent routes are kept here as values and rendered to JSON only when
-written: a change appends the records it touched to the file's journal, a snapshot
-renders them all. A start restores 100,000 routes without rendering one.
+The engine's persistent routes are kept here as values and rendered to JSON when first
+written: a change appends the records it touched to the file's journal and keeps them,
+a snapshot joins them (rendering those never written, such as the routes a start
+restored: it renders none of its 100,000). The stop writes a snapshot only if the file
+is behind (a journal to compact, or a change not written), so a restart that changed
+nothing rewrites nothing.
 A state file that cannot be read at start is moved aside and the engine starts
 empty; if it cannot even be moved, persistent changes are refused until it is fixed.
 """
@@ -45,7 +48,9 @@ class Persistence:
         self.error: str | None = None  # why the state file was set aside at start
         self.aside: Path | None = None  # where it went
         self._blocked: str | None = None  # why persistent changes are refused
-        self._routes: dict[RouteKey, Route] = {}
+        # A persistent route, or its JSON record once rendered for the journal.
+        self._routes: dict[RouteKey, Route | str] = {}
+        self._behind = False  # records changed that the file does not have
         self._vifs: dict[VifId, str] = {}
         self._joins: dict[JoinKey, str] = {}
         self.reloaded_joins: tuple[Join, ...] = ()  # the joins the last reload read
@@ -81,8 +86,13 @@ class Persistence:
     def close(self) -> None:
         """Write the snapshot (compacting the journal) and close the file."""
         if self._file is not None:
-            self._compact()
+            if self._behind or self._file.journal_entries or not self._file.path.exists():
+                self._compact()
             self._file.close()
+
+    def restored(self) -> None:
+        """At start: what the records hold now is what the file holds."""
+        self._behind = False
 
     def _compact(self) -> None:
         if self._blocked is None:
@@ -103,10 +113,12 @@ class Persistence:
         vif_lines = self._record_vifs(vifs, change)
         if (lines or vif_lines) and change.persist:
             self._save(lines, vif_lines)
+        elif lines or vif_lines:
+            self._behind = True
 
     def _record_routes(self, routes: list[RouteChange], change: Change) -> list[RouteLine]:
         records = self._routes
-        undo: list[tuple[RouteKey, Route | None]] = []  # one undo step for the whole batch
+        undo: list[tuple[RouteKey, Route | str | None]] = []  # one undo step for the batch
         change.undo.push(_restore_records, records, undo)
         lines: list[RouteLine] = []
         for old, new in routes:
@@ -161,11 +173,14 @@ class Persistence:
         if self._file.journal_entries + len(lines) + len(vif_lines) > 2 * size + 64:
             self._write_snapshot()
         else:
+            records = self._routes
+            rendered = {key: route_record(route) for route, key in lines if route is not None}
             entries = [
-                journal_route(route_record(route)) if route is not None else journal_unroute(key)
+                journal_route(rendered[key]) if route is not None else journal_unroute(key)
                 for route, key in lines
             ]
             self._file.append(entries + vif_lines)
+            records.update(rendered)  # kept: a snapshot joins them
 
     def _write_snapshot(self) -> None:
         assert self._file is not None
@@ -173,11 +188,12 @@ class Persistence:
             raise StateFileError(self._blocked)
         self._file.write(
             render(
-                [route_record(route) for route in self._routes.values()],
+                [r if isinstance(r, str) else route_record(r) for r in self._routes.values()],
                 list(self._vifs.values()),
                 list(self._joins.values()),
             )
         )
+        self._behind = False
 
     # -- Reload ---------------------------------------------------------------------------
     def reload(
@@ -194,7 +210,7 @@ class Persistence:
 
 
 def _restore_records(
-    records: dict[RouteKey, Route], undo: list[tuple[RouteKey, Route | None]]
+    records: dict[RouteKey, Route | str], undo: list[tuple[RouteKey, Route | str | None]]
 ) -> None:
     for key, record in reversed(undo):
         put_or_pop(records, key, record)
