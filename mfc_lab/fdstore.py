@@ -1,8 +1,8 @@
 """A stand-in for systemd's side of sd_notify: a datagram socket that records the
 service's notifications (READY=1, STATUS=...) and keeps the descriptors it stores
-(FDSTORE=1, FDNAME=...), so a test can kill the service and hand them to the next
-one, as systemd's fd store does. Used with ServiceProcess(notify_socket=...,
-passed_fds=store.fds)."""
+(FDSTORE=1, FDNAME=...; FDSTOREREMOVE=1 closes one), so a test can kill the service
+and hand them to the next one, as systemd's fd store does. Used with
+ServiceProcess(notify_socket=..., passed_fds=store.fds)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ class NotifyStore:
                 fds.frombytes(payload[: len(payload) - len(payload) % size])
         fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
         self.messages.append(fields)
+        if fields.get("FDSTOREREMOVE") == "1":  # systemd closes every fd of the name
+            gone = self.fds.pop(fields.get("FDNAME", ""), None)
+            if gone is not None:
+                os.close(gone)
         if fields.get("FDSTORE") == "1" and fds:
             name = fields.get("FDNAME", "stored")
             old = self.fds.get(name)

@@ -53,7 +53,15 @@ class EngineAPI(Protocol):
 
     async def start(self) -> None:
         """Load the state file (a corrupt one is moved aside and reported, never fatal),
-        subscribe to link events, then install what can be installed."""
+        subscribe to link events, then install what can be installed. A kernel table
+        adopted from a previous process is verified after start (see `verified`)."""
+
+    @property
+    def verifying(self) -> bool:
+        """An adopted kernel table is still being compared with the restored state."""
+
+    async def verified(self) -> None:
+        """Returns once every adopted kernel table is verified."""
 
     async def stop(self, flush: bool = True) -> None:
         """Save the state file, then close the kernel sockets (which flushes the kernel)."""

@@ -35,7 +35,7 @@ from .outputs import with_outputs, without_outputs
 from .persist import Persistence
 from .port import KernelPort, LinkWatcher, LinuxKernel
 from .reconcile import Reconciler
-from .runtime import RuntimeState
+from .runtime import RuntimeRecord, RuntimeState
 from .state import SavedState
 from .status import learned_status, route_status, vif_status
 from .table import Table
@@ -85,12 +85,13 @@ class Engine:
         self._hotplug = Hotplug(self._interfaces, self._tables, self._reconciler, self._routes)
         self._adoption = Adoption(self._kernel, self._interfaces.lookup)
         self._state = Persistence(state_file)
-        self._runtime = RuntimeState(runtime_file)
+        self._memberships = self._kernel.memberships()
+        self._runtime = RuntimeState(runtime_file, self._memberships)
         self._listeners = Listeners()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._link_watcher: LinkWatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.joins = JoinManager(self._kernel.memberships())  # group joins (IGMP/MLD)
+        self.joins = JoinManager(self._memberships)  # group joins (IGMP/MLD)
         groupcalls.observe(self.joins, self._state, self._listeners)
         self.mrdisc = Mrdisc(clock)  # router discovery follows the VIFs it is on for
         self._listeners.add(self.mrdisc)
@@ -115,28 +116,50 @@ class Engine:
         self.mrdisc.start(self._loop)
         self._watch_links()
         self._runtime.load()
+        self._adoption.expect(self._runtime.previous.vifs)
+        self._memberships.adopt(self._runtime.previous.join_sockets)
         adopted = self._kernel.adopted_tables()
-        if adopted:
-            self._adoption.prepare(adopted, self._runtime.previous.vifs)
         for family, number in [(family, 0) for family in Family] + adopted:
             self._tables.open(self._tables.get(family, number))
-        self._adoption.opened()
         self._tables.update_families()
-        self._restore(self._state.load_at_start(), self._runtime.previous.routes)
-        for name, index in self._interfaces.ifindex.items():
-            self.joins.interface_appeared(name, index)
-        if self._config is not None:
-            found = self._config.plan_at_start(
-                self._routes, self._tables, self._interfaces.ifindex, self.joins.joins()
+        self._load()
+        if self._adoption.pending:  # adopt.py: the kernel's entries, checked after start
+            self._tasks.append(
+                self._loop.create_task(self._adoption.verify(self._flows, self._publish))
             )
-            if found is not None:
-                self._apply(found.routes, found.vifs, Change.best_effort())
-                configured.apply_joins(self.joins, found.joins)
-        change = Change.best_effort()
-        self._adoption.settle(self._flows, change)
-        self._publish(change)
-        self._state.compact_after_replay()
         self._tasks.append(self._loop.create_task(self._housekeeping()))
+
+    def _load(self) -> None:
+        """The state file, the runtime record and the configuration files, onto the
+        tables just opened (adopted ones believe their entries: adopt.py)."""
+        try:
+            self._restore(self._state.load_at_start(), self._runtime.previous)
+            self._state.restored()
+            for name, index in self._interfaces.ifindex.items():
+                self.joins.interface_appeared(name, index)
+            if self._config is not None:
+                found = self._config.plan_at_start(
+                    self._routes, self._tables, self._interfaces.ifindex, self.joins.joins()
+                )
+                if found is not None:
+                    self._apply(found.routes, found.vifs, Change.best_effort())
+                    configured.apply_joins(self.joins, found.joins)
+        finally:
+            self._adoption.restored()
+        left = self._memberships.settle_adopted()
+        if left:
+            log.info("left %d group memberships the previous process held and no join "
+                     "wants now", len(left))  # fmt: skip
+        self._record_joins()
+
+    @property
+    def verifying(self) -> bool:
+        """An adopted kernel table is still being compared with the restored state."""
+        return self._adoption.pending
+
+    async def verified(self) -> None:
+        """Returns once every adopted table is verified (at once if none was adopted)."""
+        await self._adoption.done.wait()
 
     def _watch_links(self) -> None:
         assert self._loop is not None
@@ -148,14 +171,16 @@ class Engine:
         if self._link_watcher is not None:
             self._loop.add_reader(self._link_watcher.fileno(), self._on_link_events)
 
-    def _restore(self, saved: SavedState, transient: Sequence[Route]) -> None:
-        routes: dict[RouteKey, Route | None] = {route.key: route for route in transient}
+    def _restore(self, saved: SavedState, transient: RuntimeRecord) -> None:
+        """The state file's routes, VIFs and joins, and the previous process's
+        non-persistent ones."""
+        routes: dict[RouteKey, Route | None] = {route.key: route for route in transient.routes}
         routes.update((route.key, route) for route in saved.routes)
         vifs: dict[VifId, VifConfig | None] = {
             (c.family, c.table, c.interface): c for c in saved.vifs
         }
         self._apply(routes, vifs, Change.best_effort())  # records the state file's entries
-        groupcalls.restore(self.joins, saved.joins)
+        groupcalls.restore(self.joins, [*saved.joins, *transient.joins])
 
     async def stop(self, flush: bool = True) -> None:
         """Stop watching and save the state file. With flush (the default) close the
@@ -173,7 +198,7 @@ class Engine:
             self._tables.close()
             self.joins.close()
         else:
-            self._runtime.save(self._tables)
+            self._record_joins()
 
     def _stop_watching(self) -> None:
         if self._loop is None:
@@ -219,6 +244,12 @@ class Engine:
             self._runtime.track(desired.routes)
             self._publish(change)
             self._listeners.routes_changed(desired.routes)
+
+    def _record_joins(self) -> None:
+        """Joins were made or left: the runtime record keeps the non-persistent ones and
+        what the join sockets hold."""
+        self._runtime.track_joins(self.joins.joins())
+        self._runtime.save(self._tables)
 
     def _publish(self, change: Change) -> None:
         """A change is made: record it for the next process, tell the listeners."""
@@ -305,6 +336,7 @@ class Engine:
         gone = [route for route in self._routes.values() if route.owner == owner]
         if gone:
             self._apply({route.key: None for route in gone}, {}, Change.call())
+        self._record_joins()
         return gone
 
     def add_vif(self, config: VifConfig) -> VifStatus:
@@ -338,10 +370,16 @@ class Engine:
         return status
 
     def join_group(self, join: Join) -> JoinStatus:
-        return groupcalls.join_group(self.joins, join)
+        try:
+            return groupcalls.join_group(self.joins, join)
+        finally:
+            self._record_joins()  # what the join sockets hold
 
     def leave_group(self, key: JoinKey) -> Join:
-        return groupcalls.leave_group(self.joins, key)
+        try:
+            return groupcalls.leave_group(self.joins, key)
+        finally:
+            self._record_joins()
 
     def reload(self) -> ReloadResult:
         """The state file and the configuration files again: both are read (and a
@@ -359,6 +397,7 @@ class Engine:
         if found is not None:
             configured.apply_joins(self.joins, found.joins)
         groupcalls.apply_saved(self.joins, self._state.reloaded_joins)
+        self._record_joins()
         return result
 
     # == reads =========================================================================

@@ -58,6 +58,16 @@ class MembershipKernel(Protocol):
 
     def close(self) -> None: ...
 
+    # A restart keeps the memberships (the sockets outlive the process): adopt what
+    # the previous process recorded, then leave what no join took over.
+    version: int  # counts changes of `holdings`
+
+    def adopt(self, recorded: dict[str, list[Membership]]) -> None: ...
+
+    def settle_adopted(self) -> list[Membership]: ...
+
+    def holdings(self) -> dict[str, list[Membership]]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class JoinKey:

@@ -13,7 +13,7 @@ import json
 from .joins import Join, JoinKey, make_join_key
 
 
-def _key_entry(key: JoinKey) -> dict[str, object]:
+def join_entry(key: JoinKey) -> dict[str, object]:
     entry: dict[str, object] = {
         "interface": key.interface,
         "source": key.texts[0],
@@ -25,7 +25,7 @@ def _key_entry(key: JoinKey) -> dict[str, object]:
 
 
 def join_record(join: Join) -> str:
-    return json.dumps(_key_entry(join.key))
+    return json.dumps(join_entry(join.key))
 
 
 def journal_join(record: str) -> str:
@@ -33,7 +33,7 @@ def journal_join(record: str) -> str:
 
 
 def journal_unjoin(key: JoinKey) -> str:
-    return json.dumps({"unjoin": _key_entry(key)})
+    return json.dumps({"unjoin": join_entry(key)})
 
 
 def parse_join_key(entry: object, where: str) -> JoinKey:

@@ -1,7 +1,11 @@
 """Persistence: the persistent routes and explicit VIFs in the state file (state.py).
 
-The JSON record of each is made once, when it changes, and kept: a change appends the
-records it touched to the file's journal, and a snapshot is a join of all of them.
+The engine's persistent routes are kept here as values and rendered to JSON when first
+written: a change appends the records it touched to the file's journal and keeps them,
+a snapshot joins them (rendering those never written, such as the routes a start
+restored: it renders none of its 100,000). The stop writes a snapshot only if the file
+is behind (a journal to compact, or a change not written), so a restart that changed
+nothing rewrites nothing.
 A state file that cannot be read at start is moved aside and the engine starts
 empty; if it cannot even be moved, persistent changes are refused until it is fixed.
 """
@@ -35,7 +39,7 @@ from .undo import put_or_pop
 
 log = logging.getLogger(__name__)
 
-RouteLine = tuple[str | None, RouteKey]  # (record, key); None: removed
+RouteLine = tuple[Route | None, RouteKey]  # (route, key); None: removed
 
 
 class Persistence:
@@ -44,7 +48,9 @@ class Persistence:
         self.error: str | None = None  # why the state file was set aside at start
         self.aside: Path | None = None  # where it went
         self._blocked: str | None = None  # why persistent changes are refused
-        self._routes: dict[RouteKey, str] = {}
+        # A persistent route, or its JSON record once rendered for the journal.
+        self._routes: dict[RouteKey, Route | str] = {}
+        self._behind = False  # records changed that the file does not have
         self._vifs: dict[VifId, str] = {}
         self._joins: dict[JoinKey, str] = {}
         self.reloaded_joins: tuple[Join, ...] = ()  # the joins the last reload read
@@ -77,16 +83,16 @@ class Persistence:
             log.error("%s; it was moved to %s and the service starts with no routes",
                       exc, self.aside)  # fmt: skip
 
-    def compact_after_replay(self) -> None:
-        """After start: write what the journal replayed into a snapshot."""
-        if self._file is not None and self._file.journal_entries:
-            self._compact()
-
     def close(self) -> None:
         """Write the snapshot (compacting the journal) and close the file."""
         if self._file is not None:
-            self._compact()
+            if self._behind or self._file.journal_entries or not self._file.path.exists():
+                self._compact()
             self._file.close()
+
+    def restored(self) -> None:
+        """At start: what the records hold now is what the file holds."""
+        self._behind = False
 
     def _compact(self) -> None:
         if self._blocked is None:
@@ -107,18 +113,20 @@ class Persistence:
         vif_lines = self._record_vifs(vifs, change)
         if (lines or vif_lines) and change.persist:
             self._save(lines, vif_lines)
+        elif lines or vif_lines:
+            self._behind = True
 
     def _record_routes(self, routes: list[RouteChange], change: Change) -> list[RouteLine]:
         records = self._routes
-        undo: list[tuple[RouteKey, str | None]] = []  # one undo step for the whole batch
+        undo: list[tuple[RouteKey, Route | str | None]] = []  # one undo step for the batch
         change.undo.push(_restore_records, records, undo)
         lines: list[RouteLine] = []
         for old, new in routes:
             if new is not None and new.persistent and new.owner is None:
                 key = new.key
                 undo.append((key, records.get(key) if old is not None else None))
-                record = records[key] = route_record(new)
-                lines.append((record, key))
+                records[key] = new
+                lines.append((new, key))
             elif old is not None and old.key in records:
                 key = old.key
                 undo.append((key, records.pop(key)))
@@ -165,11 +173,14 @@ class Persistence:
         if self._file.journal_entries + len(lines) + len(vif_lines) > 2 * size + 64:
             self._write_snapshot()
         else:
+            records = self._routes
+            rendered = {key: route_record(route) for route, key in lines if route is not None}
             entries = [
-                journal_route(record) if record is not None else journal_unroute(key)
-                for record, key in lines
+                journal_route(rendered[key]) if route is not None else journal_unroute(key)
+                for route, key in lines
             ]
             self._file.append(entries + vif_lines)
+            records.update(rendered)  # kept: a snapshot joins them
 
     def _write_snapshot(self) -> None:
         assert self._file is not None
@@ -177,11 +188,12 @@ class Persistence:
             raise StateFileError(self._blocked)
         self._file.write(
             render(
-                list(self._routes.values()),
+                [r if isinstance(r, str) else route_record(r) for r in self._routes.values()],
                 list(self._vifs.values()),
                 list(self._joins.values()),
             )
         )
+        self._behind = False
 
     # -- Reload ---------------------------------------------------------------------------
     def reload(
@@ -198,7 +210,7 @@ class Persistence:
 
 
 def _restore_records(
-    records: dict[RouteKey, str], undo: list[tuple[RouteKey, str | None]]
+    records: dict[RouteKey, Route | str], undo: list[tuple[RouteKey, Route | str | None]]
 ) -> None:
     for key, record in reversed(undo):
         put_or_pop(records, key, record)

@@ -74,7 +74,8 @@ class LinuxKernel:
         return netlink.interface_indexes()
 
     def memberships(self) -> MembershipKernel:
-        return Memberships()
+        sockets = self.sockets
+        return Memberships(sockets.join_fds, sockets.keep, sockets.forget)
 
     def ifindex(self, name: str) -> int | None:
         try:

@@ -1,15 +1,18 @@
 """The runtime record: what the state file does not keep but a restart must not lose.
 
 Kept under /run (systemd's RuntimeDirectory=, preserved across restarts, gone at
-reboot and at `systemctl stop`): the non-persistent routes (lease routes with their
-holder's bus name) and the kernel VIF slots in use, so that a restarted service that
-adopts the kernel's table knows which interface each slot is. Rewritten whole (a
+reboot and at `systemctl stop`): the non-persistent routes and joins (persistent=false,
+and leases with their holder's bus name); the kernel VIF slots in use, so that a
+restarted service that adopts the kernel's table knows which interface each slot is;
+and the memberships each group-join socket holds (by its FDNAME), so that it knows
+what to ask the adopted join sockets about (kernel/membership.py). Rewritten whole (a
 temporary file renamed over it) after every change that touches it; tmpfs makes that
 cheap.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -17,8 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import MfcError
+from ..kernel.membership import Membership
 from ..model import Family, Route, RouteKey, make_route_key
 from .change import RouteChange
+from .joins import Join, MembershipKernel
+from .joinstate import join_entry, parse_join_key
 from .table import Table
 from .validate import check_route
 
@@ -32,9 +39,16 @@ LiveVif = tuple[str, int, int]  # (interface name, ifindex, TTL threshold)
 class RuntimeRecord:
     routes: list[Route] = field(default_factory=list)
     vifs: dict[tuple[Family, int], dict[int, LiveVif]] = field(default_factory=dict)
+    join_sockets: dict[str, list[Membership]] = field(default_factory=dict)  # by FDNAME
+    joins: list[Join] = field(default_factory=list)  # the non-persistent ones
 
 
-def render(routes: list[Route], vifs: dict[tuple[Family, int], dict[int, LiveVif]]) -> str:
+def render(
+    routes: list[Route],
+    vifs: dict[tuple[Family, int], dict[int, LiveVif]],
+    join_sockets: dict[str, list[Membership]] | None = None,
+    joins: list[Join] | None = None,
+) -> str:
     route_items = [
         {
             "source": route.key.texts[0],
@@ -52,7 +66,16 @@ def render(routes: list[Route], vifs: dict[tuple[Family, int], dict[int, LiveVif
         for (family, table), slots in sorted(vifs.items(), key=lambda i: (i[0][0].value, i[0][1]))
         for slot, (name, ifindex, ttl) in sorted(slots.items())
     ]  # fmt: skip
-    return json.dumps({"schema": SCHEMA, "routes": route_items, "vifs": vif_items}) + "\n"
+    join_items = [
+        {"name": name, "memberships": [
+            [m.ifindex, str(m.group), None if m.source is None else str(m.source)]
+            for m in sorted(held, key=str)]}
+        for name, held in sorted((join_sockets or {}).items())
+    ]  # fmt: skip
+    group_items = [join_entry(join.key) | {"owner": join.owner} for join in joins or ()]
+    record = {"schema": SCHEMA, "routes": route_items, "vifs": vif_items,
+              "join_sockets": join_items, "joins": group_items}  # fmt: skip
+    return json.dumps(record) + "\n"
 
 
 def parse(text: str) -> RuntimeRecord:
@@ -74,6 +97,16 @@ def parse(text: str) -> RuntimeRecord:
             int(item["ifindex"]),
             int(item["ttl_threshold"]),
         )
+    for item in data.get("join_sockets", []):
+        record.join_sockets[str(item["name"])] = [
+            Membership(int(ifindex), ipaddress.ip_address(group),
+                       None if source is None else ipaddress.ip_address(source))
+            for ifindex, group, source in item["memberships"]
+        ]  # fmt: skip
+    for item in data.get("joins", []):
+        owner = item.get("owner")
+        join_key = parse_join_key({k: v for k, v in item.items() if k != "owner"}, "a join")
+        record.joins.append(Join(join_key, False, str(owner) if owner else None))
     return record
 
 
@@ -93,7 +126,7 @@ class RuntimeFile:
             return RuntimeRecord()
         try:
             return parse(text)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, MfcError) as exc:
             log.warning("ignoring the runtime record %s: %s", self.path, exc)
             return RuntimeRecord()
 
@@ -115,13 +148,15 @@ class RuntimeFile:
 
 
 class RuntimeState:
-    """This process's side of the runtime record: the non-persistent routes and the
-    live VIFs, written again whenever either changed."""
+    """This process's side of the runtime record: the non-persistent routes, the live
+    VIFs and what the join sockets hold, written again whenever one changed."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, memberships: MembershipKernel) -> None:
         self._file = RuntimeFile(path) if path is not None else None
+        self._memberships = memberships
         self.previous = RuntimeRecord()  # what the previous process left
         self._transient: dict[RouteKey, Route] = {}
+        self._joins: list[Join] = []  # the non-persistent joins
         self._version = 0  # counts changes of the non-persistent routes
         self._written = -1  # the version (with the tables' live versions) last written
 
@@ -141,12 +176,22 @@ class RuntimeState:
                 transient[new.key] = new
                 self._version += 1
 
+    def track_joins(self, joins: Iterable[Join]) -> None:
+        """The joins now wanted: keep the non-persistent ones (a configuration file's
+        come back from the file)."""
+        transient = [j for j in joins if (not j.persistent or j.owner) and not j.origin]
+        if transient != self._joins:
+            self._joins = transient
+            self._version += 1
+
     def save(self, tables: Iterable[Table]) -> None:
         """Rewrite the record if the non-persistent routes or a live VIF changed."""
         if self._file is None:
             return
         tables = list(tables)
-        version = self._version + sum(table.live_version for table in tables)
+        version = (
+            self._version + sum(table.live_version for table in tables) + self._memberships.version
+        )
         if version == self._written:
             return
         self._written = version
@@ -155,7 +200,14 @@ class RuntimeState:
             for table in tables
             if table.live_vifs
         }
-        self._file.write(render(list(self._transient.values()), vifs))
+        self._file.write(
+            render(
+                list(self._transient.values()),
+                vifs,
+                self._memberships.holdings(),
+                self._joins,
+            )
+        )
 
     def remove(self) -> None:
         """An explicit stop: nothing carries over to the next process."""

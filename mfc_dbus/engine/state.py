@@ -11,11 +11,12 @@ Format (JSON, one route per line so that a person can read and edit it)::
      ]}
 
 Snapshot writes are atomic (temporary file in the same directory, fsync, rename, fsync
-of the directory): a crash leaves either the old or the new file, never a mix. Each
-route's JSON text is produced once and cached by the engine, so a write is a string
-join. Between snapshots each change is appended to `state.json.journal` (JSON lines,
+of the directory): a crash leaves either the old or the new file, never a mix.
+Between snapshots each change is appended to `state.json.journal` (JSON lines,
 fdatasync'ed before the call returns): a call costs one small append instead of a
-rewrite of every route. Start-up reads the snapshot and replays the journal. An
+rewrite of every route. Start-up reads the snapshot and replays the journal; the
+journal is compacted into a new snapshot when it outgrows twice the snapshot and at
+stop, never at start (a restart is ready without rewriting its routes). An
 "unroute" entry names the input of a (*,G) or prefix route (one may exist per input);
 one without it (written by 0.1) removes every such route of its addresses.
 """
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string  # the C one, a str
 from pathlib import Path
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any, TypeVar
 
 from ..errors import MfcError
@@ -176,8 +178,10 @@ class _Loader:
         self.vifs: dict[VifKey, VifConfig] = {}
         self.joins: dict[JoinKey, Join] = {}
         # Each distinct (input, outputs) is checked once and shared by its routes (a few
-        # serve thousands): the memo lives as long as this one reading.
+        # serve thousands), and so is each (group, table): the memos live as long as
+        # this one reading.
         self._shapes: dict[tuple[Any, tuple[Any, ...]], Shape] = {}
+        self._groups: dict[tuple[Any, Any], RouteKey] = {}  # -> the key with any source
 
     def snapshot(self, routes: list, vifs: list) -> None:
         n = 0
@@ -197,7 +201,7 @@ class _Loader:
 
     def route(self, entry: object) -> Route:
         entry = _object(entry)
-        key = _key(entry)
+        key = self.key(entry)
         outputs = entry.get("outputs")
         if type(outputs) is not list:
             raise ValueError(f"field 'outputs' must be a list of interface names, not {outputs!r}")
@@ -210,10 +214,33 @@ class _Loader:
             shape = _check_shape(key, given)
         return Route(key, shape[0], shape[1])
 
+    def key(self, entry: dict) -> RouteKey:
+        """The route key of an entry: make_route_key's, with the group read once per
+        (group, table) and a host source read with one inet_pton (anything else, and
+        every error, goes through make_route_key)."""
+        source, group = entry.get("source", "*"), entry.get("group", "")
+        table = entry.get("table", 0)
+        try:
+            base = self._groups[(group, table)]
+        except KeyError:
+            base = self._groups[(group, table)] = make_route_key("*", group, table)
+        except TypeError:  # unhashable: not text; make_route_key names it
+            return make_route_key(source, group, table)
+        packed_group = base.sg[1]
+        if type(source) is str and "/" not in source and source not in ("", "*"):
+            try:
+                packed = inet_pton(AF_INET if len(packed_group) == 4 else AF_INET6, source)
+            except (OSError, ValueError):
+                packed = b""
+            if any(packed):  # not the unspecified address ("any source")
+                return RouteKey(base.table, (packed, packed_group), 8 * len(packed),
+                                base.group_len)  # fmt: skip
+        return make_route_key(source, group, table)
+
     def unroute(self, entry: dict) -> None:
         """Remove a route; an entry without "input" (written before templates had one
         per input) removes every template of its addresses."""
-        key = _key(entry)
+        key = self.key(entry)
         input = entry.get("input", "")
         if type(input) is not str:
             raise ValueError(f"field 'input' must be an interface name, not {input!r}")
@@ -305,10 +332,6 @@ def _object(value: object) -> dict:
     if type(value) is not dict:
         raise ValueError("it is not a JSON object")
     return value
-
-
-def _key(entry: dict) -> RouteKey:
-    return make_route_key(entry.get("source", "*"), entry.get("group", ""), entry.get("table", 0))
 
 
 def _check_shape(key: RouteKey, shape: tuple[Any, tuple[Any, ...]]) -> Shape:

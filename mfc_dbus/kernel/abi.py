@@ -179,6 +179,14 @@ ffi.cdef("""
         struct __kernel_sockaddr_storage gsr_source;
     };
 
+    struct group_filter {
+        uint32_t gf_interface;
+        struct __kernel_sockaddr_storage gf_group;
+        uint32_t gf_fmode;
+        uint32_t gf_numsrc;
+        struct __kernel_sockaddr_storage gf_slist[1];
+    };
+
     struct sock_filter {
         uint16_t code;
         uint8_t jt;
@@ -197,6 +205,15 @@ MCAST_JOIN_GROUP = 42
 MCAST_LEAVE_GROUP = 45
 MCAST_JOIN_SOURCE_GROUP = 46
 MCAST_LEAVE_SOURCE_GROUP = 47
+
+MCAST_MSFILTER = 48  # getsockopt: the filter (mode, sources) a socket holds for a group
+MCAST_EXCLUDE = 0  # any source but those listed (an any-source join lists none)
+MCAST_INCLUDE = 1  # only the sources listed (source-specific joins)
+
+# getsockopt(2) itself: MCAST_MSFILTER reads its question from the buffer it answers in,
+# which Python's socket.getsockopt cannot pass.
+ffi.cdef("int getsockopt(int fd, int level, int name, void *value, uint32_t *length);")
+libc = ffi.dlopen(None)
 
 SO_ATTACH_FILTER = 26  # level SOL_SOCKET; SO_GET_FILTER has the same value
 BPF_RET_K = 0x06  # BPF_RET | BPF_K: return the constant k (0: drop the packet)

@@ -152,6 +152,49 @@ def _source_request(ifindex: int, group: IPAddress, source: IPAddress):
     return req
 
 
+def _read_address(storage, family: Family) -> IPAddress:
+    if family is Family.IPV4:
+        sin = ffi.cast("struct sockaddr_in *", ffi.addressof(storage))
+        return ipaddress.IPv4Address(bytes(ffi.buffer(ffi.addressof(sin, "sin_addr"), 4)))
+    sin6 = ffi.cast("struct sockaddr_in6 *", ffi.addressof(storage))
+    return ipaddress.IPv6Address(bytes(ffi.buffer(ffi.addressof(sin6, "sin6_addr"), 16)))
+
+
+_SLIST = ffi.offsetof("struct group_filter", "gf_slist")
+_STORAGE = ffi.sizeof("struct __kernel_sockaddr_storage")
+
+
+def held_sources(
+    sock: socket.socket, family: Family, ifindex: int, group: IPAddress, room: int = 64
+) -> set[IPAddress] | None:
+    """What `sock` holds of `group` on `ifindex`, asked of the kernel (getsockopt
+    MCAST_MSFILTER): None for an any-source join, the sources of a source-specific one;
+    NotFound when it holds no membership of that group there."""
+    buffer = ffi.new("char[]", _SLIST + room * _STORAGE)
+    request = ffi.cast("struct group_filter *", buffer)
+    request.gf_interface = ifindex
+    _fill_address(request.gf_group, group)
+    request.gf_numsrc = room
+    length = ffi.new("uint32_t *", len(buffer))
+    if abi.libc.getsockopt(sock.fileno(), _LEVEL[family], abi.MCAST_MSFILTER, buffer, length):
+        code = ffi.errno
+        if code in (errno_codes.EADDRNOTAVAIL, errno_codes.ENODEV):
+            raise NotFound(f"the join socket holds nothing of {group} on interface index "
+                           f"{ifindex}")  # fmt: skip
+        raise KernelError(f"cannot read the memberships of a join socket: {os.strerror(code)}",
+                          code)  # fmt: skip
+    count = request.gf_numsrc
+    if count > room:
+        return held_sources(sock, family, ifindex, group, count)
+    if request.gf_fmode == abi.MCAST_EXCLUDE and count == 0:
+        return None
+    if request.gf_fmode != abi.MCAST_INCLUDE or count == 0:  # never made here; nothing
+        raise NotFound(f"the join socket holds no join of {group} on interface index "
+                       f"{ifindex} made by this service")  # fmt: skip
+    slist = ffi.cast("struct __kernel_sockaddr_storage *", request.gf_slist)  # `room` long
+    return {_read_address(slist[n], family) for n in range(count)}
+
+
 # -- limits -------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class JoinLimits:
@@ -173,9 +216,13 @@ class JoinSocket:
     """One socket and what it holds: (ifindex, group) -> None for an any-source join,
     or the set of sources of its source-specific join."""
 
-    def __init__(self, family: Family, limits: JoinLimits) -> None:
+    def __init__(
+        self, family: Family, limits: JoinLimits, name: str, sock: socket.socket | None = None
+    ) -> None:
         self.family = family
-        self.sock = open_join_socket(family)
+        self.name = name  # what systemd's fd store knows it as (FDNAME)
+        self.sock = sock if sock is not None else open_join_socket(family)
+        self.stored = False  # handed to systemd's fd store
         self.groups: dict[GroupKey, set[IPAddress] | None] = {}
         self.group_limit = limits.groups_per_socket
         self.source_limit = limits.sources_per_group

@@ -150,6 +150,17 @@ class StandInMemberships:
         self.closed = True
         self.joined.clear()
 
+    version = 0  # nothing is kept across restarts here
+
+    def adopt(self, recorded: dict) -> None:
+        pass
+
+    def settle_adopted(self) -> list:
+        return []
+
+    def holdings(self) -> dict:
+        return {}
+
 
 class FakeKernel:
     """Hands out FakeSockets; `busy` lists (family, table) owned by 'another router'."""

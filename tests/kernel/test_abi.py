@@ -21,6 +21,9 @@ KERNEL_STRUCTS = [
     "struct sioc_mif_req6",
     "struct mrt6msg",
     "struct if_set",
+    "struct group_req",
+    "struct group_source_req",
+    "struct group_filter",
 ]
 
 

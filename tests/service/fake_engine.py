@@ -60,6 +60,11 @@ class FakeEngine:
     async def start(self) -> None:
         self.started = True
 
+    verifying = False  # no adopted kernel table to verify
+
+    async def verified(self) -> None:
+        return
+
     async def stop(self, flush: bool = True) -> None:
         self.stopped = True
 
@@ -203,3 +208,14 @@ class _NoMemberships:
 
     def close(self) -> None:
         pass
+
+    version = 0  # nothing is kept across restarts here
+
+    def adopt(self, recorded: dict) -> None:
+        pass
+
+    def settle_adopted(self) -> list:
+        return []
+
+    def holdings(self) -> dict:
+        return {}

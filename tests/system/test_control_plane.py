@@ -41,6 +41,7 @@ ADDROUTES = f"{PAYLOAD_DIR}/addroutes.py"
 G_SG, G_STAR, G_V6 = "233.252.0.131", "233.252.0.132", "ff3e::db8:13:1"
 G_TMP_V4, G_TMP_V6, G_PERSIST_V6 = "233.252.0.133", "ff3e::db8:13:2", "ff3e::db8:13:3"
 G_HOTPLUG, G_FOREIGN = "233.252.0.136", "233.252.0.137"
+G_JOINED = "233.252.0.138"  # a group join that restarts must not leave
 FLOWS = [Flow("(S,G)", G_SG, SOURCE_V4), Flow("(*,G)", G_STAR, SOURCE_V4),
          Flow("IPv6", G_V6, SOURCE_V6)]  # fmt: skip
 NEW_PER_EVENT = 8  # the kernel keeps at most 10 unresolved (S,G) per table
@@ -366,6 +367,50 @@ def test_table_changed_while_down_is_reconciled(plane: Plane) -> None:
     finally:
         debian.mfc("route", "del", G_HOTPLUG, "from", SOURCE_V4)
         debian.run("ip", "link", "del", extra)
+
+
+# == group joins =========================================================================
+
+
+def test_restarts_keep_group_memberships(plane: Plane) -> None:
+    """The join sockets live in systemd's fd store: through `systemctl restart` and
+    `kill -9` the kernel never stops holding the group (/proc/net/igmp, sampled without
+    pause), so no IGMP leave goes out; after each the join is listed as joined."""
+    debian = plane.debian
+    _wait_serving(debian)
+    joined = debian.mfc("group", "join", "up0", G_JOINED)
+    assert joined.returncode == 0, joined.stderr
+    try:
+        sampler = debian.c.popen(["python3", MRTOOL, "sample-igmp", "up0", G_JOINED],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)  # fmt: skip
+        samples: list[tuple[float, int]] = []
+        try:
+            samples.append(_sample(sampler.stdout.readline()))
+            assert samples[0][1] == 1, "the join is not in /proc/net/igmp"
+            cursor = debian.journal_cursor()
+            for end in (lambda pid: debian.systemctl("restart", UNIT),
+                        lambda pid: debian.run("kill", "-9", str(pid), check=True)):  # fmt: skip
+                pid = debian.main_pid()
+                end(pid)
+                wait_for(lambda old=pid: debian.main_pid() not in (0, old), 30, "a new main PID")
+                _wait_serving(debian)
+                shown = debian.mfc("-j", "group", "show")
+                assert shown.returncode == 0, shown.stderr
+                [row] = [r for r in json.loads(shown.stdout) if r["group"] == G_JOINED]
+                assert row["state"] == "joined", row
+        finally:
+            sampler.stdin.close()
+            samples.extend(_sample(line) for line in sampler.stdout)
+            sampler.wait(timeout=30)
+        debian.record("joins: /proc/net/igmp samples through two restarts", len(samples))
+        absent = [when for when, present in samples if not present]
+        assert not absent, f"the group was not held at {len(absent)} of {len(samples)} samples"
+        assert len(samples) > 100, "too few samples to tell"
+        journal = debian.journal(after=cursor)
+        assert "Traceback" not in journal and "closing the join socket" not in journal, journal
+    finally:
+        debian.mfc("group", "leave", "up0", G_JOINED)
 
 
 # == 100,000 routes =====================================================================

@@ -10,6 +10,9 @@ container (stdlib only).
   mrtool.py sample
       print "<CLOCK_MONOTONIC> <entries in /proc/net/ip_mr_cache>" as fast as it can
       read the table; exit when stdin closes.
+  mrtool.py sample-igmp IFNAME GROUP
+      print "<CLOCK_MONOTONIC> <1 if IFNAME holds GROUP in /proc/net/igmp, else 0>" as
+      fast as it can; exit when stdin closes.
 """
 
 from __future__ import annotations
@@ -63,11 +66,35 @@ def sample() -> int:
             return 0
 
 
+def joined(ifname: str, group_hex: str) -> bool:
+    """Whether /proc/net/igmp lists the group (hex as the kernel prints it) on ifname."""
+    device = None
+    with open("/proc/net/igmp") as f:
+        for line in f.readlines()[1:]:
+            if not line.startswith("\t"):
+                device = line.split()[1]
+            elif device == ifname and line.split()[0] == group_hex:
+                return True
+    return False
+
+
+def sample_igmp(ifname: str, group: str) -> int:
+    group_hex = f'{struct.unpack("=I", socket.inet_aton(group))[0]:08X}'
+    stdin = sys.stdin.fileno()
+    while True:
+        print(f"{time.monotonic():.6f} {int(joined(ifname, group_hex))}", flush=True)
+        readable, _, _ = select.select([stdin], [], [], 0)
+        if readable and not os.read(stdin, 4096):
+            return 0
+
+
 def main() -> int:
     if sys.argv[1:2] == ["add-mfc"] and len(sys.argv) >= 6:
         return add_mfc(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
     if sys.argv[1:] == ["sample"]:
         return sample()
+    if sys.argv[1:2] == ["sample-igmp"] and len(sys.argv) == 4:
+        return sample_igmp(sys.argv[2], sys.argv[3])
     print(__doc__, file=sys.stderr)
     return 2
 
