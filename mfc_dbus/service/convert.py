@@ -15,15 +15,19 @@ from typing import Any
 from dbus_fast import Variant
 
 from ..contract import Contract
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, LimitExceeded
 from ..model import Route, RouteStatus, VifStatus, make_route_key, validate_interface_name
 from ..names import PENDING_VIF_INDEX
+from ..wiresize import RowSizer, fits, mib
 from .groupwire import GROUP_SIGNAL_FIELDS, group_signal_values
 from .options import OptionSpec, option_spec
 
 RouteTuple = tuple[str, str, str, list[str], dict[str, Variant]]
 VifTuple = tuple[str, int, dict[str, Variant]]
 Getter = Callable[[Any], Any]
+
+
+PAGE_NEXT = "next"  # the details key of a page's last row: where the next page starts
 
 
 def vif_index(vif: VifStatus) -> int:
@@ -116,9 +120,14 @@ class Wire:
         self.route_options = option_spec(contract, "AddRoute")
         self.batch_options = option_spec(contract, "AddRoutes")
         self.batch_route_options = option_spec(contract, "AddRoutes", "routes")
-        self._route_details = _details(
-            contract.methods["ListRoutes"].arg("routes").keys, ROUTE_DETAILS, "ListRoutes"
-        )
+        route_keys = contract.methods["ListRoutes"].arg("routes").keys
+        if route_keys.get(PAGE_NEXT) != "s":
+            raise TypeError(f"ListRoutes: the contract names no details key {PAGE_NEXT}:s")
+        details = {key: sig for key, sig in route_keys.items() if key != PAGE_NEXT}
+        self._route_details = _details(details, ROUTE_DETAILS, "ListRoutes")
+        self._route_sizer = RowSizer(route_keys)  # next included: a bound for every row
+        self._texts = [get for _key, sig, get in self._route_details if sig == "s"]
+        self._lists = [get for _key, sig, get in self._route_details if sig == "as"]
         self._vif_details = _details(
             contract.methods["ListVifs"].arg("vifs").keys, VIF_DETAILS, "ListVifs"
         )
@@ -168,6 +177,33 @@ class Wire:
         source, group = route.key.texts
         details = {key: Variant(sig, get(status)) for key, sig, get in self._route_details}
         return source, group, route.input, list(route.outputs), details
+
+    def route_page(
+        self, statuses: list[RouteStatus], next_token: str | None, limit: int
+    ) -> list[RouteTuple]:
+        """ListRoutes' reply rows, the last carrying `next_token`; LimitExceeded when
+        the reply could exceed `limit` bytes (the bus would drop the service's
+        connection rather than deliver it)."""
+        size = self._route_sizer.fixed * len(statuses) + len(next_token or "")
+        if fits(size, limit):  # the fixed part alone fits: add each row's strings
+            size += sum(map(self._strings_size, statuses))
+        if not fits(size, limit):
+            raise LimitExceeded(
+                f"ListRoutes: a reply of {len(statuses)} routes could take {mib(size)}, more "
+                f"than the {mib(limit)} a bus message may hold; page through them with the "
+                f"filter keys limit (such as limit=10000) and after (the {PAGE_NEXT!r} value "
+                "of the previous page's last row), as `mfc-dbus route show` does"
+            )
+        rows = [self.route_tuple(status) for status in statuses]
+        if next_token is not None and rows:
+            rows[-1][4][PAGE_NEXT] = Variant("s", next_token)
+        return rows
+
+    def _strings_size(self, status: RouteStatus) -> int:
+        route = status.route
+        texts = [*route.key.texts, route.input, *(get(status) for get in self._texts)]
+        lists = [route.outputs, *(get(status) for get in self._lists)]
+        return self._route_sizer.bound(texts, lists) - self._route_sizer.fixed
 
     def vif_tuple(self, vif: VifStatus) -> VifTuple:
         details = {key: Variant(sig, get(vif)) for key, sig, get in self._vif_details}

@@ -1,0 +1,57 @@
+"""How large a D-Bus message of routes can get, against the bus's message limit.
+
+dbus-daemon refuses a message longer than its max_message_size by dropping the
+connection that sent it: the sender (the service for a ListRoutes reply, a client for
+AddRoutes) loses the bus. Both sides check a bound before sending instead and raise
+LimitExceeded saying how to page or split. The bound is an upper one (every alignment
+gap counted in full); a row of (source, group, input, outputs, details) marshals to
+about 300 bytes, so 32 MiB holds about 100,000 ListRoutes rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+# dbus-daemon's default max_message_size on the system bus (commented out, as the
+# default, in /usr/share/dbus-1/system.conf); session.conf raises it to 1,000,000,000.
+SYSTEM_BUS_MESSAGE_LIMIT = 32 * 1024 * 1024
+# Room for the header fields (path, interface, member, sender, destination, signature).
+HEADER_ALLOWANCE = 4096
+_FIXED = {"y": 1, "b": 4, "n": 2, "q": 2, "i": 4, "u": 4, "x": 8, "t": 8, "d": 8, "h": 4}
+_STRING = 4 + 1 + 3  # length, NUL, alignment of what follows
+_ALIGN = 7  # the most padding one aligned value can need
+
+
+def string_size(text: str) -> int:
+    return _STRING + len(text.encode())
+
+
+def strings_size(texts: Iterable[str]) -> int:
+    """An `as` without its length word."""
+    return sum(_STRING + len(text.encode()) for text in texts)
+
+
+class RowSizer:
+    """An upper bound of one (s s s as a{sv}) row with the dict keys `keys` (key ->
+    signature): a fixed part from the signatures, plus the strings of each row."""
+
+    def __init__(self, keys: Mapping[str, str]) -> None:
+        fixed = _ALIGN + 3 * _STRING + 4 + _ALIGN + 4 + _ALIGN  # struct, s s s, as, a{sv}
+        for key, signature in keys.items():
+            value = _FIXED.get(signature, 4 + _ALIGN if signature == "as" else _STRING)
+            fixed += _ALIGN + string_size(key) + 2 + len(signature) + _ALIGN + value
+        self.fixed = fixed
+
+    def bound(self, texts: Iterable[str], lists: Iterable[Sequence[str]] = ()) -> int:
+        """The bound of one row whose strings (source, group, input and the string
+        values of its dict) are `texts` and whose string lists are `lists`."""
+        size = self.fixed + sum(len(text.encode()) for text in texts)
+        return size + sum(strings_size(found) for found in lists)
+
+
+def fits(size: int, limit: int = SYSTEM_BUS_MESSAGE_LIMIT) -> bool:
+    return size + HEADER_ALLOWANCE <= limit
+
+
+def mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
