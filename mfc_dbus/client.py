@@ -259,8 +259,8 @@ def check_batch_size(routes: Sequence[Sequence[Any]], limit: int) -> None:
     """LimitExceeded, with the batch size that fits, when an AddRoutes of `routes`
     (as sent) could exceed `limit` bytes: the bus would drop the connection instead."""
     size = sum(
-        _BATCH_ROW.bound((source, group, input_), (outputs,))
-        for source, group, input_, outputs, _options in routes
+        _BATCH_ROW.bound((source, group, input_), (outputs,), options)
+        for source, group, input_, outputs, options in routes
     )
     if not fits(size, limit):
         most = max(1, len(routes) * (limit - 65536) // size)

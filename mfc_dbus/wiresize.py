@@ -36,16 +36,27 @@ class RowSizer:
     signature): a fixed part from the signatures, plus the strings of each row."""
 
     def __init__(self, keys: Mapping[str, str]) -> None:
-        fixed = _ALIGN + 3 * _STRING + 4 + _ALIGN + 4 + _ALIGN  # struct, s s s, as, a{sv}
-        for key, signature in keys.items():
-            value = _FIXED.get(signature, 4 + _ALIGN if signature == "as" else _STRING)
-            fixed += _ALIGN + string_size(key) + 2 + len(signature) + _ALIGN + value
-        self.fixed = fixed
+        self.base = _ALIGN + 3 * _STRING + 4 + _ALIGN + 4 + _ALIGN  # struct, s s s, as, a{sv}
+        self.entries = {
+            key: _ALIGN + string_size(key) + 2 + len(signature) + _ALIGN
+            + _FIXED.get(signature, 4 + _ALIGN if signature == "as" else _STRING)
+            for key, signature in keys.items()
+        }  # fmt: skip
+        self.fixed = self.base + sum(self.entries.values())  # with every key present
 
-    def bound(self, texts: Iterable[str], lists: Iterable[Sequence[str]] = ()) -> int:
+    def bound(
+        self,
+        texts: Iterable[str],
+        lists: Iterable[Sequence[str]] = (),
+        keys: Iterable[str] | None = None,
+    ) -> int:
         """The bound of one row whose strings (source, group, input and the string
-        values of its dict) are `texts` and whose string lists are `lists`."""
-        size = self.fixed + sum(len(text.encode()) for text in texts)
+        values of its dict) are `texts`, whose string lists are `lists`, and whose dict
+        has the keys `keys` (None: every key)."""
+        fixed = (
+            self.fixed if keys is None else self.base + sum(map(self.entries.__getitem__, keys))
+        )
+        size = fixed + sum(len(text.encode()) for text in texts)
         return size + sum(strings_size(found) for found in lists)
 
 
