@@ -164,7 +164,7 @@ class RouteInfo:
     @classmethod
     def from_dbus(cls, item: Sequence[Any]) -> RouteInfo:
         source, group, input_, outputs, extra = item
-        info = unwrap(extra)
+        info = {key: variant.value for key, variant in extra.items()}  # flat values only
         return cls(
             source=source or "*",
             group=group,

@@ -175,7 +175,8 @@ class Wire:
     def route_tuple(self, status: RouteStatus) -> RouteTuple:
         route = status.route
         source, group = route.key.texts
-        details = {key: Variant(sig, get(status)) for key, sig, get in self._route_details}
+        # verify=False: the values are the model's own, of the contract's types.
+        details = {key: Variant(sig, get(status), False) for key, sig, get in self._route_details}
         return source, group, route.input, list(route.outputs), details
 
     def route_page(
