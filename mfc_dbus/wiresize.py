@@ -4,8 +4,9 @@ dbus-daemon refuses a message longer than its max_message_size by dropping the
 connection that sent it: the sender (the service for a ListRoutes reply, a client for
 AddRoutes) loses the bus. Both sides check a bound before sending instead and raise
 LimitExceeded saying how to page or split. The bound is an upper one (every alignment
-gap counted in full); a row of (source, group, input, outputs, details) marshals to
-about 300 bytes, so 32 MiB holds about 100,000 ListRoutes rows.
+gap counted in full): a ListRoutes row of an exact IPv4 route marshals to 320 bytes and
+is bounded at 595 (a reply of about 56,000 such rows is refused), an AddRoutes row of
+one to 64 and 88 (about 380,000 per batch).
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ Getter = Callable[[Any], Any]
 
 
 PAGE_NEXT = "next"  # the details key of a page's last row: where the next page starts
+# Source and group texts (an IPv6 prefix: at most 43 characters each), state and family.
+_BOUNDED_TEXTS = 43 + 43 + len("installed") + len("ipv4")
+_LIST_ITEM = 8  # an interface name's length word, NUL and alignment in an `as`
 
 
 def vif_index(vif: VifStatus) -> int:
@@ -126,8 +129,6 @@ class Wire:
         details = {key: sig for key, sig in route_keys.items() if key != PAGE_NEXT}
         self._route_details = _details(details, ROUTE_DETAILS, "ListRoutes")
         self._route_sizer = RowSizer(route_keys)  # next included: a bound for every row
-        self._texts = [get for _key, sig, get in self._route_details if sig == "s"]
-        self._lists = [get for _key, sig, get in self._route_details if sig == "as"]
         self._vif_details = _details(
             contract.methods["ListVifs"].arg("vifs").keys, VIF_DETAILS, "ListVifs"
         )
@@ -200,11 +201,19 @@ class Wire:
             rows[-1][4][PAGE_NEXT] = Variant("s", next_token)
         return rows
 
-    def _strings_size(self, status: RouteStatus) -> int:
+    @staticmethod
+    def _strings_size(status: RouteStatus) -> int:
+        """The row's strings, beyond RowSizer's fixed part: the lengths the model bounds
+        (addresses, state, family) as constants, interface names (printable ASCII) by
+        their length, the free texts (owner, origin) encoded."""
         route = status.route
-        texts = [*route.key.texts, route.input, *(get(status) for get in self._texts)]
-        lists = [route.outputs, *(get(status) for get in self._lists)]
-        return self._route_sizer.bound(texts, lists) - self._route_sizer.fixed
+        names = (route.input, *route.outputs, *status.missing_interfaces)
+        size = _BOUNDED_TEXTS + sum(map(len, names)) + _LIST_ITEM * (len(names) - 1)
+        if route.owner:
+            size += len(route.owner.encode())
+        if route.origin:
+            size += len(route.origin.encode())
+        return size
 
     def vif_tuple(self, vif: VifStatus) -> VifTuple:
         details = {key: Variant(sig, get(vif)) for key, sig, get in self._vif_details}
