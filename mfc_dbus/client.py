@@ -47,7 +47,7 @@ from .names import (
     OBJECT_PATH,
     PENDING_VIF_INDEX,
 )
-from .wiresize import SYSTEM_BUS_MESSAGE_LIMIT, RowSizer, fits, mib
+from .wiresize import SYSTEM_BUS_MESSAGE_LIMIT, RowSizer, fits, mib, rows_size
 
 # Bus-level error names only a client meets (the service never sends them).
 DBUS_SPAWN_PREFIX = "org.freedesktop.DBus.Error.Spawn."
@@ -257,15 +257,18 @@ def make_options(**values: Any) -> dict[str, Variant]:
 
 def check_batch_size(routes: Sequence[Sequence[Any]], limit: int) -> None:
     """LimitExceeded, with the batch size that fits, when an AddRoutes of `routes`
-    (as sent) could exceed `limit` bytes: the bus would drop the connection instead."""
+    (as sent) would exceed `limit` bytes: the bus would drop the connection instead. A
+    cheap upper bound decides most batches; past it the batch is measured exactly."""
     size = sum(
         _BATCH_ROW.bound((source, group, input_), (outputs,), options)
         for source, group, input_, outputs, options in routes
     )
     if not fits(size, limit):
+        size = rows_size(routes)  # the batch options are within HEADER_ALLOWANCE
+    if not fits(size, limit):
         most = max(1, len(routes) * (limit - 65536) // size)
         raise LimitExceeded(
-            f"AddRoutes: a batch of {len(routes)} routes could take {mib(size)}, more than "
+            f"AddRoutes: a batch of {len(routes)} routes would take {mib(size)}, more than "
             f"the {mib(limit)} a bus message may hold; split it into batches of at most "
             f"{most} routes (each batch is added all or nothing)"
         )

@@ -18,7 +18,7 @@ from ..contract import Contract
 from ..errors import InvalidArgument, LimitExceeded
 from ..model import Route, RouteStatus, VifStatus, make_route_key, validate_interface_name
 from ..names import PENDING_VIF_INDEX
-from ..wiresize import RowSizer, fits, mib
+from ..wiresize import RowSizer, fits, mib, rows_size
 from .groupwire import GROUP_SIGNAL_FIELDS, group_signal_values
 from .options import OptionSpec, option_spec
 
@@ -184,21 +184,25 @@ class Wire:
         self, statuses: list[RouteStatus], next_token: str | None, limit: int
     ) -> list[RouteTuple]:
         """ListRoutes' reply rows, the last carrying `next_token`; LimitExceeded when
-        the reply could exceed `limit` bytes (the bus would drop the service's
-        connection rather than deliver it)."""
+        the reply would exceed `limit` bytes (the bus would drop the service's
+        connection rather than deliver it). A cheap upper bound decides most replies;
+        past it the rows are measured exactly."""
         size = self._route_sizer.fixed * len(statuses) + len(next_token or "")
         if fits(size, limit):  # the fixed part alone fits: add each row's strings
             size += sum(map(self._strings_size, statuses))
-        if not fits(size, limit):
-            raise LimitExceeded(
-                f"ListRoutes: a reply of {len(statuses)} routes could take {mib(size)}, more "
-                f"than the {mib(limit)} a bus message may hold; page through them with the "
-                f"filter keys limit (such as limit=10000) and after (the {PAGE_NEXT!r} value "
-                "of the previous page's last row), as `mfc-dbus route show` does"
-            )
         rows = [self.route_tuple(status) for status in statuses]
         if next_token is not None and rows:
             rows[-1][4][PAGE_NEXT] = Variant("s", next_token)
+        if not fits(size, limit):
+            size = rows_size(rows)
+            if not fits(size, limit):
+                raise LimitExceeded(
+                    f"ListRoutes: a reply of {len(statuses)} routes would take {mib(size)}, "
+                    f"more than the {mib(limit)} a bus message may hold; page through them "
+                    f"with the filter keys limit (such as limit=10000) and after (the "
+                    f"{PAGE_NEXT!r} value of the previous page's last row), as `mfc-dbus "
+                    "route show` does"
+                )
         return rows
 
     @staticmethod
