@@ -2,10 +2,11 @@
 them after a resume token, with the counters of each table read together.
 
 The order is by value (family, table, group, group prefix length, source, source prefix
-length, configured before learned), never by when a route came: a page starts after
-the last row of the previous one whatever changed in between, so paging through a table
-that changes meanwhile never repeats or skips a route that existed throughout. The
-token is that last row's order, packed and written in hex: opaque to callers.
+length, configured before learned, a template's input), never by when a route came: a
+page starts after the last row of the previous one whatever changed in between, so
+paging through a table that changes meanwhile never repeats or skips a route that
+existed throughout. The token is that last row's order, packed and written in hex:
+opaque to callers.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from .status import (
 from .table import SG, Table
 from .tables import KernelTables as Tables
 
-# (address size, table, group, group length, source, source length, learned)
-Order = tuple[int, int, bytes, int, bytes, int, bool]
+# (address size, table, group, group length, source, source length, learned, input:
+# a template's, "" for an exact (S,G))
+Order = tuple[int, int, bytes, int, bytes, int, bool, str]
 _SIZES = {4: Family.IPV4, 16: Family.IPV6}
 _TOKEN_HELP = "pass the 'next' value of the previous page's last row unchanged"
 
@@ -41,13 +43,14 @@ class RoutePage:
 
 def order_of(key: RouteKey, learned: bool = False) -> Order:
     source, group = key.sg
-    return (len(group), key.table, group, key.group_len, source, key.source_len, learned)
+    return (len(group), key.table, group, key.group_len, source, key.source_len, learned,
+            key.input)  # fmt: skip
 
 
 def encode_token(order: Order) -> str:
-    size, table, group, group_len, source, source_len, learned = order
+    size, table, group, group_len, source, source_len, learned, input_ = order
     packed = bytes((size,)) + table.to_bytes(4, "big") + group + bytes((group_len,))
-    return (packed + source + bytes((source_len, learned))).hex()
+    return (packed + source + bytes((source_len, learned)) + input_.encode()).hex()
 
 
 def decode_token(token: str) -> Order:
@@ -57,7 +60,14 @@ def decode_token(token: str) -> Order:
     except ValueError:
         packed = b""
     size = packed[0] if packed else 0
-    if size not in _SIZES or len(packed) != 2 * size + 8 or packed[-1] > 1:
+    fixed = 2 * size + 8  # then a template's input: an interface name, printable ASCII
+    input_ = packed[fixed:]
+    if (
+        size not in _SIZES
+        or not fixed <= len(packed) <= fixed + 15
+        or packed[fixed - 1] > 1
+        or not (input_.isascii() and input_.decode().isprintable())
+    ):
         raise InvalidArgument(
             f"ListRoutes filter after={token!r} is not a resume token: {_TOKEN_HELP}"
         )
@@ -69,8 +79,9 @@ def decode_token(token: str) -> Order:
         packed[5:group_end],
         packed[group_end],
         packed[source_at : source_at + size],
-        packed[-2],
-        bool(packed[-1]),
+        packed[fixed - 2],
+        bool(packed[fixed - 1]),
+        input_.decode(),
     )
 
 
@@ -88,7 +99,8 @@ def _rows(
         for sg, learned in found.learned.items():
             if learned.template is not None:
                 source, group = sg
-                yield ((len(group), number, group, bits, source, bits, True), found, sg, learned)
+                order = (len(group), number, group, bits, source, bits, True, "")
+                yield (order, found, sg, learned)
 
 
 def select(

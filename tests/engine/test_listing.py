@@ -48,6 +48,7 @@ def test_tokens_round_trip_for_both_families():
         (make_route_key("10.1.0.0/16", "233.252.0.0/24", 7), False),
         (make_route_key("2001:db8::5", "ff3e::db8:1", 0), True),
         (make_route_key("*", "239.1.2.3", 4294967295), False),
+        (make_route_key("*", "239.1.2.3", 0, input="a-very-long-nm0"), False),
     ):
         order = order_of(key, learned)
         assert decode_token(encode_token(order)) == order
@@ -147,3 +148,14 @@ def test_counters_are_read_once_per_table_and_summed_for_templates(h):
     assert statuses[("*", "233.252.0.2")].counters == Counters(21, 2100, 2)
     assert statuses[("192.0.2.10", "233.252.0.2")].state == "learned"
     assert statuses[("192.0.2.11", "233.252.0.2")].counters == Counters(11, 1100, 1)
+
+
+def test_templates_of_one_group_from_two_inputs_are_two_rows_paged_apart(h):
+    h.engine.add_route(route("*", "233.252.0.2", "up0", "down0"))
+    h.engine.add_route(route("*", "233.252.0.2", "down1", "down0"))
+    h.engine.add_route(route("10.0.0.1", "233.252.0.2", "up0", "down0"))
+    whole = [(s.route.key.texts[0], s.route.input) for s in h.engine.list_routes()]
+    assert whole == [("*", "down1"), ("*", "up0"), ("10.0.0.1", "up0")]
+    first = h.engine.list_page(limit=1)
+    second = h.engine.list_page(after=first.next, limit=1)
+    assert [s.route.input for s in first.statuses + second.statuses] == ["down1", "up0"]
