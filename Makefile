@@ -5,7 +5,7 @@ DESTDIR  ?=
 PYTEST_ARGS ?=
 DISTRO_PYTHON ?= .venv-debian/bin/python
 
-.PHONY: setup typecheck test test-venv test-distro lint format bench demo install uninstall deb clean system-test
+.PHONY: setup typecheck test test-venv test-distro lint format bench demo install uninstall deb clean system-test scale-test
 
 setup:
 	@scripts/setup.sh
@@ -14,14 +14,18 @@ setup:
 # the distribution's own Python and python3-* libraries (.venv-debian sees only
 # /usr/lib/python3/dist-packages besides the project itself).
 test: setup
-	$(PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
-	$(DISTRO_PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not system and not scale" $(PYTEST_ARGS)
+	$(DISTRO_PYTHON) -m pytest -m "not system and not scale" $(PYTEST_ARGS)
 
 test-venv: setup
-	$(PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not system and not scale" $(PYTEST_ARGS)
 
 test-distro: setup
-	$(DISTRO_PYTHON) -m pytest -m "not system" $(PYTEST_ARGS)
+	$(DISTRO_PYTHON) -m pytest -m "not system and not scale" $(PYTEST_ARGS)
+
+# `make scale-test`: a million routes through the service (about 11 minutes), once.
+scale-test: setup
+	$(PYTHON) -m pytest -m scale $(PYTEST_ARGS)
 
 # `make system-test`: the .deb (`make deb`) installed with apt and run by a real systemd
 # in systemd-nspawn containers of Debian 12 and 13 (tests/system/). Root filesystems

@@ -16,7 +16,7 @@ from . import cli_format as fmt
 from .cli_agent import PolkitAgent
 from .cli_diagnose import Snapshot, diagnose
 from .cli_grammar import EXIT_ERROR, EXIT_OK, PROG, Command
-from .client import BusUnavailable, Event, MfcClient, RouteSpec
+from .client import BusUnavailable, Event, MfcClient, RouteInfo, RouteSpec
 from .errors import MfcError
 from .names import BUS_NAME
 
@@ -36,6 +36,12 @@ class Context:
     def print(self, text: str) -> None:
         if text:
             print(text, file=self.out, flush=True)
+
+    def write(self, text: str) -> None:
+        """Part of a line (a streamed document), sent at once."""
+        if text:
+            self.out.write(text)
+            self.out.flush()
 
     def emit_json(self, value: Any) -> None:
         self.print(fmt.dumps(value, self.opts.pretty))
@@ -139,16 +145,39 @@ async def route_flush(ctx: Context, client: MfcClient, ready: Ready) -> int:
 
 
 async def route_show(ctx: Context, client: MfcClient, ready: Ready) -> int:
-    routes = await client.list_routes(family=ready["family"], table=ready["table"])
+    """One page: sorted and aligned as a whole. More: each page printed as it comes
+    (fmt.StreamedRoutesTable, fmt.JsonArrayStream)."""
+    pages = client.route_pages(family=ready["family"], table=ready["table"])
+    page = await anext(pages)
+    more = bool(page) and page[-1].next is not None
+    first = _shown(ready, page)
+    if not more:
+        if ctx.json:
+            ctx.emit_json([fmt.route_json(r) for r in first])
+        else:
+            ctx.print(fmt.routes_table(first, stats=ctx.opts.stats))
+        return EXIT_OK
+    if ctx.json:
+        stream = fmt.JsonArrayStream(ctx.opts.pretty)
+        ctx.write(stream.items(fmt.route_json(r) for r in first))
+        async for page in pages:
+            ctx.write(stream.items(fmt.route_json(r) for r in _shown(ready, page)))
+        ctx.print(stream.close())
+    else:
+        streamed = fmt.StreamedRoutesTable(stats=ctx.opts.stats)
+        ctx.print(streamed.page(first))
+        async for page in pages:
+            ctx.print(streamed.page(_shown(ready, page)))
+    return EXIT_OK
+
+
+def _shown(ready: Ready, routes: list[RouteInfo]) -> list[RouteInfo]:
+    """The routes `route show` was asked for (a group, a source) of one page."""
     if "group" in ready:
         routes = [r for r in routes if r.group == ready["group"]]
     if ready["source_given"]:
         routes = [r for r in routes if r.source == (ready["source"] or "*")]
-    if ctx.json:
-        ctx.emit_json([fmt.route_json(r) for r in routes])
-    else:
-        ctx.print(fmt.routes_table(routes, stats=ctx.opts.stats))
-    return EXIT_OK
+    return routes
 
 
 async def batch(ctx: Context, client: MfcClient, ready: Ready) -> int:

@@ -63,11 +63,19 @@ def table(
     if not text_rows:
         return ""
     widths = [len(h) for h in headers]
-    for row in text_rows:
+    _widen(widths, text_rows)
+    return _aligned([list(headers), *text_rows], widths, right)
+
+
+def _widen(widths: list[int], rows: Iterable[Sequence[str]]) -> None:
+    for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
+
+
+def _aligned(rows: Iterable[Sequence[str]], widths: Sequence[int], right: Collection[int]) -> str:
     lines = []
-    for row in [list(headers), *text_rows]:
+    for row in rows:
         cells = [
             cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
             for i, cell in enumerate(row)
@@ -95,28 +103,89 @@ def outputs_text(outputs: Sequence[str]) -> str:
     return " ".join(outputs) or BLOCKING
 
 
-def routes_table(routes: Sequence[RouteInfo], stats: bool = False) -> str:
-    show_table = any(r.table for r in routes)
+def _route_headers(show_table: bool, stats: bool) -> list[str]:
     headers = ["SOURCE", "GROUP", "INPUT", "OUTPUTS", "STATE"]
     if show_table:
         headers.append("TABLE")
     if stats:
         headers += ["PACKETS", "BYTES", "WRONG-IF"]
-    rows = []
-    for route in sorted(routes, key=_route_sort_key):
-        state = route.state
-        if route.missing:
-            state += f" (missing {','.join(route.missing)})"
-        state += kept_how(route.origin, route.owner, route.persistent)
-        outputs = outputs_text(route.outputs)
-        row: list[Any] = [route.source, route.group, route.input, outputs, state]
-        if show_table:
-            row.append(route.table)
-        if stats:
-            row += [route.packets, route.bytes, route.wrong_if]
-        rows.append(row)
+    return headers
+
+
+def _route_row(route: RouteInfo, show_table: bool, stats: bool) -> list[Any]:
+    state = route.state
+    if route.missing:
+        state += f" (missing {','.join(route.missing)})"
+    state += kept_how(route.origin, route.owner, route.persistent)
+    row: list[Any] = [route.source, route.group, route.input, outputs_text(route.outputs), state]
+    if show_table:
+        row.append(route.table)
+    if stats:
+        row += [route.packets, route.bytes, route.wrong_if]
+    return row
+
+
+def _numbers(headers: Sequence[str], stats: bool) -> set[int]:
     first_number = len(headers) - 3 if stats else len(headers)
-    return table(headers, rows, right=set(range(first_number, len(headers))))
+    return set(range(first_number, len(headers)))
+
+
+def routes_table(routes: Sequence[RouteInfo], stats: bool = False) -> str:
+    show_table = any(r.table for r in routes)
+    headers = _route_headers(show_table, stats)
+    rows = [_route_row(route, show_table, stats) for route in sorted(routes, key=_route_sort_key)]
+    return table(headers, rows, right=_numbers(headers, stats))
+
+
+class StreamedRoutesTable:
+    """routes_table for routes that come in pages, printed as they come: in the
+    service's order (family, table, group, source by value), always with the TABLE
+    column (a later page may hold another table), each column as wide as the widest
+    cell so far (a later page may widen it, never narrow it)."""
+
+    def __init__(self, stats: bool = False) -> None:
+        self._stats = stats
+        self._headers = _route_headers(True, stats)
+        self._widths = [len(header) for header in self._headers]
+        self._right = _numbers(self._headers, stats)
+        self._started = False
+
+    def page(self, routes: Sequence[RouteInfo]) -> str:
+        """The lines of one page (the headers before the first row), "" for none."""
+        rows = [[str(cell) for cell in _route_row(route, True, self._stats)] for route in routes]
+        if not rows:
+            return ""
+        _widen(self._widths, rows)
+        if not self._started:
+            self._started = True
+            rows.insert(0, self._headers)
+        return _aligned(rows, self._widths, self._right)
+
+
+class JsonArrayStream:
+    """One JSON array written a few items at a time: the same text as dumps(list) with
+    the same `pretty` once every part is joined."""
+
+    def __init__(self, pretty: bool = False) -> None:
+        self._pretty = pretty
+        self._count = 0
+
+    def items(self, values: Iterable[Any]) -> str:
+        parts = []
+        for value in values:
+            text = dumps(value, self._pretty)
+            if self._pretty:
+                text = "  " + text.replace("\n", "\n  ")
+                parts.append(("[\n" if self._count == 0 else ",\n") + text)
+            else:
+                parts.append(("[" if self._count == 0 else ", ") + text)
+            self._count += 1
+        return "".join(parts)
+
+    def close(self) -> str:
+        if self._count == 0:
+            return "[]"
+        return "\n]" if self._pretty else "]"
 
 
 def vifs_table(vifs: Sequence[VifInfo]) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from .errors import (
     AccessDenied,
     InteractiveAuthorizationRequired,
     InvalidArgument,
+    LimitExceeded,
     MfcError,
 )
 from .names import (
@@ -46,6 +47,7 @@ from .names import (
     OBJECT_PATH,
     PENDING_VIF_INDEX,
 )
+from .wiresize import SYSTEM_BUS_MESSAGE_LIMIT, RowSizer, fits, mib, rows_size
 
 # Bus-level error names only a client meets (the service never sends them).
 DBUS_SPAWN_PREFIX = "org.freedesktop.DBus.Error.Spawn."
@@ -58,6 +60,8 @@ CONTRACT = contract.load()
 ACTION_BY_METHOD: dict[str, str] = {
     name: spec.action for name, spec in CONTRACT.methods.items() if spec.action
 }
+PAGE_SIZE = 10_000  # ListRoutes rows per call: about 3 MiB, well inside a bus message
+_BATCH_ROW = RowSizer(CONTRACT.methods["AddRoutes"].arg("routes").keys)
 # D-Bus type of every option and filter key the contract defines.
 OPTION_SIGNATURES: dict[str, str] = CONTRACT.option_types()
 # Each signal's argument names, in order.
@@ -155,11 +159,12 @@ class RouteInfo:
     bytes: int = 0
     wrong_if: int = 0
     origin: str | None = None  # FILE:LINE of a configuration file's route
+    next: str | None = None  # on a page's last row: the resume token of the next page
 
     @classmethod
     def from_dbus(cls, item: Sequence[Any]) -> RouteInfo:
         source, group, input_, outputs, extra = item
-        info = unwrap(extra)
+        info = {key: variant.value for key, variant in extra.items()}  # flat values only
         return cls(
             source=source or "*",
             group=group,
@@ -175,6 +180,7 @@ class RouteInfo:
             bytes=int(info.get("bytes", 0)),
             wrong_if=int(info.get("wrong_if", 0)),
             origin=info.get("origin") or None,
+            next=info.get("next") or None,
         )
 
 
@@ -251,6 +257,25 @@ def make_options(**values: Any) -> dict[str, Variant]:
     return options
 
 
+def check_batch_size(routes: Sequence[Sequence[Any]], limit: int) -> None:
+    """LimitExceeded, with the batch size that fits, when an AddRoutes of `routes`
+    (as sent) would exceed `limit` bytes: the bus would drop the connection instead. A
+    cheap upper bound decides most batches; past it the batch is measured exactly."""
+    size = sum(
+        _BATCH_ROW.bound((source, group, input_), (outputs,), options)
+        for source, group, input_, outputs, options in routes
+    )
+    if not fits(size, limit):
+        size = rows_size(routes)  # the batch options are within HEADER_ALLOWANCE
+    if not fits(size, limit):
+        most = max(1, len(routes) * (limit - 65536) // size)
+        raise LimitExceeded(
+            f"AddRoutes: a batch of {len(routes)} routes would take {mib(size)}, more than "
+            f"the {mib(limit)} a bus message may hold; split it into batches of at most "
+            f"{most} routes (each batch is added all or nothing)"
+        )
+
+
 def system_bus_address() -> str:
     return os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DEFAULT_SYSTEM_BUS
 
@@ -258,6 +283,9 @@ def system_bus_address() -> str:
 # -- the client ---------------------------------------------------------------------------
 class MfcClient(GroupMethods):
     """A connection to org.mfc.Forwarding1 on the system bus (or `address`)."""
+
+    # The largest message AddRoutes sends (the bus drops a connection sending more).
+    message_limit = SYSTEM_BUS_MESSAGE_LIMIT
 
     def __init__(
         self, bus: MessageBus, *, interactive: bool = False, timeout: float | None = None
@@ -375,11 +403,9 @@ class MfcClient(GroupMethods):
         self, routes: Iterable[RouteSpec], options: Mapping[str, Any] | None = None
     ) -> int:
         """Add many routes at once, all or nothing; returns how many were added."""
-        body = [
-            [[r.source, r.group, r.input, list(r.outputs), r.options()] for r in routes],
-            make_options(**(options or {})),
-        ]
-        (count,) = await self.invoke("AddRoutes", *body)
+        rows = [[r.source, r.group, r.input, list(r.outputs), r.options()] for r in routes]
+        check_batch_size(rows, self.message_limit)
+        (count,) = await self.invoke("AddRoutes", rows, make_options(**(options or {})))
         return int(count)
 
     async def remove_route(
@@ -426,8 +452,26 @@ class MfcClient(GroupMethods):
     async def list_routes(
         self, *, family: str | None = None, table: int | None = None
     ) -> list[RouteInfo]:
-        (items,) = await self.invoke("ListRoutes", make_options(family=family, table=table))
-        return [RouteInfo.from_dbus(item) for item in items]
+        """Every route, read in pages of PAGE_SIZE."""
+        found: list[RouteInfo] = []
+        async for page in self.route_pages(family=family, table=table):
+            found.extend(page)
+        return found
+
+    async def route_pages(
+        self, *, family: str | None = None, table: int | None = None, size: int = PAGE_SIZE
+    ) -> AsyncIterator[list[RouteInfo]]:
+        """The routes, one ListRoutes page of at most `size` at a time, in the service's
+        order; a route that exists throughout comes exactly once."""
+        after: str | None = None
+        while True:
+            options = make_options(family=family, table=table, limit=size, after=after)
+            (items,) = await self.invoke("ListRoutes", options)
+            page = [RouteInfo.from_dbus(item) for item in items]
+            yield page
+            after = page[-1].next if page else None
+            if after is None:
+                return
 
     # -- VIFs ----------------------------------------------------------------------------------
     async def add_vif(

@@ -14,6 +14,7 @@ from ..model import Family, Route, RouteKey, RouteStatus, VifConfig, VifStatus
 
 if TYPE_CHECKING:
     from .joins import Join, JoinKey, JoinStatus
+    from .listing import RoutePage
 
 
 class EngineListener(Protocol):
@@ -110,7 +111,20 @@ class EngineAPI(Protocol):
     def list_routes(
         self, family: Family | None = None, table: int | None = None
     ) -> list[RouteStatus]:
-        """Configured and learned routes, with state and counters."""
+        """Configured and learned routes, with state and counters, in listing order."""
+
+    def list_page(
+        self,
+        family: Family | None = None,
+        table: int | None = None,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> RoutePage:
+        """The first `limit` routes (None: all) after the resume token `after` (None:
+        from the start) in a stable order by value; the page's `next` is the token of
+        the page after it, None on the last. InvalidArgument for a token ListRoutes did
+        not make or a limit of 0."""
 
     def add_vif(self, config: VifConfig) -> VifStatus:
         """Explicit VIF/MIF with a TTL threshold; LimitExceeded when the table is full."""

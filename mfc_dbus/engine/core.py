@@ -30,6 +30,7 @@ from .events import Listeners
 from .joins import Join, JoinKey, JoinManager, JoinStatus, follow_interface
 from .learned import Flows
 from .links import Hotplug, Interfaces
+from .listing import RoutePage, list_page
 from .mrdisc import Mrdisc
 from .outputs import with_outputs, without_outputs
 from .persist import Persistence
@@ -37,7 +38,7 @@ from .port import KernelPort, LinkWatcher, LinuxKernel
 from .reconcile import Reconciler
 from .runtime import RuntimeRecord, RuntimeState
 from .state import SavedState
-from .status import learned_status, route_status, vif_status
+from .status import route_status, vif_status
 from .table import Table
 from .tables import KernelTables
 from .validate import check_interface_name, check_route, check_table, check_vif
@@ -417,16 +418,17 @@ class Engine:
     def list_routes(
         self, family: Family | None = None, table: int | None = None
     ) -> list[RouteStatus]:
-        out = [
-            route_status(self._tables.of(key), route)
-            for key, route in self._routes.items()
-            if (family is None or key.family == family) and (table is None or key.table == table)
-        ]
-        for found in self._tables.matching(family, table):
-            for sg, learned in found.learned.items():
-                if learned.template is not None:
-                    out.append(learned_status(found, sg, learned))
-        return out
+        return self.list_page(family, table).statuses
+
+    def list_page(
+        self,
+        family: Family | None = None,
+        table: int | None = None,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> RoutePage:
+        return list_page(self._routes, self._tables, family, table, after, limit)
 
     def list_groups(
         self, family: Family | None = None, table: int | None = None

@@ -21,6 +21,7 @@ from ..errors import FamilyUnavailable, InvalidArgument, MfcError, NoSuchInterfa
 from ..model import Family, format_address
 from . import abi
 from .abi import ffi
+from .sgcounters import Counts, read_sg_counters
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +316,11 @@ class MrouteSocket:
 
     def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
         raise NotImplementedError
+
+    def sg_counters_many(self, pairs: Iterable[tuple[bytes, bytes]]) -> list[Counts | None]:
+        """(packets, bytes, wrong_if) of each (source, group), None where the kernel holds
+        no entry: ListRoutes' way (sgcounters.py has the figures)."""
+        return read_sg_counters(self.family, self._sock.fileno(), pairs)
 
     def vif_counters(self, vif: int) -> VifCounters:
         raise NotImplementedError

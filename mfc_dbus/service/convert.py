@@ -15,15 +15,22 @@ from typing import Any
 from dbus_fast import Variant
 
 from ..contract import Contract
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, LimitExceeded
 from ..model import Route, RouteStatus, VifStatus, make_route_key, validate_interface_name
 from ..names import PENDING_VIF_INDEX
+from ..wiresize import RowSizer, fits, mib, rows_size
 from .groupwire import GROUP_SIGNAL_FIELDS, group_signal_values
 from .options import OptionSpec, option_spec
 
 RouteTuple = tuple[str, str, str, list[str], dict[str, Variant]]
 VifTuple = tuple[str, int, dict[str, Variant]]
 Getter = Callable[[Any], Any]
+
+
+PAGE_NEXT = "next"  # the details key of a page's last row: where the next page starts
+# Source and group texts (an IPv6 prefix: at most 43 characters each), state and family.
+_BOUNDED_TEXTS = 43 + 43 + len("installed") + len("ipv4")
+_LIST_ITEM = 8  # an interface name's length word, NUL and alignment in an `as`
 
 
 def vif_index(vif: VifStatus) -> int:
@@ -117,9 +124,12 @@ class Wire:
         self.route_options = option_spec(contract, "AddRoute")
         self.batch_options = option_spec(contract, "AddRoutes")
         self.batch_route_options = option_spec(contract, "AddRoutes", "routes")
-        self._route_details = _details(
-            contract.methods["ListRoutes"].arg("routes").keys, ROUTE_DETAILS, "ListRoutes"
-        )
+        route_keys = contract.methods["ListRoutes"].arg("routes").keys
+        if route_keys.get(PAGE_NEXT) != "s":
+            raise TypeError(f"ListRoutes: the contract names no details key {PAGE_NEXT}:s")
+        details = {key: sig for key, sig in route_keys.items() if key != PAGE_NEXT}
+        self._route_details = _details(details, ROUTE_DETAILS, "ListRoutes")
+        self._route_sizer = RowSizer(route_keys)  # next included: a bound for every row
         self._vif_details = _details(
             contract.methods["ListVifs"].arg("vifs").keys, VIF_DETAILS, "ListVifs"
         )
@@ -167,8 +177,48 @@ class Wire:
     def route_tuple(self, status: RouteStatus) -> RouteTuple:
         route = status.route
         source, group = route.key.texts
-        details = {key: Variant(sig, get(status)) for key, sig, get in self._route_details}
+        # verify=False: the values are the model's own, of the contract's types.
+        details = {key: Variant(sig, get(status), False) for key, sig, get in self._route_details}
         return source, group, route.input, list(route.outputs), details
+
+    def route_page(
+        self, statuses: list[RouteStatus], next_token: str | None, limit: int
+    ) -> list[RouteTuple]:
+        """ListRoutes' reply rows, the last carrying `next_token`; LimitExceeded when
+        the reply would exceed `limit` bytes (the bus would drop the service's
+        connection rather than deliver it). A cheap upper bound decides most replies;
+        past it the rows are measured exactly."""
+        size = self._route_sizer.fixed * len(statuses) + len(next_token or "")
+        if fits(size, limit):  # the fixed part alone fits: add each row's strings
+            size += sum(map(self._strings_size, statuses))
+        rows = [self.route_tuple(status) for status in statuses]
+        if next_token is not None and rows:
+            rows[-1][4][PAGE_NEXT] = Variant("s", next_token)
+        if not fits(size, limit):
+            size = rows_size(rows)
+            if not fits(size, limit):
+                raise LimitExceeded(
+                    f"ListRoutes: a reply of {len(statuses)} routes would take {mib(size)}, "
+                    f"more than the {mib(limit)} a bus message may hold; page through them "
+                    f"with the filter keys limit (such as limit=10000) and after (the "
+                    f"{PAGE_NEXT!r} value of the previous page's last row), as `mfc-dbus "
+                    "route show` does"
+                )
+        return rows
+
+    @staticmethod
+    def _strings_size(status: RouteStatus) -> int:
+        """The row's strings, beyond RowSizer's fixed part: the lengths the model bounds
+        (addresses, state, family) as constants, interface names (printable ASCII) by
+        their length, the free texts (owner, origin) encoded."""
+        route = status.route
+        names = (route.input, *route.outputs, *status.missing_interfaces)
+        size = _BOUNDED_TEXTS + sum(map(len, names)) + _LIST_ITEM * (len(names) - 1)
+        if route.owner:
+            size += len(route.owner.encode())
+        if route.origin:
+            size += len(route.origin.encode())
+        return size
 
     def vif_tuple(self, vif: VifStatus) -> VifTuple:
         details = {key: Variant(sig, get(vif)) for key, sig, get in self._vif_details}

@@ -22,6 +22,7 @@ from ..engine.joins import Join
 from ..gcpause import gc_paused_if_many
 from ..model import Family, Route, VifConfig, VifStatus, make_route_key
 from ..model import validate_interface_name as check_ifname
+from ..wiresize import SYSTEM_BUS_MESSAGE_LIMIT
 from .auth import Call, GuardedEngine, public
 from .convert import Wire, vif_index
 from .emitter import Emitter
@@ -34,6 +35,9 @@ Change = Callable[[], Any]
 
 
 class Forwarding:
+    # The largest reply ListRoutes sends (the bus drops a connection sending more).
+    message_limit = SYSTEM_BUS_MESSAGE_LIMIT
+
     def __init__(self, engine: Any, leases: Leases, contract: Contract) -> None:
         self._raw_engine = engine
         self._engine = GuardedEngine(engine)
@@ -197,8 +201,11 @@ class Forwarding:
     @public
     def ListRoutes(self, call: Call, filter: dict[str, Variant]) -> list[Any]:
         given = self._route_filter.parse(filter)
-        statuses = self._engine.list_routes(given.get("family"), given.get("table"))
-        return [self._wire.route_tuple(status) for status in statuses]
+        page = self._engine.list_page(
+            given.get("family"), given.get("table"), after=given.get("after"),
+            limit=given.get("limit"),
+        )  # fmt: skip
+        return self._wire.route_page(page.statuses, page.next, self.message_limit)
 
     # -- interfaces ----------------------------------------------------------------
     def AddVif(self, call: Call, interface: str, options: dict[str, Variant]) -> Change:

@@ -287,3 +287,25 @@ def test_options_are_typed_variants_and_none_is_left_out():
         "table": Variant("u", 3),
         "family": Variant("s", "ipv6"),
     }
+
+
+def test_streamed_json_is_the_same_text_as_the_whole_document():
+    values = [fmt.route_json(RouteInfo.from_dbus(route_item(f"192.0.2.{n}"))) for n in range(5)]
+    for pretty in (False, True):
+        stream = fmt.JsonArrayStream(pretty)
+        text = stream.items(values[:2]) + stream.items([]) + stream.items(values[2:])
+        assert text + stream.close() == fmt.dumps(values, pretty)
+        assert fmt.JsonArrayStream(pretty).close() == fmt.dumps([], pretty)
+
+
+def test_streamed_table_shows_the_table_column_and_only_widens():
+    streamed = fmt.StreamedRoutesTable(stats=True)
+    first = streamed.page([RouteInfo.from_dbus(route_item())]).splitlines()
+    assert first[0].split() == ["SOURCE", "GROUP", "INPUT", "OUTPUTS", "STATE", "TABLE",
+                                "PACKETS", "BYTES", "WRONG-IF"]  # fmt: skip
+    later = RouteInfo.from_dbus(route_item("2001:db8::1234:5678", "ff3e::db8:1",
+                                           table=Variant("u", 7)))  # fmt: skip
+    second = streamed.page([later]).splitlines()
+    assert len(second) == 1 and second[0].split()[:2] == ["2001:db8::1234:5678", "ff3e::db8:1"]
+    assert second[0].index("ff3e::db8:1") > first[1].index("233.252.0.1")  # widened
+    assert streamed.page([]) == ""

@@ -90,6 +90,15 @@ class FakeSocket:
             raise NotFound("no such route")
         return self.counters.get((source, group), SgCounters(0, 0, 0))
 
+    def sg_counters_many(self, pairs) -> list:
+        self.log.append(("sg_counters_many", self.table, len(pairs)))
+        out = []
+        for source, group in pairs:
+            found = self.counters.get((_address(source), _address(group)), SgCounters(0, 0, 0))
+            known = (_address(source), _address(group)) in self.mfc
+            out.append((found.packets, found.bytes, found.wrong_if) if known else None)
+        return out
+
     def vif_counters(self, vif: int) -> VifCounters:
         return VifCounters(0, 0, 0, 0)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from mfc_dbus.engine import EngineListener, ReloadResult, groupcalls, identity
 from mfc_dbus.engine.joins import Join, JoinKey, JoinManager, JoinStatus
+from mfc_dbus.engine.listing import RoutePage, decode_token, encode_token, order_of, select
 from mfc_dbus.engine.outputs import with_outputs, without_outputs
 from mfc_dbus.errors import InvalidArgument, LimitExceeded, NoSuchInterface, NotFound
 from mfc_dbus.kernel.membership import Membership
@@ -143,11 +144,20 @@ class FakeEngine:
     def list_routes(
         self, family: Family | None = None, table: int | None = None
     ) -> list[RouteStatus]:
-        return [
-            RouteStatus(route, "installed")
+        return self.list_page(family, table).statuses
+
+    def list_page(self, family=None, table=None, *, after=None, limit=None) -> RoutePage:
+        """The engine's own order and tokens (engine/listing.py) over these routes."""
+        if limit is not None and limit < 1:
+            raise InvalidArgument(f"limit={limit}: give at least 1")
+        rows = (
+            (order_of(key), route)
             for key, route in self.routes.items()
             if (family is None or key.family == family) and (table is None or key.table == table)
-        ]
+        )
+        chosen, more = select(rows, decode_token(after) if after else None, limit)
+        statuses = [RouteStatus(route, "installed") for _order, route in chosen]
+        return RoutePage(statuses, encode_token(chosen[-1][0]) if more else None)
 
     def add_vif(self, config: VifConfig) -> VifStatus:
         if config.interface not in self.interfaces:

@@ -176,7 +176,7 @@ def test_every_engine_error_keeps_its_name(bus, polkit, error) -> None:
 def test_unexpected_exception_is_failed_without_internals(bus, polkit, caplog) -> None:
     async def scenario() -> tuple[str, str]:
         async with running_service(bus.address, trust_root=True) as (_s, engine, client):
-            engine.list_routes = lambda *a: 1 / 0
+            engine.list_page = lambda *a, **k: 1 / 0
             reply = await client.call("ListRoutes", "a{sv}", [{}])
             return reply.error_name, reply.body[0]
 
