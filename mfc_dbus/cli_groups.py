@@ -9,21 +9,21 @@ from typing import TYPE_CHECKING, Any
 from . import cli_format as fmt
 from .cli_grammar import EXIT_OK, Command
 from .client import GroupInfo, MfcClient
-from .model import make_route_key, validate_interface_name, wildcard_stem
+from .model import RouteKey, validate_interface_name, wildcard_stem
 
 if TYPE_CHECKING:
     from .cli_commands import Context, Ready
 
 
-def prepare_group(command: Command, table: int | None) -> dict[str, Any]:
-    """Check a join's interface, source and group before connecting; the group and
-    source in the service's spelling."""
+def prepare_group(command: Command, key: RouteKey | None) -> dict[str, Any]:
+    """Check a join's interface before connecting; the group and source (`key`, read
+    from the command, None for show) in the service's spelling."""
     values = command.values
-    if command.verb not in ("join", "leave"):
+    if key is None:
         return {}
     interface = values["interface"]
     validate_interface_name(wildcard_stem(interface) or interface)
-    source, group = make_route_key(values.get("source", ""), values["group"], table or 0).texts
+    source, group = key.texts
     return {
         "group": group,
         "source": "" if source == "*" else source,

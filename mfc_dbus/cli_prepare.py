@@ -161,7 +161,9 @@ def prepare(command: Command, opts: argparse.Namespace) -> dict[str, Any]:
     if command.obj == "route" and command.verb == "del" and "input" in values:
         ready["input"] = validate_interface_name(values["input"])
     if command.obj == "group":
-        ready.update(prepare_group(command, ready["table"]))
+        joining = command.verb in ("join", "leave")
+        key = route_key(values, ready["table"]) if joining else None
+        ready.update(prepare_group(command, key))
     else:
         ready.update(_route_arguments(command, ready["table"]))
     ready["source_given"] = "source" in values

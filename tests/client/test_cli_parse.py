@@ -294,3 +294,12 @@ def test_polkit_agent_not_wanted_or_root(monkeypatch):
 def test_every_command_of_the_grammar_has_a_handler():
     assert set(HANDLERS) | set(LOCAL_HANDLERS) == set(GRAMMARS)
     assert not set(HANDLERS) & set(LOCAL_HANDLERS)
+
+
+def test_a_join_with_host_bits_is_warned_about_as_a_route_is(capsys):
+    ready = prepared("group", "join", "eth0", "225.1.2.3/24", "source", "10.1.2.3")
+    assert (ready["group"], ready["source"]) == ("225.1.2.0/24", "10.1.2.3")
+    assert "mfc-dbus: warning: 225.1.2.3/24 taken as 225.1.2.0/24" in capsys.readouterr().err
+    assert prepared("group", "leave", "eth0", "225.1.2.0/24")["group"] == "225.1.2.0/24"
+    assert capsys.readouterr().err == ""
+    assert prepared("group", "show")["table"] is None
