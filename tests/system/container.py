@@ -219,10 +219,13 @@ class Container:
         return None
 
     def _system_state(self) -> str | None:
-        """The state once systemd answers (None while it cannot be reached yet)."""
+        """The state once systemd answers (None while it cannot be reached yet).
+
+        systemctl says "offline" until PID 1 has created /run/systemd/system, which a
+        fast look right after the leader appears can beat: that is "not yet" too."""
         done = self.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=120)
         state = done.stdout.strip()
-        return state if state and state not in ("initializing", "starting") else None
+        return state if state and state not in ("initializing", "starting", "offline") else None
 
     def shutdown(self, timeout: float = 60.0) -> int:
         """`systemctl poweroff` inside; returns nspawn's exit status (0 expected)."""
