@@ -116,6 +116,7 @@ PY
         "$DATADIR/polkit-1/actions/org.mfc.Forwarding1.policy"
     put 644 polkit/50-org.mfc.Forwarding1.rules "$DOCDIR/examples/50-org.mfc.Forwarding1.rules"
     put 644 README.md "$DOCDIR/README.md"
+    put 644 docs/dbus-api.md "$DOCDIR/dbus-api.md"
     put 644 conf/mfc-dbus.conf "$DOCDIR/examples/mfc-dbus.conf"
     put 644 man/mfc-dbus.1 "$MANDIR/man1/mfc-dbus.1"
     put 644 man/mfc-dbusd.8 "$MANDIR/man8/mfc-dbusd.8"

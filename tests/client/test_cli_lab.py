@@ -392,29 +392,29 @@ def test_diagnose_no_route_pending_and_silence(w: World):
     assert "rp_filter" in report["findings"][0]["message"]
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-README_INTERFACES = {"eth0": "up0", "eth1": "down0", "eth2": "down1"}
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "dbus-api.md"
+DOC_INTERFACES = {"eth0": "up0", "eth1": "down0", "eth2": "down1"}
 
 
-def readme_section(title: str) -> str:
-    text = README.read_text()
-    start = text.index(f"\n### {title}\n")
+def doc_section(title: str) -> str:
+    text = API_DOC.read_text()
+    start = text.index(f"\n## {title}\n")
     end = text.index("\n#", start + 1)
     return text[start:end]
 
 
-def readme_busctl_calls() -> list[list[str]]:
-    """Every call of the README's busctl table, in its order."""
+def doc_busctl_calls() -> list[list[str]]:
+    """Every call of docs/dbus-api.md's busctl table, in its order."""
     prefix = ["busctl", "--system", "call", BUS_NAME, OBJECT_PATH, BUS_NAME]
     rows = re.findall(
-        r"^\| [A-Za-z, ]+ \| `([A-Z]\w+ .*?|Reload)`", readme_section("With busctl"), re.M
+        r"^\| [A-Za-z, ]+ \| `([A-Z]\w+ .*?|Reload)`", doc_section("With busctl"), re.M
     )
     return [prefix + shlex.split(row) for row in rows]
 
 
-def readme_gdbus_calls() -> list[list[str]]:
-    """The README's gdbus block, `$F` expanded; `gdbus monitor` left out (it never ends)."""
-    section = readme_section("With gdbus")
+def doc_gdbus_calls() -> list[list[str]]:
+    """docs/dbus-api.md's gdbus block, `$F` expanded; `gdbus monitor` left out (it never ends)."""
+    section = doc_section("With gdbus")
     block = section[section.index("```sh\n") + 6 : section.rindex("```")].replace("\\\n", "")
     lines = [shlex.split(line, comments=True) for line in block.splitlines()]
     common = shlex.split(lines[0][0].removeprefix("F="))
@@ -426,11 +426,11 @@ def readme_gdbus_calls() -> list[list[str]]:
     return calls
 
 
-def test_the_readmes_busctl_and_gdbus_examples_work(w: World):
-    busctl, gdbus = readme_busctl_calls(), readme_gdbus_calls()
+def test_the_documented_busctl_and_gdbus_examples_work(w: World):
+    busctl, gdbus = doc_busctl_calls(), doc_gdbus_calls()
     assert len(busctl) >= 10 and len(gdbus) >= 5, (busctl, gdbus)  # found them all
     for argv in busctl + gdbus:
-        argv = [README_INTERFACES.get(word, word) for word in argv]
+        argv = [DOC_INTERFACES.get(word, word) for word in argv]
         result = subprocess.run(argv, env=w.bus.env(), capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, (argv, result.stderr)
 

@@ -1,4 +1,4 @@
-"""Man pages, README section and bash completion stay in step with the command."""
+"""Man pages, README, the D-Bus API doc and bash completion stay in step with the code."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ MAN1 = ROOT / "man" / "mfc-dbus.1"
 MAN8 = ROOT / "man" / "mfc-dbusd.8"
 MAN5 = ROOT / "man" / "mfc-dbus.conf.5"
 DOC = ROOT / "README.md"
+API_DOC = ROOT / "docs" / "dbus-api.md"
 COMPLETION = ROOT / "completion" / "mfc-dbus.bash"
 METHODS = sorted({*ACTION_BY_METHOD, "ListRoutes", "ListVifs", "ListGroups"})
 
@@ -35,8 +36,8 @@ def test_every_command_is_documented_in_the_man_page_and_readme():
         assert flag in man and flag in doc, flag
 
 
-def test_readme_gives_a_busctl_call_for_every_method():
-    doc = DOC.read_text()
+def test_the_api_doc_gives_a_busctl_call_for_every_method():
+    doc = API_DOC.read_text()
     for method in METHODS:
         assert re.search(rf"^\| {method}\b.*\| `{method}[ `]", doc, re.M), method
 
@@ -77,3 +78,13 @@ def test_bash_completion():
     assert complete("g", "join", "l") == ["lo"]
     assert complete("group", "join", "lo", "233.252.0.1", "s") == ["source"]
     assert "--oifs" in complete("mfc", "add", "--")
+
+
+def test_every_relative_link_in_the_documentation_resolves():
+    pages = [DOC, ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+    checked = 0
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), (page.name, target)
+            checked += 1
+    assert checked >= 4  # README -> docs/ and back at least

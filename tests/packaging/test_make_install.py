@@ -19,6 +19,7 @@ DATA_FILES = [
     "usr/share/dbus-1/interfaces/org.mfc.Forwarding1.xml",
     "usr/share/polkit-1/actions/org.mfc.Forwarding1.policy",
     "usr/share/doc/mfc-dbus/examples/50-org.mfc.Forwarding1.rules",
+    "usr/share/doc/mfc-dbus/dbus-api.md",
     "usr/share/man/man1/mfc-dbus.1",
     "usr/share/man/man8/mfc-dbusd.8",
     "usr/share/bash-completion/completions/mfc-dbus",
