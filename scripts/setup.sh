@@ -31,7 +31,7 @@ fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing the project into .venv"
     .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e '.[test,dev]'
+    .venv/bin/pip install -q -e '.[test,dev,bench]'
     touch "$stamp"
 fi
 
