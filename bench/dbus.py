@@ -39,7 +39,7 @@ from mfc_dbus.names import (
 )
 from mfc_lab import Lab
 from mfc_lab.bus import PrivateBus, terminate_pid
-from mfc_lab.polkit import RealPolkit, ThrowawayUser
+from mfc_lab.polkit import RealPolkit, ThrowawayUser, wait_until
 
 GROUP = Lab.group()
 TARGETS = {
@@ -187,11 +187,21 @@ async def best_rate(
     return rate(count, best)
 
 
+async def rule_in_effect(bus: MessageBus, subject: str, timeout: float = 10.0) -> None:
+    """Wait until polkitd has read the example rule (inotify): it authorizes `subject`."""
+    deadline = time.monotonic() + timeout
+    while not (await checked(bus, check_authorization(subject))).body[0][0]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"polkitd did not apply the example rule within {timeout:g} s")
+        await asyncio.sleep(0.05)
+
+
 async def measure_service(
     bus: PrivateBus, user: ThrowawayUser, args, cpu: ServiceCpu
 ) -> dict[str, float]:
     root = await MessageBus(bus_address=bus.address).connect()
     unprivileged = await connect_as(bus.address, user.uid, user.gid)
+    await rule_in_effect(root, unprivileged.unique_name)
     n = args.repeats
     figures: dict[str, float] = {}
     try:
@@ -213,6 +223,11 @@ async def measure_service(
     return figures
 
 
+def smcroute_interfaces(ctl: list[str]) -> str:
+    shown = subprocess.run([*ctl, "show", "interfaces"], capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else ""
+
+
 def measure_smcroute(lab: Lab, workdir: Path, count: int, batch_size: int) -> dict[str, float]:
     if shutil.which("smcrouted") is None or shutil.which("smcroutectl") is None:
         return {}
@@ -225,10 +240,9 @@ def measure_smcroute(lab: Lab, workdir: Path, count: int, batch_size: int) -> di
     )  # fmt: skip
     ctl = ["smcroutectl", "-u", str(sock)]
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)  # let it probe the interfaces
+        # Ready once its socket answers and it has found the lab's interfaces.
+        if not wait_until(lambda: "up0" in smcroute_interfaces(ctl), timeout=10):
+            raise RuntimeError("smcrouted did not list up0 within 10 s")
         start = time.perf_counter()
         for source in sources(count):
             subprocess.run([*ctl, "add", "up0", source, GROUP, "down0", "down1"], check=True,
@@ -265,7 +279,6 @@ def main() -> None:
     with Lab(downstreams=2) as lab, tempfile.TemporaryDirectory() as tmp, PrivateBus() as bus, \
             RealPolkit(bus) as polkit, ThrowawayUser() as user:  # fmt: skip
         polkit.install_example_rule(user.group)
-        time.sleep(0.5)  # polkitd notices the new rule (inotify)
         log = open(Path(tmp) / "mfc-dbusd.log", "w")  # the audit trail is on, as in service
         service = subprocess.Popen(
             ["ip", "netns", "exec", lab.rtr, mfc_dbusd, "--state-file", "none",
