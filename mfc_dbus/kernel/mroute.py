@@ -11,6 +11,7 @@ and the upcalls' draining; each family's structs are in mroute_families.py.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import socket
 import struct
@@ -302,6 +303,10 @@ class MrouteSocket:
     _origin_slice: slice
     _group_slice: slice
     _route_slice: slice  # parent and outputs fields, with whatever the compiler put between
+    _sg_request_type: str  # of SIOCGETSGCNT
+    _vif_request_type: str  # of SIOCGETVIFCNT
+    _vif_request_index: str  # its field naming the VIF
+    _vif_word: str  # what the family calls a VIF, for messages
 
     def _fill_route(self, ctl, parent: int, outputs: dict[int, int] | Iterable[int]) -> None:
         raise NotImplementedError
@@ -315,8 +320,20 @@ class MrouteSocket:
     def del_vif(self, vif: int) -> None:
         raise NotImplementedError
 
-    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
+    def _fill_sg_request(self, req, source: bytes, group: bytes) -> None:
         raise NotImplementedError
+
+    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
+        raw = bytearray(ffi.sizeof(self._sg_request_type))
+        req = ffi.from_buffer(self._sg_request_type + " *", raw)
+        self._fill_sg_request(req, self._packed(source, "source"), self._packed(group, "group"))
+        try:
+            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
+        except OSError as exc:
+            raise self._failed(
+                exc, f"read counters of ({address_text(source)}, {address_text(group)})"
+            ) from None
+        return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
 
     def sg_counters_many(self, pairs: Iterable[tuple[bytes, bytes]]) -> list[Counts | None]:
         """(packets, bytes, wrong_if) of each (source, group), None where the kernel holds
@@ -324,7 +341,15 @@ class MrouteSocket:
         return read_sg_counters(self.family, self._sock.fileno(), pairs)
 
     def vif_counters(self, vif: int) -> VifCounters:
-        raise NotImplementedError
+        check_vif(vif)
+        raw = bytearray(ffi.sizeof(self._vif_request_type))
+        req = ffi.from_buffer(self._vif_request_type + " *", raw)
+        setattr(req, self._vif_request_index, vif)
+        try:
+            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
+        except OSError as exc:
+            raise self._failed(exc, f"read counters of {self._vif_word} {vif}") from None
+        return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
 
 
 def address_text(address: object) -> str:

@@ -5,7 +5,6 @@ requests, igmpmsg / mrt6msg), and the functions that open or adopt one.
 
 from __future__ import annotations
 
-import fcntl
 import socket
 from collections.abc import Iterable
 
@@ -15,11 +14,8 @@ from . import abi
 from .abi import ffi
 from .mroute import (
     MrouteSocket,
-    SgCounters,
     Upcall,
     UpcallKind,
-    VifCounters,
-    address_text,
     check_vif,
 )
 
@@ -56,6 +52,10 @@ class Ipv4MrouteSocket(MrouteSocket):
     _origin_slice = _field_slice("struct mfcctl", "mfcc_origin", 4)
     _group_slice = _field_slice("struct mfcctl", "mfcc_mcastgrp", 4)
     _route_slice = _span("struct mfcctl", "mfcc_parent", "mfcc_ttls")
+    _sg_request_type = "struct sioc_sg_req"
+    _vif_request_type = "struct sioc_vif_req"
+    _vif_request_index = "vifi"
+    _vif_word = "VIF"
 
     def _fill_route(self, ctl, parent: int, outputs: dict[int, int] | Iterable[int]) -> None:
         ctl.mfcc_parent = parent
@@ -82,29 +82,9 @@ class Ipv4MrouteSocket(MrouteSocket):
         ctl.vifc_vifi = vif
         self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete VIF {vif}")
 
-    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
-        raw = bytearray(ffi.sizeof("struct sioc_sg_req"))
-        req = ffi.from_buffer("struct sioc_sg_req *", raw)
-        ffi.memmove(ffi.addressof(req, "src"), self._packed(source, "source"), 4)
-        ffi.memmove(ffi.addressof(req, "grp"), self._packed(group, "group"), 4)
-        try:
-            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
-        except OSError as exc:
-            raise self._failed(
-                exc, f"read counters of ({address_text(source)}, {address_text(group)})"
-            ) from None
-        return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
-
-    def vif_counters(self, vif: int) -> VifCounters:
-        check_vif(vif)
-        raw = bytearray(ffi.sizeof("struct sioc_vif_req"))
-        req = ffi.from_buffer("struct sioc_vif_req *", raw)
-        req.vifi = vif
-        try:
-            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
-        except OSError as exc:
-            raise self._failed(exc, f"read counters of VIF {vif}") from None
-        return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
+    def _fill_sg_request(self, req, source: bytes, group: bytes) -> None:
+        ffi.memmove(ffi.addressof(req, "src"), source, 4)
+        ffi.memmove(ffi.addressof(req, "grp"), group, 4)
 
     def _parse_upcall(self, data: bytes) -> Upcall | None:
         if len(data) < ffi.sizeof("struct igmpmsg"):
@@ -131,6 +111,10 @@ class Ipv6MrouteSocket(MrouteSocket):
     _origin_slice = _field_slice("struct mf6cctl", "mf6cc_origin.sin6_addr", 16)
     _group_slice = _field_slice("struct mf6cctl", "mf6cc_mcastgrp.sin6_addr", 16)
     _route_slice = _span("struct mf6cctl", "mf6cc_parent", "mf6cc_ifset")
+    _sg_request_type = "struct sioc_sg_req6"
+    _vif_request_type = "struct sioc_mif_req6"
+    _vif_request_index = "mifi"
+    _vif_word = "MIF"
 
     def _prepare_mfc(self, ctl) -> None:
         ctl.mf6cc_origin.sin6_family = socket.AF_INET6
@@ -165,31 +149,11 @@ class Ipv6MrouteSocket(MrouteSocket):
         ctl.mif6c_mifi = vif
         self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete MIF {vif}")
 
-    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
-        raw = bytearray(ffi.sizeof("struct sioc_sg_req6"))
-        req = ffi.from_buffer("struct sioc_sg_req6 *", raw)
+    def _fill_sg_request(self, req, source: bytes, group: bytes) -> None:
         req.src.sin6_family = socket.AF_INET6
         req.grp.sin6_family = socket.AF_INET6
-        ffi.memmove(ffi.addressof(req.src, "sin6_addr"), self._packed(source, "source"), 16)
-        ffi.memmove(ffi.addressof(req.grp, "sin6_addr"), self._packed(group, "group"), 16)
-        try:
-            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
-        except OSError as exc:
-            raise self._failed(
-                exc, f"read counters of ({address_text(source)}, {address_text(group)})"
-            ) from None
-        return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
-
-    def vif_counters(self, vif: int) -> VifCounters:
-        check_vif(vif)
-        raw = bytearray(ffi.sizeof("struct sioc_mif_req6"))
-        req = ffi.from_buffer("struct sioc_mif_req6 *", raw)
-        req.mifi = vif
-        try:
-            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
-        except OSError as exc:
-            raise self._failed(exc, f"read counters of MIF {vif}") from None
-        return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
+        ffi.memmove(ffi.addressof(req.src, "sin6_addr"), source, 16)
+        ffi.memmove(ffi.addressof(req.grp, "sin6_addr"), group, 16)
 
     def _parse_upcall(self, data: bytes) -> Upcall | None:
         if len(data) < ffi.sizeof("struct mrt6msg"):
