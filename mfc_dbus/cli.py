@@ -28,7 +28,7 @@ from .cli_grammar import (
     parse_options,
 )
 from .cli_prepare import prepare
-from .client import ActivationFailed, ServiceUnavailable
+from .client_bus import ActivationFailed, ServiceUnavailable
 from .config import EX_CONFIG, ConfigurationError
 from .errors import AccessDenied, InteractiveAuthorizationRequired, InvalidArgument, MfcError
 from .names import (

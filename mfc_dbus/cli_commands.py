@@ -16,7 +16,10 @@ from . import cli_format as fmt
 from .cli_agent import PolkitAgent
 from .cli_diagnose import Snapshot, diagnose
 from .cli_grammar import EXIT_ERROR, EXIT_OK, PROG, Command
-from .client import BusUnavailable, Event, MfcClient, RouteInfo, RouteSpec
+from .client import MfcClient
+from .client_bus import BusUnavailable
+from .client_routes import RouteInfo, RouteSpec
+from .client_signals import Event
 from .errors import MfcError
 from .names import BUS_NAME
 

@@ -12,7 +12,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from .cli_grammar import PROG
-from .client import GroupInfo, MfcClient, RouteInfo, RouteSpec, VifInfo
+from .client import MfcClient
+from .client_groups import GroupInfo
+from .client_routes import RouteInfo, RouteSpec
+from .client_vifs import VifInfo
 from .config import ConfigInterface, ConfigRoute, Configuration, ConfigurationError, Problem
 from .config.check import ANY_SOURCE, ConfigJoin
 from .config.render import render

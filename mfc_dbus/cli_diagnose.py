@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .client import RouteInfo, VifInfo
+from .client_routes import RouteInfo
+from .client_vifs import VifInfo
 from .diagnose.counters import (
     Deltas,
     is_template,

@@ -10,7 +10,9 @@ import json
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from .client import Event, RouteInfo, VifInfo
+from .client_routes import RouteInfo
+from .client_signals import Event
+from .client_vifs import VifInfo
 
 BLOCKING = "(drop)"  # the outputs of a route with none: its flow is dropped and counted
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
-from .client import DEFAULT_TIMEOUT
+from .client_bus import DEFAULT_TIMEOUT
 
 PROG = "mfc-dbus"
 EXIT_OK = 0

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import cli_format as fmt
 from .cli_grammar import EXIT_OK, Command
-from .client import GroupInfo, MfcClient
+from .client import MfcClient
+from .client_groups import GroupInfo
 from .model import RouteKey, validate_interface_name, wildcard_stem
 
 if TYPE_CHECKING:

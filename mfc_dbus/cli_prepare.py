@@ -16,7 +16,7 @@ from typing import Any
 from .cli_config import importable
 from .cli_grammar import GRAMMARS, PROG, Command, UsageError, parse_keywords, parse_mfc, resolve
 from .cli_groups import prepare_group
-from .client import RouteSpec
+from .client_routes import RouteSpec
 from .config import load_file
 from .errors import InvalidArgument, MfcError
 from .model import (

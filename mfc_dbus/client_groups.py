@@ -9,7 +9,8 @@ from typing import Any
 
 from dbus_fast import Variant
 
-from . import contract
+from .client_bus import BusClient
+from .client_options import make_options
 
 
 def _plain(value: Any) -> Any:
@@ -51,17 +52,8 @@ class GroupInfo:
         )
 
 
-def _options(**values: Any) -> dict[str, Variant]:
-    """An a{sv} typed as the contract says; None means "not given"."""
-    types = contract.load().option_types()
-    return {key: Variant(types[key], value) for key, value in values.items() if value is not None}
-
-
-class GroupMethods:
+class GroupMethods(BusClient):
     """JoinGroup, LeaveGroup and ListGroups for MfcClient."""
-
-    async def invoke(self, member: str, *args: Any) -> list[Any]:
-        raise NotImplementedError  # MfcClient's
 
     async def join_group(
         self,
@@ -74,16 +66,16 @@ class GroupMethods:
         lease: bool | None = None,
     ) -> None:
         """Join `group` (from `source`, "" for any) on `interface`; see JoinGroup."""
-        options = _options(table=table, persistent=persistent, lease=lease)
+        options = make_options(table=table, persistent=persistent, lease=lease)
         await self.invoke("JoinGroup", interface, source, group, options)
 
     async def leave_group(
         self, interface: str, source: str, group: str, *, table: int | None = None
     ) -> None:
-        await self.invoke("LeaveGroup", interface, source, group, _options(table=table))
+        await self.invoke("LeaveGroup", interface, source, group, make_options(table=table))
 
     async def list_groups(
         self, *, family: str | None = None, table: int | None = None
     ) -> list[GroupInfo]:
-        (items,) = await self.invoke("ListGroups", _options(family=family, table=table))
+        (items,) = await self.invoke("ListGroups", make_options(family=family, table=table))
         return [GroupInfo.from_dbus(item) for item in items]

@@ -18,7 +18,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import select
 import socket
 import struct
 import subprocess
@@ -27,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from .capture import ETH_P_IP, ETH_P_IPV6, PacketCapture
 from .netns import PORT, Sender, in_netns, netns_run
 from .resource import Resource
 
@@ -46,11 +46,6 @@ FLOODED_GROUP = {"ipv4": "224.0.0.1", "ipv6": "ff02::1"}
 QUERY_RESPONSE_INTERVAL = 100
 LAST_MEMBER_INTERVAL = 20
 
-ETH_P_ALL = 0x0003
-ETH_P_IP = 0x0800
-ETH_P_IPV6 = 0x86DD
-PACKET_OUTGOING = 4
-SO_RCVBUFFORCE = 33  # not in Python's socket module
 _MAGIC = b"mfcj"
 _TAG = struct.Struct("!4sIH")  # magic, round, index within the round
 MARKER_INDEX = 0xFFFF
@@ -198,55 +193,15 @@ class SnoopingLab(Resource):
         return Prober(self, capture)
 
 
-class PortCapture:
+class PortCapture(PacketCapture[Datagram]):
     """Every UDP datagram arriving at `ifname` in `ns` (an AF_PACKET socket: it sees the
     wire, not what the host accepted)."""
 
     def __init__(self, ns: str, ifname: str) -> None:
-        with in_netns(ns):
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
-            self.sock.bind((ifname, ETH_P_ALL))
-        self.sock.setblocking(False)
-        self.received: list[Datagram] = []
-
-    def drain(self) -> None:
-        while True:
-            try:
-                data, address = self.sock.recvfrom(65536)
-            except BlockingIOError:
-                return
-            if address[2] == PACKET_OUTGOING:
-                continue
-            datagram = _parse(address[1], data)
-            if datagram is not None:
-                self.received.append(datagram)
-
-    def wait_for(self, wanted: Callable[[Datagram], bool], timeout: float) -> Datagram | None:
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            self.drain()
-            for datagram in self.received[seen:]:
-                if wanted(datagram):
-                    return datagram
-            seen = len(self.received)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            select.select([self.sock], [], [], left)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> PortCapture:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        super().__init__(ns, ifname, _parse, receive_buffer=8 << 20)
 
 
-def _parse(protocol: int, packet: bytes) -> Datagram | None:
+def _parse(protocol: int, packet: bytes, _at: float) -> Datagram | None:
     if protocol == ETH_P_IP and len(packet) >= 20 and packet[9] == socket.IPPROTO_UDP:
         header = (packet[0] & 0x0F) * 4
         source, group = packet[12:16], packet[16:20]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import select
 import socket
 import struct
 import time
@@ -17,13 +16,9 @@ from dataclasses import dataclass
 from mfc_dbus.kernel.mrdisc import SOLICITATION, encode_short
 from mfc_dbus.model import Family
 
+from .capture import ETH_P_IP, ETH_P_IPV6, PacketCapture
 from .netns import in_netns, netns_run
 
-ETH_P_ALL = 0x0003
-ETH_P_IP = 0x0800
-ETH_P_IPV6 = 0x86DD
-PACKET_OUTGOING = 4
-SO_TIMESTAMPNS = 35  # SCM_TIMESTAMPNS too; not in Python's socket module
 IPV4_ROUTER_ALERT = 148
 IPV6_HOP_BY_HOP = 0
 IPV6_ROUTER_ALERT = 5
@@ -112,63 +107,19 @@ def _has_ipv6_option(options: bytes, wanted: int) -> bool:
     return False
 
 
-def _timestamp(ancillary: list[tuple[int, int, bytes]]) -> float:
-    for level, kind, data in ancillary:
-        if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS):
-            seconds, nanoseconds = struct.unpack("@qq", data[:16])
-            return seconds + nanoseconds / 1e9
-    return time.time()
+def _control(protocol: int, packet: bytes, at: float) -> Control | None:
+    if protocol == ETH_P_IP:
+        return _ipv4(packet, at)
+    if protocol == ETH_P_IPV6:
+        return _ipv6(packet, at)
+    return None
 
 
-class ControlCapture:
+class ControlCapture(PacketCapture[Control]):
     """The discovery messages arriving at `ifname` in `ns`, read by a packet socket."""
 
     def __init__(self, ns: str, ifname: str) -> None:
-        with in_netns(ns):
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-            self.sock.bind((ifname, ETH_P_ALL))
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        self.sock.setblocking(False)
-        self.received: list[Control] = []
-
-    def drain(self) -> None:
-        while True:
-            try:
-                data, ancillary, _, address = self.sock.recvmsg(65536, 64)
-            except BlockingIOError:
-                return
-            if address[2] == PACKET_OUTGOING:
-                continue
-            now = _timestamp(ancillary)
-            parsed = _ipv4(data, now) if address[1] == ETH_P_IP else None
-            if address[1] == ETH_P_IPV6:
-                parsed = _ipv6(data, now)
-            if parsed is not None:
-                self.received.append(parsed)
-
-    def wait_for(self, wanted: Callable[[Control], bool], timeout: float) -> Control | None:
-        """The first message (already read or arriving within `timeout`) that is wanted."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            self.drain()
-            for control in self.received[seen:]:
-                if wanted(control):
-                    return control
-            seen = len(self.received)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            select.select([self.sock], [], [], left)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> ControlCapture:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        super().__init__(ns, ifname, _control, timestamps=True)
 
 
 def router_ports(ns: str, bridge: str) -> dict[str, dict]:

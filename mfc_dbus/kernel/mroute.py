@@ -1,9 +1,11 @@
-"""Multicast-routing sockets (IPv4 IPMR and IPv6 IP6MR) driven through cffi structs.
+"""Multicast-routing sockets (IPv4 IPMR and IPv6 IP6MR): the part both families share.
 
 One socket per family and kernel table: it owns that table for as long as it is
 open, and closing it flushes every VIF and MFC entry the kernel holds for it.
 Addresses are packed bytes (4 for IPv4, 16 for IPv6), as the kernel takes them.
 Every method raises a typed error from mfc_dbus.errors; none returns an error code.
+This module has the socket's lifetime (open, adopt, close), the MFC entry's hot path
+and the upcalls' draining; each family's structs are in mroute_families.py.
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ class MrouteSocket:
     def _packed(self, address: bytes, role: str) -> bytes:
         if type(address) is not bytes or len(address) != self._address_size:
             raise InvalidArgument(
-                f"{role} {_shown(address)} is not an {self.family} address; "
+                f"{role} {address_text(address)} is not an {self.family} address; "
                 f"this socket is {self.family}"
             )
         return address
@@ -234,7 +236,7 @@ class MrouteSocket:
         try:
             self._sock.setsockopt(self._level, abi.MRT_ADD_MFC, buf)
         except OSError as exc:
-            what = f"add MFC ({_shown(source)}, {_shown(group)}) input VIF {parent}"
+            what = f"add MFC ({address_text(source)}, {address_text(group)}) input VIF {parent}"
             raise self._failed(exc, what) from None
 
     def _set_addresses(self, buf, source: bytes, group: bytes) -> None:
@@ -246,7 +248,7 @@ class MrouteSocket:
     ) -> bytes:
         """The bytes from the parent field to the end of the outputs field, kept (see
         ROUTE_MEMO_LIMIT)."""
-        _check_vif(parent)
+        check_vif(parent)
         ctl = ffi.new(self._mfc_type + " *")
         self._fill_route(ctl, parent, outputs)
         route_bytes = bytes(ffi.buffer(ctl)[self._route_slice])
@@ -261,7 +263,7 @@ class MrouteSocket:
         try:
             self._sock.setsockopt(self._level, abi.MRT_DEL_MFC, buf)
         except OSError as exc:
-            what = f"delete MFC ({_shown(source)}, {_shown(group)})"
+            what = f"delete MFC ({address_text(source)}, {address_text(group)})"
             raise self._failed(exc, what) from None
 
     def read_upcalls(self) -> list[Upcall]:
@@ -301,6 +303,10 @@ class MrouteSocket:
     _origin_slice: slice
     _group_slice: slice
     _route_slice: slice  # parent and outputs fields, with whatever the compiler put between
+    _sg_request_type: str  # of SIOCGETSGCNT
+    _vif_request_type: str  # of SIOCGETVIFCNT
+    _vif_request_index: str  # its field naming the VIF
+    _vif_word: str  # what the family calls a VIF, for messages
 
     def _fill_route(self, ctl, parent: int, outputs: dict[int, int] | Iterable[int]) -> None:
         raise NotImplementedError
@@ -314,8 +320,20 @@ class MrouteSocket:
     def del_vif(self, vif: int) -> None:
         raise NotImplementedError
 
-    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
+    def _fill_sg_request(self, req, source: bytes, group: bytes) -> None:
         raise NotImplementedError
+
+    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
+        raw = bytearray(ffi.sizeof(self._sg_request_type))
+        req = ffi.from_buffer(self._sg_request_type + " *", raw)
+        self._fill_sg_request(req, self._packed(source, "source"), self._packed(group, "group"))
+        try:
+            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
+        except OSError as exc:
+            raise self._failed(
+                exc, f"read counters of ({address_text(source)}, {address_text(group)})"
+            ) from None
+        return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
 
     def sg_counters_many(self, pairs: Iterable[tuple[bytes, bytes]]) -> list[Counts | None]:
         """(packets, bytes, wrong_if) of each (source, group), None where the kernel holds
@@ -323,218 +341,24 @@ class MrouteSocket:
         return read_sg_counters(self.family, self._sock.fileno(), pairs)
 
     def vif_counters(self, vif: int) -> VifCounters:
-        raise NotImplementedError
+        check_vif(vif)
+        raw = bytearray(ffi.sizeof(self._vif_request_type))
+        req = ffi.from_buffer(self._vif_request_type + " *", raw)
+        setattr(req, self._vif_request_index, vif)
+        try:
+            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
+        except OSError as exc:
+            raise self._failed(exc, f"read counters of {self._vif_word} {vif}") from None
+        return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
 
 
-def _shown(address: object) -> str:
+def address_text(address: object) -> str:
     """An address for a message: packed bytes of either family as text."""
     if type(address) is bytes and len(address) in (4, 16):
         return format_address(address)
     return repr(address)
 
 
-def _check_vif(vif: int) -> None:
+def check_vif(vif: int) -> None:
     if not 0 <= vif < abi.MAXVIFS:
         raise InvalidArgument(f"VIF index {vif} is out of range; valid are 0 to {abi.MAXVIFS - 1}")
-
-
-def _check_threshold(threshold: int) -> None:
-    if not 1 <= threshold <= 255:
-        raise InvalidArgument(f"TTL threshold {threshold} is out of range; valid are 1 to 255")
-
-
-def _field_slice(ctype: str, fields: str, size: int) -> slice:
-    start = ffi.offsetof(ctype, *fields.split("."))
-    return slice(start, start + size)
-
-
-_IM_SRC = _field_slice("struct igmpmsg", "im_src", 4)  # upcall addresses
-_IM_DST = _field_slice("struct igmpmsg", "im_dst", 4)
-_IM6_SRC = _field_slice("struct mrt6msg", "im6_src", 16)
-_IM6_DST = _field_slice("struct mrt6msg", "im6_dst", 16)
-
-
-def _span(ctype: str, first: str, last: str) -> slice:
-    """From the start of field `first` to the end of field `last`."""
-    last_type = dict(ffi.typeof(ctype).fields)[last].type
-    return slice(ffi.offsetof(ctype, first), ffi.offsetof(ctype, last) + ffi.sizeof(last_type))
-
-
-class Ipv4MrouteSocket(MrouteSocket):
-    family = Family.IPV4
-    _socket_family = socket.AF_INET
-    _protocol = socket.IPPROTO_IGMP
-    _level = socket.IPPROTO_IP
-    _address_size = 4
-    _mfc_type = "struct mfcctl"
-    _origin_slice = _field_slice("struct mfcctl", "mfcc_origin", 4)
-    _group_slice = _field_slice("struct mfcctl", "mfcc_mcastgrp", 4)
-    _route_slice = _span("struct mfcctl", "mfcc_parent", "mfcc_ttls")
-
-    def _fill_route(self, ctl, parent: int, outputs: dict[int, int] | Iterable[int]) -> None:
-        ctl.mfcc_parent = parent
-        items = outputs.items() if isinstance(outputs, dict) else ((v, 1) for v in outputs)
-        for vif, ttl in items:
-            _check_vif(vif)
-            _check_threshold(ttl)
-            ctl.mfcc_ttls[vif] = ttl
-
-    def add_vif(self, vif: int, ifindex: int, threshold: int = 1) -> None:
-        _check_threshold(threshold)  # the VIF index is the kernel's to judge (ENFILE)
-        ctl = ffi.new("struct vifctl *")
-        ctl.vifc_vifi = vif
-        ctl.vifc_flags = abi.VIFF_USE_IFINDEX
-        ctl.vifc_threshold = threshold
-        ctl.vifc_lcl_ifindex = ifindex
-        self._setsockopt(
-            abi.MRT_ADD_VIF, ffi.buffer(ctl), f"add VIF {vif} on interface index {ifindex}"
-        )
-
-    def del_vif(self, vif: int) -> None:
-        _check_vif(vif)
-        ctl = ffi.new("struct vifctl *")
-        ctl.vifc_vifi = vif
-        self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete VIF {vif}")
-
-    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
-        raw = bytearray(ffi.sizeof("struct sioc_sg_req"))
-        req = ffi.from_buffer("struct sioc_sg_req *", raw)
-        ffi.memmove(ffi.addressof(req, "src"), self._packed(source, "source"), 4)
-        ffi.memmove(ffi.addressof(req, "grp"), self._packed(group, "group"), 4)
-        try:
-            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
-        except OSError as exc:
-            raise self._failed(
-                exc, f"read counters of ({_shown(source)}, {_shown(group)})"
-            ) from None
-        return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
-
-    def vif_counters(self, vif: int) -> VifCounters:
-        _check_vif(vif)
-        raw = bytearray(ffi.sizeof("struct sioc_vif_req"))
-        req = ffi.from_buffer("struct sioc_vif_req *", raw)
-        req.vifi = vif
-        try:
-            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
-        except OSError as exc:
-            raise self._failed(exc, f"read counters of VIF {vif}") from None
-        return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
-
-    def _parse_upcall(self, data: bytes) -> Upcall | None:
-        if len(data) < ffi.sizeof("struct igmpmsg"):
-            return None
-        msg = ffi.from_buffer("struct igmpmsg *", data)
-        if msg.im_mbz != 0:  # a real IGMP packet: byte 9 is the IP protocol (2)
-            return None
-        try:
-            kind = UpcallKind(msg.im_msgtype)
-        except ValueError:
-            return None
-        source, group = data[_IM_SRC], data[_IM_DST]
-        vif = msg.im_vif | (msg.im_vif_hi << 8)
-        return Upcall(kind, self.family, self.table, source, group, vif)
-
-
-class Ipv6MrouteSocket(MrouteSocket):
-    family = Family.IPV6
-    _socket_family = socket.AF_INET6
-    _protocol = socket.IPPROTO_ICMPV6
-    _level = socket.IPPROTO_IPV6
-    _address_size = 16
-    _mfc_type = "struct mf6cctl"
-    _origin_slice = _field_slice("struct mf6cctl", "mf6cc_origin.sin6_addr", 16)
-    _group_slice = _field_slice("struct mf6cctl", "mf6cc_mcastgrp.sin6_addr", 16)
-    _route_slice = _span("struct mf6cctl", "mf6cc_parent", "mf6cc_ifset")
-
-    def _prepare_mfc(self, ctl) -> None:
-        ctl.mf6cc_origin.sin6_family = socket.AF_INET6
-        ctl.mf6cc_mcastgrp.sin6_family = socket.AF_INET6
-
-    def _configure_socket(self) -> None:
-        # Upcalls are queued to this socket directly; block every real ICMPv6 message.
-        blocked = ffi.new("struct icmp6_filter *")
-        for i in range(8):
-            blocked.icmp6_filt[i] = 0xFFFFFFFF
-        self._sock.setsockopt(socket.IPPROTO_ICMPV6, abi.ICMP6_FILTER, ffi.buffer(blocked))
-
-    def _fill_route(self, ctl, parent: int, outputs: dict[int, int] | Iterable[int]) -> None:
-        ctl.mf6cc_parent = parent
-        for vif in outputs.keys() if isinstance(outputs, dict) else outputs:
-            _check_vif(vif)
-            ctl.mf6cc_ifset.ifs_bits[vif // 32] |= 1 << (vif % 32)
-
-    def add_vif(self, vif: int, ifindex: int, threshold: int = 1) -> None:
-        _check_threshold(threshold)  # the VIF index is the kernel's to judge (ENFILE)
-        ctl = ffi.new("struct mif6ctl *")
-        ctl.mif6c_mifi = vif
-        ctl.mif6c_pifi = ifindex
-        ctl.vifc_threshold = threshold
-        self._setsockopt(
-            abi.MRT_ADD_VIF, ffi.buffer(ctl), f"add MIF {vif} on interface index {ifindex}"
-        )
-
-    def del_vif(self, vif: int) -> None:
-        _check_vif(vif)
-        ctl = ffi.new("struct mif6ctl *")
-        ctl.mif6c_mifi = vif
-        self._setsockopt(abi.MRT_DEL_VIF, ffi.buffer(ctl), f"delete MIF {vif}")
-
-    def sg_counters(self, source: bytes, group: bytes) -> SgCounters:
-        raw = bytearray(ffi.sizeof("struct sioc_sg_req6"))
-        req = ffi.from_buffer("struct sioc_sg_req6 *", raw)
-        req.src.sin6_family = socket.AF_INET6
-        req.grp.sin6_family = socket.AF_INET6
-        ffi.memmove(ffi.addressof(req.src, "sin6_addr"), self._packed(source, "source"), 16)
-        ffi.memmove(ffi.addressof(req.grp, "sin6_addr"), self._packed(group, "group"), 16)
-        try:
-            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETSGCNT, raw, True)
-        except OSError as exc:
-            raise self._failed(
-                exc, f"read counters of ({_shown(source)}, {_shown(group)})"
-            ) from None
-        return SgCounters(req.pktcnt, req.bytecnt, req.wrong_if)
-
-    def vif_counters(self, vif: int) -> VifCounters:
-        _check_vif(vif)
-        raw = bytearray(ffi.sizeof("struct sioc_mif_req6"))
-        req = ffi.from_buffer("struct sioc_mif_req6 *", raw)
-        req.mifi = vif
-        try:
-            fcntl.ioctl(self._sock.fileno(), abi.SIOCGETVIFCNT, raw, True)
-        except OSError as exc:
-            raise self._failed(exc, f"read counters of MIF {vif}") from None
-        return VifCounters(req.icount, req.ocount, req.ibytes, req.obytes)
-
-    def _parse_upcall(self, data: bytes) -> Upcall | None:
-        if len(data) < ffi.sizeof("struct mrt6msg"):
-            return None
-        msg = ffi.from_buffer("struct mrt6msg *", data)
-        if msg.im6_mbz != 0:  # a real ICMPv6 message: byte 0 is its (non-zero) type
-            return None
-        try:
-            kind = UpcallKind(msg.im6_msgtype)
-        except ValueError:
-            return None
-        source, group = data[_IM6_SRC], data[_IM6_DST]
-        return Upcall(kind, self.family, self.table, source, group, msg.im6_mif)
-
-
-_SOCKET_CLASSES: dict[Family, type[MrouteSocket]] = {
-    Family.IPV4: Ipv4MrouteSocket,
-    Family.IPV6: Ipv6MrouteSocket,
-}
-
-
-def open_mroute_socket(family: Family, table: int = 0) -> MrouteSocket:
-    """Open and initialise the multicast-routing socket of `family` and `table`.
-
-    Raises KernelBusy if another process owns that table, FamilyUnavailable if the
-    kernel has no multicast routing for the family.
-    """
-    return _SOCKET_CLASSES[family](table)
-
-
-def adopt_mroute_socket(family: Family, table: int, fd: int) -> MrouteSocket:
-    """The multicast-routing socket of `family` and `table` already initialised on
-    `fd` (MfcError if `fd` is not such a socket)."""
-    return _SOCKET_CLASSES[family](table, adopt_fd=fd)

@@ -13,24 +13,17 @@ Figures are printed (pytest -s shows them).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from conftest import require_root
+from snooping_service import SnoopingService, snooping_service
 
 from mfc_dbus.kernel.mrdisc import Advertisement, decode_advertisement
 from mfc_dbus.model import Family
 from mfc_dbus.names import BUS_NAME
-from mfc_lab import netns_run
 from mfc_lab.bridge import SOURCES, Flow, Prober, SnoopingLab
-from mfc_lab.bus import MOCK_POLKIT_POLICY, PrivateBus
-from mfc_lab.daemon import MFC_DBUS_CLI, MFC_DBUSD
 from mfc_lab.mrdisc import Control, ControlCapture, Solicitor, router_ports, wait_until
-from mfc_lab.polkit import MockPolkit
 
 pytestmark = pytest.mark.root
 
@@ -43,19 +36,7 @@ UNJOINED = {"ipv4": "232.1.9.1", "ipv6": "ff3e::9:1"}
 ROUTER_PORT_TIMEOUT = 25.0  # seconds: the bridge's mcast_querier_interval here
 
 
-@dataclass
-class World:
-    lab: SnoopingLab
-    bus: PrivateBus
-
-    def ok(self, *args: str) -> str:
-        result = subprocess.run(
-            [*MFC_DBUS_CLI, "--no-ask-password", *args], env=self.bus.env(),
-            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
-        )  # fmt: skip
-        assert (result.returncode, result.stderr) == (0, ""), (args, result.stderr)
-        return result.stdout
-
+class World(SnoopingService):
     def vifs(self) -> dict[tuple[str, str], dict]:
         return {(v["interface"], v["family"]): v for v in json.loads(self.ok("-j", "vif", "show"))}
 
@@ -65,24 +46,9 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    require_root()
-    if shutil.which("bridge") is None:
-        pytest.skip("needs iproute2's bridge")
-    with (
-        SnoopingLab() as lab,
-        PrivateBus(extra_policy=MOCK_POLKIT_POLICY) as bus,
-        MockPolkit(bus),
-    ):
-        netns_run(lab.sw, "ip", "link", "set", lab.bridge, "type", "bridge",
-                  "mcast_querier_interval", str(int(ROUTER_PORT_TIMEOUT * 100)))  # fmt: skip
-        state = bus.directory / "state.json"
-        argv = [shutil.which("ip"), "netns", "exec", lab.rtr, MFC_DBUSD,
-                "--state-file", str(state), "--log-level", "debug"]  # fmt: skip
-        bus.add_activation(BUS_NAME, argv)
-        try:
-            yield World(lab, bus)
-        finally:
-            bus.stop_owner(BUS_NAME)
+    querier_interval = str(int(ROUTER_PORT_TIMEOUT * 100))  # centiseconds
+    with snooping_service(World, ["mcast_querier_interval", querier_interval]) as created:
+        yield created
 
 
 def well_formed(control: Control, family: str, kind: dict[str, int]) -> bool:

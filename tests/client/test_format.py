@@ -18,8 +18,8 @@ from mfc_dbus.client import (
     VifInfo,
     error_from_dbus,
     event_from_message,
-    make_options,
 )
+from mfc_dbus.client_options import make_options
 from mfc_dbus.errors import (
     ALL_ERRORS,
     AccessDenied,

@@ -11,25 +11,19 @@ read after a marker sent later from the same sender did arrive (Prober).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from conftest import require_root
+from snooping_service import SnoopingService, snooping_service
 
 from mfc_dbus.names import ACTION_MANAGE_GROUPS, ACTION_MANAGE_ROUTES, BUS_NAME
 from mfc_lab.bridge import SOURCES, Flow, Prober, SnoopingLab
-from mfc_lab.bus import MOCK_POLKIT_POLICY, PrivateBus
-from mfc_lab.daemon import MFC_DBUS_CLI, MFC_DBUSD
-from mfc_lab.polkit import MockPolkit, ThrowawayUser
+from mfc_lab.polkit import ThrowawayUser
 from mfc_lab.users import client_argv, client_env
 
 pytestmark = pytest.mark.root
 
-CLI = MFC_DBUS_CLI
 FAMILIES = ["ipv4", "ipv6"]
 GROUPS = {"ipv4": "232.1.2.{}", "ipv6": "ff3e::2:{:x}"}
 IF = SnoopingLab.interface  # the router's port towards the bridge
@@ -39,24 +33,7 @@ def group(family: str, n: int) -> str:
     return GROUPS[family].format(n)
 
 
-@dataclass
-class World:
-    lab: SnoopingLab
-    bus: PrivateBus
-    polkit: MockPolkit
-    state: Path
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*CLI, "--no-ask-password", *args], env=self.bus.env(), capture_output=True,
-            text=True, stdin=subprocess.DEVNULL, timeout=60,
-        )  # fmt: skip
-
-    def ok(self, *args: str) -> str:
-        result = self.cli(*args)
-        assert (result.returncode, result.stderr) == (0, ""), (args, result.stderr)
-        return result.stdout
-
+class World(SnoopingService):
     def joins(self) -> list[tuple[str, str, str, str]]:
         shown = json.loads(self.ok("-j", "group", "show"))
         return sorted((j["interface"], j["source"], j["group"], j["state"]) for j in shown)
@@ -64,22 +41,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    require_root()
-    if shutil.which("bridge") is None:
-        pytest.skip("needs iproute2's bridge")
-    with (
-        SnoopingLab() as lab,
-        PrivateBus(extra_policy=MOCK_POLKIT_POLICY) as bus,
-        MockPolkit(bus) as polkit,
-    ):
-        state = bus.directory / "state.json"
-        argv = [shutil.which("ip"), "netns", "exec", lab.rtr, MFC_DBUSD,
-                "--state-file", str(state), "--log-level", "debug"]  # fmt: skip
-        bus.add_activation(BUS_NAME, argv)
-        try:
-            yield World(lab, bus, polkit, state)
-        finally:
-            bus.stop_owner(BUS_NAME)
+    with snooping_service(World) as created:
+        yield created
 
 
 class Watch:

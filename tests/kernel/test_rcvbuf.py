@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mfc_dbus.kernel import UpcallKind, mroute, open_mroute_socket
+from mfc_dbus.kernel import Ipv4MrouteSocket, UpcallKind, mroute, open_mroute_socket
 from mfc_dbus.model import Family, format_address
 from mfc_lab import in_netns
 
@@ -125,7 +125,7 @@ def test_without_cap_net_admin_falls_back_to_so_rcvbuf_and_logs_once(monkeypatch
     caplog.set_level(logging.DEBUG, logger=mroute.__name__)
     stubs = [_RefusingSocket(), _RefusingSocket()]
     for stub in stubs:
-        sock = object.__new__(mroute.Ipv4MrouteSocket)  # no kernel socket: no root needed
+        sock = object.__new__(Ipv4MrouteSocket)  # no kernel socket: no root needed
         sock._sock = stub
         sock._raise_receive_buffer()
     assert [stub.rcvbuf for stub in stubs] == [8_388_608, 8_388_608]

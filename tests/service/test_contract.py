@@ -18,7 +18,7 @@ import pytest
 from dbus_fast import Message, MessageType, SignatureTree, Variant
 
 from mfc_dbus import client as client_module
-from mfc_dbus import contract
+from mfc_dbus import client_options, client_signals, contract
 from mfc_dbus.engine import EngineAPI
 from mfc_dbus.errors import ALL_ERRORS, InvalidArgument, MfcError
 from mfc_dbus.names import (
@@ -255,8 +255,8 @@ def test_the_client_takes_the_contract() -> None:
     assert client_module.ACTION_BY_METHOD == {
         name: spec.action for name, spec in CONTRACT.methods.items() if spec.action
     }
-    assert client_module.OPTION_SIGNATURES == CONTRACT.option_types()
-    assert client_module.SIGNAL_ARGS == {n: s.arg_names for n, s in CONTRACT.signals.items()}
+    assert client_options.OPTION_SIGNATURES == CONTRACT.option_types()
+    assert client_signals.SIGNAL_ARGS == {n: s.arg_names for n, s in CONTRACT.signals.items()}
     for name in CONTRACT.methods:
         assert inspect.iscoroutinefunction(getattr(client_module.MfcClient, _snake(name))), name
     fields = {f.name for f in dataclasses.fields(client_module.RouteInfo)}

@@ -7,7 +7,7 @@ import pytest
 from dbus_fast import Variant
 from dbus_fast._private.marshaller import Marshaller  # the measuring stick, test only
 
-from mfc_dbus.client import check_batch_size
+from mfc_dbus.client_routes import check_batch_size
 from mfc_dbus.contract import load
 from mfc_dbus.errors import LimitExceeded
 from mfc_dbus.model import Counters, Route, RouteStatus, make_route_key
