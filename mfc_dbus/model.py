@@ -203,6 +203,8 @@ class RouteKey:
     source_len: int
     group_len: int
     input: str = ""
+    # Computed once: a key is hashed several times on its way into the engine's maps.
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Every key of a batch or of the state file passes here: the usual key is
@@ -250,6 +252,12 @@ class RouteKey:
                 f"an exact (S,G) key has no input (given {self.input!r}): the kernel forwards "
                 "each (S,G) from one input, so the input is not part of its identity"
             )
+        object.__setattr__(
+            self, "_hash", hash((table, self.sg, self.source_len, self.group_len, self.input))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def source(self) -> bytes:
