@@ -43,6 +43,7 @@ from ..model import (
     RouteKey,
     VifConfig,
     VifKey,
+    host_route,
     make_route_key,
 )
 from .joins import Join, JoinKey
@@ -201,18 +202,52 @@ class _Loader:
 
     def route(self, entry: object) -> Route:
         entry = _object(entry)
-        key = self.key(entry)
+        source, group = entry.get("source", "*"), entry.get("group", "")
+        base = self._base(group, entry.get("table", 0))  # a bad group is named first
         outputs = entry.get("outputs")
         if type(outputs) is not list:
             raise ValueError(f"field 'outputs' must be a list of interface names, not {outputs!r}")
         given = (entry.get("input"), tuple(outputs))
+        if base is not None and type(source) is str:
+            packed = self._host(source, base)
+            if packed is not None:  # the usual route: an exact (S,G) of a host source
+                shape = self._shape(base, given)
+                route = host_route(base, packed, shape[0], shape[1])
+                if route is not None:
+                    return route
+        key = self.key(entry)
+        shape = self._shape(key, given)
+        return Route(key, shape[0], shape[1])
+
+    def _shape(self, key: RouteKey, given: tuple[Any, tuple[Any, ...]]) -> Shape:
         try:
-            shape = self._shapes[given]
+            return self._shapes[given]
         except KeyError:
             shape = self._shapes[given] = _check_shape(key, given)
+            return shape
         except TypeError:  # an unhashable name: not a string
-            shape = _check_shape(key, given)
-        return Route(key, shape[0], shape[1])
+            return _check_shape(key, given)
+
+    def _base(self, group: object, table: object) -> RouteKey | None:
+        """The key of (any source, group) in `table`, read once per pair; None when it
+        is not text (make_route_key names the problem)."""
+        try:
+            return self._groups[(group, table)]
+        except KeyError:
+            base = self._groups[(group, table)] = make_route_key("*", group, table)  # type: ignore[arg-type]
+            return base
+        except TypeError:  # unhashable: not text
+            return None
+
+    @staticmethod
+    def _host(source: str, base: RouteKey) -> bytes | None:
+        """A host source's packed address (one inet_pton), else None."""
+        if "/" in source or source in ("", "*"):
+            return None
+        try:
+            return inet_pton(AF_INET if len(base.sg[1]) == 4 else AF_INET6, source)
+        except (OSError, ValueError):
+            return None
 
     def key(self, entry: dict) -> RouteKey:
         """The route key of an entry: make_route_key's, with the group read once per
@@ -220,20 +255,13 @@ class _Loader:
         every error, goes through make_route_key)."""
         source, group = entry.get("source", "*"), entry.get("group", "")
         table = entry.get("table", 0)
-        try:
-            base = self._groups[(group, table)]
-        except KeyError:
-            base = self._groups[(group, table)] = make_route_key("*", group, table)
-        except TypeError:  # unhashable: not text; make_route_key names it
+        base = self._base(group, table)
+        if base is None:
             return make_route_key(source, group, table)
-        packed_group = base.sg[1]
-        if type(source) is str and "/" not in source and source not in ("", "*"):
-            try:
-                packed = inet_pton(AF_INET if len(packed_group) == 4 else AF_INET6, source)
-            except (OSError, ValueError):
-                packed = b""
-            if any(packed):  # not the unspecified address ("any source")
-                return RouteKey(base.table, (packed, packed_group), 8 * len(packed),
+        if type(source) is str:
+            packed = self._host(source, base)
+            if packed is not None and any(packed):  # not the unspecified address
+                return RouteKey(base.table, (packed, base.sg[1]), 8 * len(packed),
                                 base.group_len)  # fmt: skip
         return make_route_key(source, group, table)
 
