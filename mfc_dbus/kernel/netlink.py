@@ -1,7 +1,7 @@
 """rtnetlink: interface names and link events (the MFC read-back is mfcdump.py).
 
-pyroute2 stays inside this module (imported when first needed: a start does not). Its objects must be used from the thread (and so
-the network namespace) that created them.
+pyroute2 stays inside this module, imported when first needed (a start does not). Its
+objects must be used from the thread (and so the network namespace) that created them.
 """
 
 from __future__ import annotations
