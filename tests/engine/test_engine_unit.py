@@ -300,6 +300,27 @@ def test_a_torn_journal_tail_is_ignored_with_a_log_line(tmp_path, caplog):
         second.close()
 
 
+def test_a_change_after_a_torn_journal_tail_is_not_written_onto_it(tmp_path):
+    state = tmp_path / "state.json"
+    first = Harness(state)
+    first.engine.add_route(route("10.0.0.1", "233.252.0.1", "up0", "down0"))
+    first.loop.close()
+    with _journal(state).open("a") as journal:  # the crash: a line never completed
+        journal.write('[{"route": {"source": "10.7')
+    second = Harness(state)
+    second.engine.add_route(route("10.0.0.2", "233.252.0.1", "up0", "down0"))
+    second.loop.close()  # a crash again, before any compaction
+    third = Harness(state)
+    try:
+        assert third.engine.state_error is None
+        assert {s.route.key.texts[0] for s in third.engine.list_routes()} == {
+            "10.0.0.1",
+            "10.0.0.2",
+        }
+    finally:
+        third.close()
+
+
 def test_a_corrupt_journal_line_sets_both_files_aside(tmp_path):
     state = tmp_path / "state.json"
     first = Harness(state)
