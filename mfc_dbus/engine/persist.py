@@ -238,8 +238,12 @@ class Persistence:
         if self._blocked is not None:
             raise StateFileError(self._blocked)
         entries = self._file.journal_entries
-        for _ in self._snapshot_steps():
-            pass
+        try:
+            for _ in self._snapshot_steps():
+                pass
+        except StateFileError:
+            self._behind = True
+            raise
         self._file.journal_entries -= entries
 
     # -- Reload ---------------------------------------------------------------------------

@@ -204,14 +204,6 @@ class StateFile:
                 pass
             raise self._write_failed(exc) from None
 
-    def write(self, text: str) -> None:
-        """Replace the snapshot with `text`, the whole state, and remove the journals
-        (it holds their changes); raises StateFileError."""
-        numbered = self.rotate()
-        self.write_snapshot(text)
-        remove_journals(numbered)
-        self.journal_entries = 0
-
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
