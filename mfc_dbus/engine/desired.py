@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import Family, Route, RouteKey, VifConfig
+from ..model import FAMILY_OF_SIZE, Route, RouteKey, VifConfig
 from .change import Change, RouteChange, VifId
 from .events import VifAdded
 from .sockets import TableId
@@ -65,7 +65,7 @@ def _change_routes(
 ) -> None:
     """The hot loop of a batch: keep it flat."""
     add_result = result.routes.append
-    family: Family | None = None
+    size = 0  # of the group address: the family, without the property's cost
     number = -1
     table: Table
     table_change: TableChange
@@ -73,10 +73,11 @@ def _change_routes(
         old = routes.get(key)
         if old is new or (old is not None and old == new):
             continue
-        if key.family is not family or key.table != number:  # batches share a table
-            family, number = key.family, key.table
-            table = tables[(family, number)]
-            table_change = result.tables[(family, number)]
+        if len(key.sg[1]) != size or key.table != number:  # batches share a table
+            size, number = len(key.sg[1]), key.table
+            tid = (FAMILY_OF_SIZE[size], number)
+            table = tables[tid]
+            table_change = result.tables[tid]
         shapes = table_change.shapes
         if old is not None:
             shape = (old.input, old.outputs)

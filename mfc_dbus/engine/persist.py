@@ -3,9 +3,10 @@
 The engine's persistent routes are kept here as values and rendered to JSON when first
 written: a change appends the records it touched to the file's journal and keeps them,
 a snapshot joins them (rendering those never written, such as the routes a start
-restored: it renders none of its 100,000). The stop writes a snapshot only if the file
-is behind (a journal to compact, or a change not written), so a restart that changed
-nothing rewrites nothing.
+restored: it renders none of its 100,000). When the journals outgrow twice the
+snapshot, a compaction writes a new one in a worker thread (compaction.py) while calls
+go on. The stop writes a snapshot only if the file is behind (a journal to compact, or
+a change not written), so a restart that changed nothing rewrites nothing.
 A state file that cannot be read at start is moved aside and the engine starts
 empty; if it cannot even be moved, persistent changes are refused until it is fixed.
 """
@@ -13,24 +14,23 @@ empty; if it cannot even be moved, persistent changes are refused until it is fi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import InvalidArgument
 from ..model import Route, RouteKey, VifConfig
 from .api import ReloadResult
 from .change import Change, RouteChange, VifId
+from .compaction import Compaction, compaction_steps
 from .joins import Join, JoinKey
 from .joinstate import join_record, journal_join, journal_unjoin
-from .state import (
-    SavedState,
-    StateFile,
-    StateFileError,
+from .state import StateFile, StateFileError
+from .stateparse import SavedState
+from .staterecords import (
     journal_route,
     journal_unroute,
     journal_unvif,
     journal_vif,
-    render,
     route_record,
     vif_record,
 )
@@ -54,6 +54,7 @@ class Persistence:
         self._vifs: dict[VifId, str] = {}
         self._joins: dict[JoinKey, str] = {}
         self.reloaded_joins: tuple[Join, ...] = ()  # the joins the last reload read
+        self._compaction: Compaction | None = None  # running in a worker thread
 
     # -- start, stop ----------------------------------------------------------------
     def load_at_start(self) -> SavedState:
@@ -84,8 +85,9 @@ class Persistence:
                       exc, self.aside)  # fmt: skip
 
     def close(self) -> None:
-        """Write the snapshot (compacting the journal) and close the file."""
+        """Write the snapshot (compacting the journals) and close the file."""
         if self._file is not None:
+            self.wait_for_compaction()
             if self._behind or self._file.journal_entries or not self._file.path.exists():
                 self._compact()
             self._file.close()
@@ -100,6 +102,18 @@ class Persistence:
                 self._write_snapshot()
             except StateFileError as exc:
                 log.error("%s", exc)
+
+    @property
+    def compacting(self) -> bool:
+        """A compaction is running (or complete and not yet accounted for)."""
+        return self._compaction is not None
+
+    def wait_for_compaction(self) -> None:
+        """Return once no compaction runs (a reload and the stop read or write the files
+        themselves)."""
+        if self._compaction is not None:
+            self._compaction.wait()
+        self._collect()
 
     # -- changes ----------------------------------------------------------------------
     def record(
@@ -164,36 +178,73 @@ class Persistence:
             raise
 
     def _save(self, lines: list[RouteLine], vif_lines: list[str]) -> None:
-        """Make a change durable: append it to the journal, or write a new snapshot when
-        the journal would outgrow twice the snapshot (a big batch goes straight there)."""
+        """Make a change durable: append it to the journal; when the journals outgrow
+        twice the snapshot, start a compaction."""
         assert self._file is not None
         if self._blocked is not None:
             raise StateFileError(self._blocked)
-        size = len(self._routes) + len(self._vifs) + len(self._joins)
-        if self._file.journal_entries + len(lines) + len(vif_lines) > 2 * size + 64:
-            self._write_snapshot()
+        self._collect()
+        records = self._routes
+        rendered = {key: route_record(route) for route, key in lines if route is not None}
+        entries = [
+            journal_route(rendered[key]) if route is not None else journal_unroute(key)
+            for route, key in lines
+        ]
+        self._file.append(entries + vif_lines)
+        records.update(rendered)  # kept: a snapshot joins them
+        size = len(records) + len(self._vifs) + len(self._joins)
+        if self._compaction is None and self._file.journal_entries > 2 * size + 64:
+            self._start_compaction()
+
+    def _collect(self) -> None:
+        """Account for a compaction that is complete."""
+        compaction = self._compaction
+        if compaction is None or not compaction.done:
+            return
+        compaction.wait()
+        self._compaction = None
+        assert self._file is not None
+        if compaction.error is None:
+            self._file.journal_entries -= compaction.entries
         else:
-            records = self._routes
-            rendered = {key: route_record(route) for route, key in lines if route is not None}
-            entries = [
-                journal_route(rendered[key]) if route is not None else journal_unroute(key)
-                for route, key in lines
-            ]
-            self._file.append(entries + vif_lines)
-            records.update(rendered)  # kept: a snapshot joins them
+            self._behind = True  # its records are still only in the journals
+
+    def _start_compaction(self) -> None:
+        try:
+            steps = self._snapshot_steps()
+        except StateFileError as exc:
+            log.error("%s; compacting later", exc)
+            return
+        assert self._file is not None
+        self._compaction = Compaction(steps, self._file.journal_entries)
+
+    def _snapshot_steps(self) -> Iterator[str]:
+        """Set the journal aside and take the state as it is now (O(records) list
+        copies); the steps that write it (compaction.py)."""
+        assert self._file is not None
+        journals = self._file.rotate()
+        self._behind = False
+        return compaction_steps(
+            self._file,
+            list(self._routes.values()),
+            list(self._vifs.values()),
+            list(self._joins.values()),
+            journals,
+        )
 
     def _write_snapshot(self) -> None:
+        """A compaction on this thread, waited for (the stop)."""
         assert self._file is not None
         if self._blocked is not None:
             raise StateFileError(self._blocked)
-        self._file.write(
-            render(
-                [r if isinstance(r, str) else route_record(r) for r in self._routes.values()],
-                list(self._vifs.values()),
-                list(self._joins.values()),
-            )
-        )
-        self._behind = False
+        entries = self._file.journal_entries
+        try:
+            for _ in self._snapshot_steps():
+                pass
+        except StateFileError:
+            self._behind = True
+            raise
+        self._file.journal_entries -= entries
 
     # -- Reload ---------------------------------------------------------------------------
     def reload(
@@ -203,6 +254,7 @@ class Persistence:
         holds now, and their count; raises StateFileError (then nothing changes)."""
         if self._file is None:
             raise InvalidArgument("this engine has no state file to reload")
+        self.wait_for_compaction()
         saved = self._file.load()
         self.reloaded_joins = saved.joins
         route_changes, result = _route_plan(routes, saved.routes)

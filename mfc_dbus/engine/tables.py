@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import KernelBusy, MfcError
-from ..model import Family, RouteKey
+from ..model import FAMILY_OF_SIZE, Family, RouteKey
 from .change import VifId
 from .port import KernelPort
 from .sockets import TableId
@@ -85,7 +85,8 @@ class KernelTables:
         self, keys: Iterable[RouteKey], vifs: Iterable[VifId], strict: bool
     ) -> dict[TableId, Table]:
         """The tables a change touches, opened; strict: raise if one cannot be used."""
-        ids = {(key.family, key.table) for key in keys}
+        ids = {(FAMILY_OF_SIZE[size], number) for size, number in
+               {(len(key.sg[1]), key.table) for key in keys}}  # fmt: skip
         ids.update((family, number) for family, number, _ in vifs)
         tables = {tid: self.get(*tid) for tid in ids}
         for table in tables.values():

@@ -1,7 +1,7 @@
 """rtnetlink: interface names and link events (the MFC read-back is mfcdump.py).
 
-pyroute2 stays inside this module. Its objects must be used from the thread (and so
-the network namespace) that created them.
+pyroute2 stays inside this module, imported when first needed (a start does not). Its
+objects must be used from the thread (and so the network namespace) that created them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import socket
 import struct
 from dataclasses import dataclass
 from typing import Literal
-
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 RTMGRP_LINK = 1
 RTM_NEWLINK = 16
@@ -57,6 +55,9 @@ class LinkMonitor:
 
     @staticmethod
     def _parse(data: bytes) -> list[LinkEvent]:
+        # Imported at the first link event, not at start: pyroute2 takes ~0.1 s to import.
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
         events = []
         offset = 0
         while offset + _NLMSG_HEADER.size <= len(data):

@@ -13,7 +13,7 @@ from fake_kernel import FakeKernel
 
 from mfc_dbus.engine import Engine
 from mfc_dbus.engine.joins import Join, JoinState, make_join_key
-from mfc_dbus.engine.state import parse
+from mfc_dbus.engine.stateparse import parse
 from mfc_dbus.errors import AlreadyExists, InvalidArgument, NotFound
 from mfc_dbus.model import Family
 

@@ -1,5 +1,6 @@
-"""The state file's reader and writer (engine/state.py) on their own: what a record
-looks like, what is read back, and where a bad entry is reported. No root, no kernel."""
+"""The state file's writer and reader (engine/staterecords.py, stateparse.py) on their
+own: what a record looks like, what is read back, and where a bad entry is reported.
+No root, no kernel."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import json
 
 import pytest
 
-from mfc_dbus.engine.state import (
+from mfc_dbus.engine.stateparse import parse
+from mfc_dbus.engine.staterecords import (
     journal_unroute,
     journal_unvif,
-    parse,
     render,
     route_record,
     vif_record,

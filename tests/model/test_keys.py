@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from mfc_dbus.errors import InvalidArgument
 from mfc_dbus.model import (
     Family,
+    Route,
     RouteKey,
     VifConfig,
     VifKey,
     format_address,
     format_prefix,
+    host_route,
     make_route_key,
     masked_prefix,
     source_text,
@@ -364,3 +366,20 @@ def test_masked_prefix_names_only_prefixes_with_host_bits():
 def test_a_masked_group_is_still_checked():
     with pytest.raises(InvalidArgument, match="group '224.0.0.0/4' is link-local"):
         make_route_key("", "224.0.0.5/4")
+
+
+def test_host_route_is_the_route_the_checked_constructors_make():
+    """The state file's fast path builds the same values, hash included, and leaves
+    every source it does not check to make_route_key."""
+    for table, source, group in [(0, "10.0.0.1", "233.252.0.1"), (7, "2001:db8::1", "ff3e::1")]:
+        base = make_route_key("*", group, table)
+        packed = make_route_key(source, group, table).source
+        fast = host_route(base, packed, "up0", ("down0",))
+        slow = Route(make_route_key(source, group, table), "up0", ("down0",))
+        assert fast == slow and hash(fast.key) == hash(slow.key) and repr(fast) == repr(slow)
+        assert {fast.key: 1}[slow.key] == 1
+    base = make_route_key("*", "233.252.0.1")
+    for source in (bytes(4), bytes([233, 1, 1, 1]), bytes(16), "10.0.0.1"):
+        assert host_route(base, source, "up0", ()) is None  # type: ignore[arg-type]
+    prefix = make_route_key("*", "233.252.0.0/24")
+    assert host_route(prefix, bytes([10, 0, 0, 1]), "up0", ()) is None
