@@ -1,0 +1,240 @@
+"""ListRoutes: reading every row of 100,000 routes in pages (as `mfc-dbus route show`)
+and one unpaged call on a table of 1,000 (as the concurrency test's clients make), this
+tree against an older revision in the same run, interleaved.
+
+The older revision (--old, default main) is taken with `git archive` into a temporary
+directory; its mfc-dbusd and its client run from there, under the same interpreter.
+Each round starts, for each version in turn, a fresh mfc-dbusd in the lab's router
+namespace on a private bus (no state file) and:
+
+- small_*: with --small routes held (half IPv4, half IPv6 exact routes), --calls
+  unpaged ListRoutes calls one after another: the client's wait per call and the
+  service's CPU per call (its threads' schedstat run time);
+- list_s: with --routes routes held (exact IPv4, one group: bench/scale.py's shape),
+  every row read through the client's route_pages (pages of 10,000), the best of
+  --reads; list_cpu_s the service's CPU in that read;
+- floor_s: `ip -j mroute show` (-4 and -6) dumping the same kernel table right after
+  (the floor).
+
+The service is stopped (SIGTERM, by PID) after each version's turn. The load average
+is printed with the figures.
+
+    sudo .venv/bin/python bench/listing.py --rounds 3 --json bench/results/listing.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from common import parse_args, report
+
+from mfc_dbus.client import MfcClient, RouteSpec
+from mfc_lab import Lab
+from mfc_lab.bus import PrivateBus
+from mfc_lab.daemon import ServiceProcess
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 10_000
+GROUP = "233.252.0.1"
+FIRST_SOURCE = int(ipaddress.ip_address("10.0.0.1"))
+
+# Run by the interpreter with the measured version first on sys.path: its client.
+_CLIENT = r"""
+import asyncio, json, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from dbus_fast import Variant
+from mfc_dbus.client import MfcClient
+
+address, pid, what, count = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+
+
+def cpu() -> float:
+    tasks = Path(f"/proc/{pid}/task")
+    return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks.iterdir()) / 1e9
+
+
+async def small(client):
+    waits = []
+    before = cpu()
+    for _ in range(count):
+        started = time.perf_counter()
+        (rows,) = await client.invoke("ListRoutes", {})
+        waits.append(time.perf_counter() - started)
+    return {"rows": len(rows), "waits": waits, "cpu": (cpu() - before) / count}
+
+
+async def paged(client):
+    best = None
+    for _ in range(count):
+        before, started, rows = cpu(), time.perf_counter(), 0
+        async for page in client.route_pages():
+            rows += len(page)
+        seconds, used = time.perf_counter() - started, cpu() - before
+        if best is None or seconds < best["seconds"]:
+            best = {"rows": rows, "seconds": seconds, "cpu": used}
+    return best
+
+
+async def main():
+    client = await MfcClient.connect(address, timeout=600)
+    try:
+        print(json.dumps(await (small if what == "small" else paged)(client)))
+    finally:
+        await client.close()
+
+
+asyncio.run(main())
+"""
+
+
+class VersionedService(ServiceProcess):
+    """mfc-dbusd from the source tree `tree` (its package first on sys.path)."""
+
+    tree: Path = REPO
+
+    def argv(self) -> list[str]:
+        argv = super().argv()
+        daemon = argv.index(str(Path(sys.executable).with_name("mfc-dbusd")))
+        start = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                 "from mfc_dbus.service.daemon import main; sys.exit(main())")  # fmt: skip
+        return [*argv[:daemon], sys.executable, "-c", start, str(self.tree), *argv[daemon + 1 :]]
+
+
+def old_tree(revision: str, into: Path) -> Path:
+    """The revision's files (git archive), without touching the repository's worktrees."""
+    archive = into / "old.tar"
+    subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "-o", str(archive),
+                    revision], check=True)  # fmt: skip
+    tree = into / "old"
+    with tarfile.open(archive) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def floor_read(lab: Lab) -> tuple[int, float]:
+    """Rows and seconds of `ip -j mroute show` for both families (the read floor)."""
+    rows, started = 0, time.perf_counter()
+    for family in ("-4", "-6"):
+        shown = subprocess.run(["ip", "netns", "exec", lab.rtr, "ip", family, "-j", "mroute",
+                                "show"], check=True, capture_output=True, text=True).stdout  # fmt: skip
+        rows += len(json.loads(shown or "[]"))
+    return rows, time.perf_counter() - started
+
+
+def spec(n: int, family: str) -> RouteSpec:
+    if family == "ipv6":
+        return RouteSpec(f"2001:db8:1::{n + 1:x}", "ff3e::db8:1", "up0", ("down0",))
+    return RouteSpec(str(ipaddress.ip_address(FIRST_SOURCE + n)), GROUP, "up0", ("down0",))
+
+
+async def fill(address: str, specs: list[RouteSpec]) -> None:
+    client = await MfcClient.connect(address, timeout=600)
+    try:
+        for first in range(0, len(specs), BATCH):
+            await client.add_routes(specs[first : first + BATCH])
+    finally:
+        await client.close()
+
+
+def measure(tree: Path, address: str, pid: int, what: str, count: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", _CLIENT, str(tree), address, str(pid), what,
+                           str(count)], check=True, capture_output=True, text=True)  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def turn(lab: Lab, bus: PrivateBus, directory: Path, tree: Path, args) -> dict:
+    """One version's figures, on a fresh service."""
+    half = args.small // 2
+    small_specs = [spec(n, "ipv4") for n in range(half)]
+    small_specs += [spec(n, "ipv6") for n in range(args.small - half)]
+    # The large table's IPv4 routes continue after the small table's.
+    large_specs = [spec(n, "ipv4") for n in range(half, args.routes - (args.small - half))]
+    service = VersionedService(bus, lab, None, directory / "mfc-dbusd.log")
+    service.tree = tree
+    with service:
+        asyncio.run(fill(bus.address, small_specs))
+        small = measure(tree, bus.address, service.pid, "small", args.calls)
+        asyncio.run(fill(bus.address, large_specs))
+        paged = measure(tree, bus.address, service.pid, "paged", args.reads)
+        floor_rows, floor_s = floor_read(lab)
+        errors = service.unhandled()
+        service.stop(timeout=600)
+    if errors:
+        raise RuntimeError(f"the service logged unhandled errors: {errors[:3]}")
+    if paged["rows"] != args.routes or floor_rows != args.routes:
+        raise RuntimeError(f"read {paged['rows']} rows, the kernel {floor_rows}, of {args.routes}")
+    return {
+        "small_rows": small["rows"],
+        "small_wait_ms": statistics.median(small["waits"]) * 1000,
+        "small_cpu_ms": small["cpu"] * 1000,
+        "list_s": paged["seconds"],
+        "list_cpu_s": paged["cpu"],
+        "floor_s": floor_s,
+        "list_vs_floor": paged["seconds"] / floor_s,
+        "load": os.getloadavg()[0],
+    }
+
+
+def ranges(rows: list[dict], version: str, keys: list[str]) -> dict:
+    mine = [row for row in rows if row["version"] == version]
+    out: dict = {"version": version, "round": "range"}
+    for key in keys:
+        values = [row[key] for row in mine]
+        out[key] = f"{_short(min(values))}-{_short(max(values))}"
+    return out
+
+
+def _short(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def main() -> int:
+    args = parse_args(
+        __doc__.splitlines()[0],
+        old={"default": "main", "help": "the revision to compare with (default main)"},
+        routes={"type": int, "default": 100_000, "help": "routes read in pages"},
+        small={"type": int, "default": 1_000, "help": "routes of the unpaged calls' table"},
+        calls={"type": int, "default": 50, "help": "unpaged calls per turn"},
+        reads={"type": int, "default": 2, "help": "paged reads per turn (the best counts)"},
+        rounds={"type": int, "default": 2, "help": "rounds of old then new"},
+    )  # fmt: skip
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="mfc-listing-") as tmp:
+        directory = Path(tmp)
+        versions: dict[str, Path] = {args.old: old_tree(args.old, directory), "this": REPO}
+        with Lab(downstreams=1) as lab, PrivateBus() as bus:
+            for n in range(args.rounds):
+                for name, tree in versions.items():
+                    rows.append({"version": name, "round": n + 1,
+                                 **turn(lab, bus, directory, tree, args)})  # fmt: skip
+                    print(f"  round {n + 1}, {name}: done", flush=True)
+    keys = ["small_wait_ms", "small_cpu_ms", "list_s", "list_cpu_s", "floor_s",
+            "list_vs_floor", "load"]  # fmt: skip
+    summary = [ranges(rows, name, keys) for name in (args.old, "this")]
+    report(f"ListRoutes, {args.routes:,} routes paged and {args.small:,} unpaged "
+           f"(python {sys.version.split()[0]}, dbus-fast {_dbus_fast()})",
+           rows + summary, ["version", "round", "small_rows", *keys], args.json)  # fmt: skip
+    return 0
+
+
+def _dbus_fast() -> str:
+    try:
+        return version("dbus-fast")
+    except PackageNotFoundError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
