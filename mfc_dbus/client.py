@@ -35,6 +35,7 @@ from .errors import (
     LimitExceeded,
     MfcError,
 )
+from .gcpause import gc_paused
 from .names import (
     BUS_NAME,
     DBUS_DAEMON_INTERFACE,
@@ -45,6 +46,7 @@ from .names import (
     DBUS_SERVICE_UNKNOWN,
     INTERFACE,
     OBJECT_PATH,
+    PAGE_NEXT,
     PENDING_VIF_INDEX,
 )
 from .wiresize import SYSTEM_BUS_MESSAGE_LIMIT, RowSizer, fits, mib, rows_size
@@ -121,6 +123,14 @@ def error_from_dbus(name: str, text: str, method: str | None = None) -> MfcError
     return error
 
 
+def _page_next(items: Sequence[Any]) -> str | None:
+    """The resume token in a ListRoutes page's last row; None on the last page."""
+    if not items:
+        return None
+    token = items[-1][4].get(PAGE_NEXT)
+    return None if token is None else str(token.value) or None
+
+
 # -- value types -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class RouteSpec:
@@ -180,7 +190,7 @@ class RouteInfo:
             bytes=int(info.get("bytes", 0)),
             wrong_if=int(info.get("wrong_if", 0)),
             origin=info.get("origin") or None,
-            next=info.get("next") or None,
+            next=info.get(PAGE_NEXT) or None,
         )
 
 
@@ -462,16 +472,28 @@ class MfcClient(GroupMethods):
         self, *, family: str | None = None, table: int | None = None, size: int = PAGE_SIZE
     ) -> AsyncIterator[list[RouteInfo]]:
         """The routes, one ListRoutes page of at most `size` at a time, in the service's
-        order; a route that exists throughout comes exactly once."""
-        after: str | None = None
-        while True:
+        order; a route that exists throughout comes exactly once. The next page is
+        asked for as soon as a page arrives, so the service makes it while this one is
+        converted and used."""
+
+        def ask(after: str | None) -> asyncio.Task[list[Any]]:
             options = make_options(family=family, table=table, limit=size, after=after)
-            (items,) = await self.invoke("ListRoutes", options)
-            page = [RouteInfo.from_dbus(item) for item in items]
-            yield page
-            after = page[-1].next if page else None
-            if after is None:
-                return
+            return asyncio.ensure_future(self.invoke("ListRoutes", options))
+
+        asked = ask(None)
+        try:
+            while True:
+                (items,) = await asked
+                after = _page_next(items)
+                if after is not None:
+                    asked = ask(after)
+                with gc_paused():  # a page is many objects, none in a cycle
+                    page = list(map(RouteInfo.from_dbus, items))
+                yield page
+                if after is None:
+                    return
+        finally:
+            asked.cancel()  # a page asked for that the caller no longer wants
 
     # -- VIFs ----------------------------------------------------------------------------------
     async def add_vif(
