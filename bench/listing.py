@@ -8,11 +8,12 @@ Each round starts, for each version in turn, a fresh mfc-dbusd in the lab's rout
 namespace on a private bus (no state file) and:
 
 - small_*: with --small routes held (half IPv4, half IPv6 exact routes), --calls
-  unpaged ListRoutes calls one after another: the client's wait per call and the
-  service's CPU per call (its threads' schedstat run time);
+  unpaged ListRoutes calls one after another: the client's wait per call (median) and
+  the CPU per call of the service (cpu), of dbus-daemon (bus) and of the client
+  (client); a process's CPU is its threads' schedstat run time;
 - list_s: with --routes routes held (exact IPv4, one group: bench/scale.py's shape),
   every row read through the client's route_pages (pages of 10,000), the best of
-  --reads; list_cpu_s the service's CPU in that read;
+  --reads; list_cpu_s, list_bus_s, list_client_s the CPU of each process in it;
 - floor_s: `ip -j mroute show` (-4 and -6) dumping the same kernel table right after
   (the floor).
 
@@ -57,12 +58,21 @@ sys.path.insert(0, sys.argv[1])
 from dbus_fast import Variant
 from mfc_dbus.client import MfcClient
 
-address, pid, what, count = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+address, what, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
+service, bus = int(sys.argv[5]), int(sys.argv[6])
 
 
-def cpu() -> float:
+def run_time(pid: int) -> float:
     tasks = Path(f"/proc/{pid}/task")
     return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks.iterdir()) / 1e9
+
+
+def cpu() -> tuple[float, float, float]:  # seconds so far: service, bus daemon, client
+    return run_time(service), run_time(bus), time.process_time()
+
+
+def used(before: tuple[float, float, float]) -> list[float]:
+    return [now - then for now, then in zip(cpu(), before)]
 
 
 async def small(client):
@@ -72,7 +82,7 @@ async def small(client):
         started = time.perf_counter()
         (rows,) = await client.invoke("ListRoutes", {})
         waits.append(time.perf_counter() - started)
-    return {"rows": len(rows), "waits": waits, "cpu": (cpu() - before) / count}
+    return {"rows": len(rows), "waits": waits, "cpu": [t / count for t in used(before)]}
 
 
 async def paged(client):
@@ -81,9 +91,9 @@ async def paged(client):
         before, started, rows = cpu(), time.perf_counter(), 0
         async for page in client.route_pages():
             rows += len(page)
-        seconds, used = time.perf_counter() - started, cpu() - before
+        seconds = time.perf_counter() - started
         if best is None or seconds < best["seconds"]:
-            best = {"rows": rows, "seconds": seconds, "cpu": used}
+            best = {"rows": rows, "seconds": seconds, "cpu": used(before)}
     return best
 
 
@@ -127,8 +137,8 @@ def floor_read(lab: Lab) -> tuple[int, float]:
     """Rows and seconds of `ip -j mroute show` for both families (the read floor)."""
     rows, started = 0, time.perf_counter()
     for family in ("-4", "-6"):
-        shown = subprocess.run(["ip", "netns", "exec", lab.rtr, "ip", family, "-j", "mroute",
-                                "show"], check=True, capture_output=True, text=True).stdout  # fmt: skip
+        argv = ["ip", "netns", "exec", lab.rtr, "ip", family, "-j", "mroute", "show"]
+        shown = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
         rows += len(json.loads(shown or "[]"))
     return rows, time.perf_counter() - started
 
@@ -148,10 +158,11 @@ async def fill(address: str, specs: list[RouteSpec]) -> None:
         await client.close()
 
 
-def measure(tree: Path, address: str, pid: int, what: str, count: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", _CLIENT, str(tree), address, str(pid), what,
-                           str(count)], check=True, capture_output=True, text=True)  # fmt: skip
-    return json.loads(done.stdout)
+def measure(tree: Path, bus: PrivateBus, service: ServiceProcess, what: str, count: int) -> dict:
+    assert bus.process is not None
+    argv = [sys.executable, "-c", _CLIENT, str(tree), bus.address, what, str(count),
+            str(service.pid), str(bus.process.pid)]  # fmt: skip
+    return json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
 
 
 def turn(lab: Lab, bus: PrivateBus, directory: Path, tree: Path, args) -> dict:
@@ -165,9 +176,9 @@ def turn(lab: Lab, bus: PrivateBus, directory: Path, tree: Path, args) -> dict:
     service.tree = tree
     with service:
         asyncio.run(fill(bus.address, small_specs))
-        small = measure(tree, bus.address, service.pid, "small", args.calls)
+        small = measure(tree, bus, service, "small", args.calls)
         asyncio.run(fill(bus.address, large_specs))
-        paged = measure(tree, bus.address, service.pid, "paged", args.reads)
+        paged = measure(tree, bus, service, "paged", args.reads)
         floor_rows, floor_s = floor_read(lab)
         errors = service.unhandled()
         service.stop(timeout=600)
@@ -178,9 +189,13 @@ def turn(lab: Lab, bus: PrivateBus, directory: Path, tree: Path, args) -> dict:
     return {
         "small_rows": small["rows"],
         "small_wait_ms": statistics.median(small["waits"]) * 1000,
-        "small_cpu_ms": small["cpu"] * 1000,
+        "small_cpu_ms": small["cpu"][0] * 1000,
+        "small_bus_ms": small["cpu"][1] * 1000,
+        "small_client_ms": small["cpu"][2] * 1000,
         "list_s": paged["seconds"],
-        "list_cpu_s": paged["cpu"],
+        "list_cpu_s": paged["cpu"][0],
+        "list_bus_s": paged["cpu"][1],
+        "list_client_s": paged["cpu"][2],
         "floor_s": floor_s,
         "list_vs_floor": paged["seconds"] / floor_s,
         "load": os.getloadavg()[0],
@@ -220,8 +235,9 @@ def main() -> int:
                     rows.append({"version": name, "round": n + 1,
                                  **turn(lab, bus, directory, tree, args)})  # fmt: skip
                     print(f"  round {n + 1}, {name}: done", flush=True)
-    keys = ["small_wait_ms", "small_cpu_ms", "list_s", "list_cpu_s", "floor_s",
-            "list_vs_floor", "load"]  # fmt: skip
+    keys = ["small_wait_ms", "small_cpu_ms", "small_bus_ms", "small_client_ms", "list_s",
+            "list_cpu_s", "list_bus_s", "list_client_s", "floor_s", "list_vs_floor",
+            "load"]  # fmt: skip
     summary = [ranges(rows, name, keys) for name in (args.old, "this")]
     report(f"ListRoutes, {args.routes:,} routes paged and {args.small:,} unpaged "
            f"(python {sys.version.split()[0]}, dbus-fast {_dbus_fast()})",
