@@ -14,6 +14,8 @@ namespace on a private bus (no state file) and:
 - list_s: with --routes routes held (exact IPv4, one group: bench/scale.py's shape),
   every row read through the client's route_pages (pages of 10,000), the best of
   --reads; list_cpu_s, list_bus_s, list_client_s the CPU of each process in it;
+- show_s: `mfc-dbus route show` (the version's, from its interpreter's start) printing
+  every row to /dev/null, the best of --reads;
 - floor_s: `ip -j mroute show` (-4 and -6) dumping the same kernel table right after
   (the floor).
 
@@ -165,6 +167,23 @@ def measure(tree: Path, bus: PrivateBus, service: ServiceProcess, what: str, cou
     return json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
 
 
+def route_show(tree: Path, bus: PrivateBus, reads: int) -> float:
+    """Best seconds of `mfc-dbus route show` (the version's) printing every row to
+    /dev/null, from the interpreter's start."""
+    start = (
+        "import sys; sys.path.insert(0, sys.argv.pop(1)); from mfc_dbus.cli import main; main()"
+    )
+    argv = [sys.executable, "-c", start, str(tree), "--address", bus.address, "route", "show"]
+    best = None
+    for _ in range(reads):
+        started = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        best = seconds if best is None else min(best, seconds)
+    assert best is not None
+    return best
+
+
 def turn(lab: Lab, bus: PrivateBus, directory: Path, tree: Path, args) -> dict:
     """One version's figures, on a fresh service."""
     half = args.small // 2
@@ -179,6 +198,7 @@ def turn(lab: Lab, bus: PrivateBus, directory: Path, tree: Path, args) -> dict:
         small = measure(tree, bus, service, "small", args.calls)
         asyncio.run(fill(bus.address, large_specs))
         paged = measure(tree, bus, service, "paged", args.reads)
+        show_s = route_show(tree, bus, args.reads)
         floor_rows, floor_s = floor_read(lab)
         errors = service.unhandled()
         service.stop(timeout=600)
@@ -196,8 +216,10 @@ def turn(lab: Lab, bus: PrivateBus, directory: Path, tree: Path, args) -> dict:
         "list_cpu_s": paged["cpu"][0],
         "list_bus_s": paged["cpu"][1],
         "list_client_s": paged["cpu"][2],
+        "show_s": show_s,
         "floor_s": floor_s,
         "list_vs_floor": paged["seconds"] / floor_s,
+        "show_vs_floor": show_s / floor_s,
         "load": os.getloadavg()[0],
     }
 
@@ -236,8 +258,8 @@ def main() -> int:
                                  **turn(lab, bus, directory, tree, args)})  # fmt: skip
                     print(f"  round {n + 1}, {name}: done", flush=True)
     keys = ["small_wait_ms", "small_cpu_ms", "small_bus_ms", "small_client_ms", "list_s",
-            "list_cpu_s", "list_bus_s", "list_client_s", "floor_s", "list_vs_floor",
-            "load"]  # fmt: skip
+            "list_cpu_s", "list_bus_s", "list_client_s", "show_s", "floor_s", "list_vs_floor",
+            "show_vs_floor", "load"]  # fmt: skip
     summary = [ranges(rows, name, keys) for name in (args.old, "this")]
     report(f"ListRoutes, {args.routes:,} routes paged and {args.small:,} unpaged "
            f"(python {sys.version.split()[0]}, dbus-fast {_dbus_fast()})",

@@ -175,23 +175,14 @@ class RouteInfo:
     def from_dbus(cls, item: Sequence[Any]) -> RouteInfo:
         source, group, input_, outputs, extra = item
         info = {key: variant.value for key, variant in extra.items()}  # flat values only
+        get = info.get  # values of the contract's types; absent keys: the defaults
         return cls(
-            source=source or "*",
-            group=group,
-            input=input_,
-            outputs=tuple(outputs),
-            state=str(info.get("state", "installed")),
-            family=str(info.get("family") or ("ipv6" if ":" in group else "ipv4")),
-            table=int(info.get("table", 0)),
-            persistent=bool(info.get("persistent", True)),
-            owner=info.get("owner") or None,
-            missing=tuple(info.get("missing", ())),
-            packets=int(info.get("packets", 0)),
-            bytes=int(info.get("bytes", 0)),
-            wrong_if=int(info.get("wrong_if", 0)),
-            origin=info.get("origin") or None,
-            next=info.get(PAGE_NEXT) or None,
-        )
+            source or "*", group, input_, tuple(outputs), get("state", "installed"),
+            get("family") or ("ipv6" if ":" in group else "ipv4"), get("table", 0),
+            get("persistent", True), get("owner") or None, tuple(get("missing", ())),
+            get("packets", 0), get("bytes", 0), get("wrong_if", 0), get("origin") or None,
+            get(PAGE_NEXT) or None,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -96,32 +96,34 @@ def decode_token(token: str) -> Order:
 
 
 def _rows(
-    routes: Mapping[RouteKey, Route], tables: Tables, family: Family | None, table: int | None
+    routes: Mapping[RouteKey, Route],
+    tables: Tables,
+    family: Family | None,
+    table: int | None,
+    after: Order | None,
 ) -> list[tuple[Any, ...]]:
     """(order, route) for each configured route, (order, table, sg, learned) for each
-    flow learned from a template, of the family and table asked for (None: all). Built
-    in comprehensions: every page visits every route."""
+    flow learned from a template, of the family and table asked for (None: all), whose
+    order is past `after`. Built in comprehensions: every page visits every route."""
     size = None if family is None else _SIZE_OF[family]
-    rows: list[tuple[Any, ...]] = [  # order_of(key), inline
-        ((len(group), key.table, group, key.group_len, source, key.source_len, False,
-          key.input), route)
+    low: tuple[Any, ...] = () if after is None else after  # () is before every order
+    rows: list[tuple[Any, ...]] = [
+        (order, route)
         for key, route in routes.items()
         for source, group in (key.sg,)
         if (size is None or len(group) == size) and (table is None or key.table == table)
+        and (order := (len(group), key.table, group, key.group_len, source, key.source_len,
+                       False, key.input)) > low  # order_of(key), inline
     ]  # fmt: skip
     for found in tables.matching(family, table):
         number = found.table
         bits = 8 * (4 if found.family is Family.IPV4 else 16)
         rows += [
-            (
-                (len(group), number, group, bits, source, bits, True, ""),
-                found,
-                sg,
-                learned,
-            )  # order_of
+            (order, found, sg, learned)
             for sg, learned in found.learned.items()
             if learned.template is not None
             for source, group in (sg,)
+            if (order := (len(group), number, group, bits, source, bits, True, "")) > low
         ]
     return rows
 
@@ -153,9 +155,8 @@ def list_page(
         raise InvalidArgument(
             f"ListRoutes filter limit={limit}: give at least 1, or leave it out for every row"
         )
-    chosen, more = select(
-        _rows(routes, tables, family, table), decode_token(after) if after else None, limit
-    )
+    rows = _rows(routes, tables, family, table, decode_token(after) if after else None)
+    chosen, more = select(rows, None, limit)
     statuses = _statuses(chosen, tables)
     return RoutePage(statuses, encode_token(chosen[-1][0]) if more else None)
 
