@@ -1,5 +1,4 @@
-"""The one workaround for a dbus-fast bug; one of the two private names the project
-touches (the other: encoded.py, a reply written in wire format).
+"""The one workaround for a dbus-fast bug; the only private name the project touches.
 
 dbus-fast's asyncio writer (every release from 1.84 to 5.2) treats EAGAIN from
 `socket.send` as fatal and drops the bus connection. A unix socket can refuse a
