@@ -9,23 +9,29 @@ signal argument it cannot fill, or when it fills one the contract does not name.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from itertools import repeat
 from operator import attrgetter, itemgetter
 from typing import Any
 
-from dbus_fast import Variant
+from dbus_fast import SignatureTree, Variant
 
 from ..contract import Contract
 from ..errors import InvalidArgument, LimitExceeded
 from ..model import Route, RouteStatus, VifStatus, make_route_key, validate_interface_name
 from ..names import PAGE_NEXT, PENDING_VIF_INDEX
-from ..wiresize import fits, mib
-from .encoded import EncodedBody
+from ..wiresize import RowSizer, fits, mib, rows_size
 from .groupwire import GROUP_SIGNAL_FIELDS, group_signal_values
 from .options import OptionSpec, option_spec
-from .rowbytes import Row, RowEncoder
 
+RouteTuple = tuple[str, str, str, list[str], dict[str, Variant]]
 VifTuple = tuple[str, int, dict[str, Variant]]
 Getter = Callable[[Any], Any]
+
+
+# Source and group texts (an IPv6 prefix: at most 43 characters each), state and family.
+_BOUNDED_TEXTS = 43 + 43 + len("installed") + len("ipv4")
+_LIST_ITEM = 8  # an interface name's length word, NUL and alignment in an `as`
+_UNVERIFIED = repeat(False)  # Variant's verify argument, for map()
 
 
 def vif_index(vif: VifStatus) -> int:
@@ -46,7 +52,7 @@ def route_detail_values(status: RouteStatus) -> tuple[Any, ...]:
     return (
         counters.packets, counters.bytes, counters.wrong_if, status.state, route.persistent,
         route.owner or "", key.table, _FAMILY_OF_SIZE[len(key.sg[1])],
-        status.missing_interfaces, route.origin or "",
+        list(status.missing_interfaces), route.origin or "",
     )  # fmt: skip
 
 
@@ -130,11 +136,13 @@ class Wire:
             raise TypeError(f"ListRoutes: the contract names no details key {PAGE_NEXT}:s")
         details = {key: sig for key, sig in route_keys.items() if key != PAGE_NEXT}
         _matched(details, ROUTE_DETAIL_FIELDS, "ListRoutes")
+        self._detail_keys = tuple(details)
+        # Parsed once: a Variant made from its SignatureType skips the parse.
+        self._detail_types = tuple(SignatureTree(sig).types[0] for sig in details.values())
         self._pick_details: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
-        if tuple(details) != ROUTE_DETAIL_FIELDS:
+        if self._detail_keys != ROUTE_DETAIL_FIELDS:
             self._pick_details = itemgetter(*map(ROUTE_DETAIL_FIELDS.index, details))
-        self._route_rows = RowEncoder(details, PAGE_NEXT)
-        self._route_signature = contract.methods["ListRoutes"].out_signature
+        self._route_sizer = RowSizer(route_keys)  # next included: a bound for every row
         self._vif_details = _details(
             contract.methods["ListVifs"].arg("vifs").keys, VIF_DETAILS, "ListVifs"
         )
@@ -179,32 +187,60 @@ class Wire:
             owner=sender if lease else None,
         )
 
-    def route_row(self, status: RouteStatus) -> Row:
-        """A ListRoutes row's values: (source, group, input, outputs, details values
-        in the contract's order)."""
+    def route_tuple(self, status: RouteStatus) -> RouteTuple:
         route = status.route
         source, group = route.key.texts
         values = route_detail_values(status)
         if self._pick_details is not None:
             values = self._pick_details(values)
-        return source, group, route.input, route.outputs, values
+        # Unverified: the values are the model's own, of the contract's types.
+        variants = map(Variant, self._detail_types, values, _UNVERIFIED)
+        return (
+            source,
+            group,
+            route.input,
+            list(route.outputs),
+            dict(zip(self._detail_keys, variants, strict=True)),
+        )
 
     def route_page(
         self, statuses: list[RouteStatus], next_token: str | None, limit: int
-    ) -> EncodedBody:
-        """ListRoutes' reply, written (rowbytes.py), the last row carrying
-        `next_token`; LimitExceeded when it would exceed `limit` bytes (the bus would
-        drop the service's connection rather than deliver it)."""
-        data = self._route_rows.body(map(self.route_row, statuses), next_token)
-        if not fits(len(data), limit):
-            raise LimitExceeded(
-                f"ListRoutes: a reply of {len(statuses)} routes would take {mib(len(data))}, "
-                f"more than the {mib(limit)} a bus message may hold; page through them "
-                f"with the filter keys limit (such as limit=10000) and after (the "
-                f"{PAGE_NEXT!r} value of the previous page's last row), as `mfc-dbus "
-                "route show` does"
-            )
-        return EncodedBody(self._route_signature, data)
+    ) -> list[RouteTuple]:
+        """ListRoutes' reply rows, the last carrying `next_token`; LimitExceeded when
+        the reply would exceed `limit` bytes (the bus would drop the service's
+        connection rather than deliver it). A cheap upper bound decides most replies;
+        past it the rows are measured exactly."""
+        size = self._route_sizer.fixed * len(statuses) + len(next_token or "")
+        if fits(size, limit):  # the fixed part alone fits: add each row's strings
+            size += sum(map(self._strings_size, statuses))
+        rows = [self.route_tuple(status) for status in statuses]
+        if next_token is not None and rows:
+            rows[-1][4][PAGE_NEXT] = Variant("s", next_token)
+        if not fits(size, limit):
+            size = rows_size(rows)
+            if not fits(size, limit):
+                raise LimitExceeded(
+                    f"ListRoutes: a reply of {len(statuses)} routes would take {mib(size)}, "
+                    f"more than the {mib(limit)} a bus message may hold; page through them "
+                    f"with the filter keys limit (such as limit=10000) and after (the "
+                    f"{PAGE_NEXT!r} value of the previous page's last row), as `mfc-dbus "
+                    "route show` does"
+                )
+        return rows
+
+    @staticmethod
+    def _strings_size(status: RouteStatus) -> int:
+        """The row's strings, beyond RowSizer's fixed part: the lengths the model bounds
+        (addresses, state, family) as constants, interface names (printable ASCII) by
+        their length, the free texts (owner, origin) encoded."""
+        route = status.route
+        names = (route.input, *route.outputs, *status.missing_interfaces)
+        size = _BOUNDED_TEXTS + sum(map(len, names)) + _LIST_ITEM * (len(names) - 1)
+        if route.owner:
+            size += len(route.owner.encode())
+        if route.origin:
+            size += len(route.origin.encode())
+        return size
 
     def vif_tuple(self, vif: VifStatus) -> VifTuple:
         details = {key: Variant(sig, get(vif)) for key, sig, get in self._vif_details}

@@ -43,7 +43,6 @@ from ..names import (
 )
 from .auth import Authorizer, Call, CallerGone, changing, is_public
 from .boundary import error_of
-from .encoded import EncodedBody, EncodedReply
 from .outbox import Outbox
 
 log = logging.getLogger("mfc_dbus.service")
@@ -319,14 +318,10 @@ class Dispatcher:
         self._reply(call, spec, result)
 
     def _reply(self, call: Call, spec: MethodSpec, result: Any) -> None:
-        if call.message.flags.value & _NO_REPLY_EXPECTED:
-            return
-        if isinstance(result, EncodedBody):  # written by the service (rowbytes.py)
-            self._outbox.send(EncodedReply(call.message, result))
-            return
         outputs = len(spec.outputs)
         body = [] if outputs == 0 else [result] if outputs == 1 else list(result)
-        self._outbox.send(Message.new_method_return(call.message, spec.out_signature, body))
+        if not call.message.flags.value & _NO_REPLY_EXPECTED:
+            self._outbox.send(Message.new_method_return(call.message, spec.out_signature, body))
 
     def _failed(self, call: Call, exc: BaseException) -> None:
         if isinstance(exc, CallerGone):

@@ -26,7 +26,6 @@ from ..wiresize import SYSTEM_BUS_MESSAGE_LIMIT
 from .auth import Call, GuardedEngine, public
 from .convert import Wire, vif_index
 from .emitter import Emitter
-from .encoded import EncodedBody
 from .groupwire import GroupWire
 from .leases import Leases
 from .options import option_spec
@@ -200,9 +199,9 @@ class Forwarding:
         return flush
 
     @public
-    def ListRoutes(self, call: Call, filter: dict[str, Variant]) -> EncodedBody:
+    def ListRoutes(self, call: Call, filter: dict[str, Variant]) -> list[Any]:
         given = self._route_filter.parse(filter)
-        with gc_paused():  # a row is a few tuples, none in a cycle (gcpause.py)
+        with gc_paused():  # a row is a dozen objects, none in a cycle (gcpause.py)
             page = self._engine.list_page(
                 given.get("family"), given.get("table"), after=given.get("after"),
                 limit=given.get("limit"),

@@ -1,6 +1,5 @@
-"""The sizes that keep a ListRoutes reply or an AddRoutes call inside a bus message:
-an AddRoutes bound never below what dbus-fast really marshals, and a named error past
-the limit."""
+"""The size bounds that keep a ListRoutes reply or an AddRoutes call inside a bus
+message: never below what dbus-fast really marshals, and a named error past the limit."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from mfc_dbus.contract import load
 from mfc_dbus.errors import LimitExceeded
 from mfc_dbus.model import Counters, Route, RouteStatus, make_route_key
 from mfc_dbus.service.convert import Wire
-from mfc_dbus.wiresize import HEADER_ALLOWANCE, rows_size
+from mfc_dbus.wiresize import rows_size
 
 CONTRACT = load()
 NAMES = ["down0", "a-very-long-nm0", "x"]
@@ -37,26 +36,44 @@ def statuses() -> list[RouteStatus]:
     return found
 
 
+def test_a_listroutes_reply_is_never_larger_than_its_bound():
+    wire = Wire(CONTRACT)
+    rows_in = statuses() * 50
+    for count in (1, 2, 3, 150):
+        chosen = rows_in[:count]
+        rows = wire.route_page(chosen, "ab" * 40, 1 << 25)
+        bound = wire._route_sizer.fixed * count + 80 + sum(map(wire._strings_size, chosen))
+        assert marshalled("a(sssasa{sv})", [rows]) <= bound
+
+
 def test_the_exact_size_is_what_dbus_fast_marshals():
+    wire = Wire(CONTRACT)
+    for count in (1, 2, 3, 7, 150):
+        rows = wire.route_page(
+            (statuses() * 50)[:count], "ab" * 40 if count % 2 else None, 1 << 25
+        )
+        assert rows_size(rows) == marshalled("a(sssasa{sv})", [rows])
     batch = [[f"10.0.0.{n}", "233.252.0.1", "up0", NAMES[: n % 3 + 1],
               {"table": Variant("u", 5), "lease": Variant("b", True)} if n % 2 else {}]
              for n in range(1, 200)]  # fmt: skip
     assert rows_size(batch) == marshalled("a(sssasa{sv})", [batch])
 
 
-def test_a_reply_that_fits_the_limit_with_the_header_allowance_is_sent():
+def test_a_reply_over_the_bound_but_within_the_limit_is_sent():
     wire = Wire(CONTRACT)
     rows = statuses() * 1000
-    exact = len(wire.route_page(rows, None, 1 << 30).data)
-    assert wire.route_page(rows, None, exact + HEADER_ALLOWANCE).data
+    exact = rows_size(wire.route_page(rows, None, 1 << 30))
+    bound = wire._route_sizer.fixed * len(rows) + sum(map(wire._strings_size, rows))
+    assert bound > exact + 4096 * 2
+    assert len(wire.route_page(rows, None, exact + 4096)) == len(rows)
     with pytest.raises(LimitExceeded):
-        wire.route_page(rows, None, exact + HEADER_ALLOWANCE - 1)
+        wire.route_page(rows, None, exact + 4095)
 
 
 def test_a_listroutes_reply_past_the_limit_is_limit_exceeded_saying_how_to_page():
     wire = Wire(CONTRACT)
     rows = statuses() * 1000
-    assert len(wire.route_page(rows, None, 8 << 20).data) > 1 << 20
+    assert len(wire.route_page(rows, None, 8 << 20)) == 3000
     with pytest.raises(LimitExceeded) as refused:
         wire.route_page(rows, None, 1 << 20)
     message = refused.value.message
