@@ -70,20 +70,15 @@ def table(
 
 
 def _widen(widths: list[int], rows: Iterable[Sequence[str]]) -> None:
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
+    for i, column in enumerate(zip(*rows, strict=False)):  # column by column: 10,000 rows a page
+        widths[i] = max(widths[i], *map(len, column))
 
 
 def _aligned(rows: Iterable[Sequence[str]], widths: Sequence[int], right: Collection[int]) -> str:
-    lines = []
-    for row in rows:
-        cells = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    """Each row's cells padded to their column's width (right-aligned in `right`),
+    two spaces apart, trailing spaces dropped: one format string for every row."""
+    line = "  ".join(f"{{:{'>' if i in right else '<'}{width}}}" for i, width in enumerate(widths))
+    return "\n".join([line.format(*row).rstrip() for row in rows])
 
 
 def _route_sort_key(route: RouteInfo) -> tuple:

@@ -4,6 +4,7 @@ MfcClient (client.py) has these methods."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,8 @@ from dbus_fast import Variant
 from .client_bus import CONTRACT, BusClient
 from .client_options import make_options
 from .errors import LimitExceeded
+from .gcpause import gc_paused
+from .names import PAGE_NEXT
 from .wiresize import SYSTEM_BUS_MESSAGE_LIMIT, RowSizer, fits, mib, rows_size
 
 PAGE_SIZE = 10_000  # ListRoutes rows per call: about 3 MiB, well inside a bus message
@@ -62,23 +65,22 @@ class RouteInfo:
     def from_dbus(cls, item: Sequence[Any]) -> RouteInfo:
         source, group, input_, outputs, extra = item
         info = {key: variant.value for key, variant in extra.items()}  # flat values only
+        get = info.get  # values of the contract's types; absent keys: the defaults
         return cls(
-            source=source or "*",
-            group=group,
-            input=input_,
-            outputs=tuple(outputs),
-            state=str(info.get("state", "installed")),
-            family=str(info.get("family") or ("ipv6" if ":" in group else "ipv4")),
-            table=int(info.get("table", 0)),
-            persistent=bool(info.get("persistent", True)),
-            owner=info.get("owner") or None,
-            missing=tuple(info.get("missing", ())),
-            packets=int(info.get("packets", 0)),
-            bytes=int(info.get("bytes", 0)),
-            wrong_if=int(info.get("wrong_if", 0)),
-            origin=info.get("origin") or None,
-            next=info.get("next") or None,
-        )
+            source or "*", group, input_, tuple(outputs), get("state", "installed"),
+            get("family") or ("ipv6" if ":" in group else "ipv4"), get("table", 0),
+            get("persistent", True), get("owner") or None, tuple(get("missing", ())),
+            get("packets", 0), get("bytes", 0), get("wrong_if", 0), get("origin") or None,
+            get(PAGE_NEXT) or None,
+        )  # fmt: skip
+
+
+def _page_next(items: Sequence[Any]) -> str | None:
+    """The resume token in a ListRoutes page's last row; None on the last page."""
+    if not items:
+        return None
+    token = items[-1][4].get(PAGE_NEXT)
+    return None if token is None else str(token.value) or None
 
 
 def check_batch_size(routes: Sequence[Sequence[Any]], limit: int) -> None:
@@ -194,13 +196,25 @@ class RouteMethods(BusClient):
         self, *, family: str | None = None, table: int | None = None, size: int = PAGE_SIZE
     ) -> AsyncIterator[list[RouteInfo]]:
         """The routes, one ListRoutes page of at most `size` at a time, in the service's
-        order; a route that exists throughout comes exactly once."""
-        after: str | None = None
-        while True:
+        order; a route that exists throughout comes exactly once. The next page is
+        asked for as soon as a page arrives, so the service makes it while this one is
+        converted and used."""
+
+        def ask(after: str | None) -> asyncio.Task[list[Any]]:
             options = make_options(family=family, table=table, limit=size, after=after)
-            (items,) = await self.invoke("ListRoutes", options)
-            page = [RouteInfo.from_dbus(item) for item in items]
-            yield page
-            after = page[-1].next if page else None
-            if after is None:
-                return
+            return asyncio.ensure_future(self.invoke("ListRoutes", options))
+
+        asked = ask(None)
+        try:
+            while True:
+                (items,) = await asked
+                after = _page_next(items)
+                if after is not None:
+                    asked = ask(after)
+                with gc_paused():  # a page is many objects, none in a cycle
+                    page = list(map(RouteInfo.from_dbus, items))
+                yield page
+                if after is None:
+                    return
+        finally:
+            asked.cancel()  # a page asked for that the caller no longer wants

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from socket import AF_INET, AF_INET6, inet_ntop, inet_pton
+from typing import NamedTuple
 
 from .errors import InvalidArgument
 
@@ -523,20 +524,21 @@ class VifConfig:
         return VifKey(self.family, self.table, self.interface)
 
 
-@dataclass(frozen=True, slots=True)
-class Counters:
+class Counters(NamedTuple):
+    """An MFC entry's counters (a tuple: made per listed row, from the kernel's)."""
+
     packets: int = 0
     bytes: int = 0
     wrong_if: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class RouteStatus:
-    """A route as ListRoutes reports it: the desired route plus what is installed."""
+class RouteStatus(NamedTuple):
+    """A route as ListRoutes reports it: the desired route plus what is installed (a
+    tuple: one is made per listed row)."""
 
     route: Route
     state: str  # "installed", "pending" or "learned"
-    counters: Counters = field(default_factory=Counters)
+    counters: Counters = Counters()
     missing_interfaces: tuple[str, ...] = ()
 
 

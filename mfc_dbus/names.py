@@ -54,3 +54,5 @@ DBUS_UNKNOWN_METHOD = "org.freedesktop.DBus.Error.UnknownMethod"
 DBUS_UNKNOWN_INTERFACE = "org.freedesktop.DBus.Error.UnknownInterface"
 DBUS_UNKNOWN_PROPERTY = "org.freedesktop.DBus.Error.UnknownProperty"
 DBUS_PROPERTY_READ_ONLY = "org.freedesktop.DBus.Error.PropertyReadOnly"
+# The ListRoutes details key of a page's last row: where the next page starts.
+PAGE_NEXT = "next"

@@ -11,9 +11,10 @@ opaque to callers.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from ..errors import InvalidArgument
@@ -32,6 +33,15 @@ from .tables import KernelTables as Tables
 # a template's, "" for an exact (S,G))
 Order = tuple[int, int, bytes, int, bytes, int, bool, str]
 _SIZES = {4: Family.IPV4, 16: Family.IPV6}
+_SIZE_OF = {Family.IPV4: 4, Family.IPV6: 16}
+_ORDER = itemgetter(0)
+_NO_COUNTERS = Counters()
+
+
+def _table_of_row(row: tuple[Any, ...]) -> tuple[int, int]:
+    return row[0][:2]
+
+
 _TOKEN_HELP = "pass the 'next' value of the previous page's last row unchanged"
 
 
@@ -86,34 +96,49 @@ def decode_token(token: str) -> Order:
 
 
 def _rows(
-    routes: Mapping[RouteKey, Route], tables: Tables, family: Family | None, table: int | None
-) -> Iterator[tuple[Any, ...]]:
+    routes: Mapping[RouteKey, Route],
+    tables: Tables,
+    family: Family | None,
+    table: int | None,
+    after: Order | None,
+) -> list[tuple[Any, ...]]:
     """(order, route) for each configured route, (order, table, sg, learned) for each
-    flow learned from a template, of the family and table asked for (None: all)."""
-    for key, route in routes.items():
-        if (family is None or key.family is family) and (table is None or key.table == table):
-            yield (order_of(key), route)
+    flow learned from a template, of the family and table asked for (None: all), whose
+    order is past `after`. Built in comprehensions: every page visits every route."""
+    size = None if family is None else _SIZE_OF[family]
+    low: tuple[Any, ...] = () if after is None else after  # () is before every order
+    rows: list[tuple[Any, ...]] = [
+        (order, route)
+        for key, route in routes.items()
+        for source, group in (key.sg,)
+        if (size is None or len(group) == size) and (table is None or key.table == table)
+        and (order := (len(group), key.table, group, key.group_len, source, key.source_len,
+                       False, key.input)) > low  # order_of(key), inline
+    ]  # fmt: skip
     for found in tables.matching(family, table):
         number = found.table
         bits = 8 * (4 if found.family is Family.IPV4 else 16)
-        for sg, learned in found.learned.items():
-            if learned.template is not None:
-                source, group = sg
-                order = (len(group), number, group, bits, source, bits, True, "")
-                yield (order, found, sg, learned)
+        rows += [
+            (order, found, sg, learned)
+            for sg, learned in found.learned.items()
+            if learned.template is not None
+            for source, group in (sg,)
+            if (order := (len(group), number, group, bits, source, bits, True, "")) > low
+        ]
+    return rows
 
 
 def select(
-    rows: Iterable[tuple[Any, ...]], after: Order | None, limit: int | None
+    rows: list[tuple[Any, ...]], after: Order | None, limit: int | None
 ) -> tuple[list[tuple[Any, ...]], bool]:
     """The first `limit` rows (all: None) after `after` in order, and whether more follow.
-    Orders are unique, so rows never compare past their first element."""
+    Orders are unique, so rows are sorted by their first element alone."""
     if after is not None:
-        rows = (row for row in rows if row[0] > after)
-    if limit is None:
-        return sorted(rows), False
-    chosen = heapq.nsmallest(limit + 1, rows)
-    return chosen[:limit], len(chosen) > limit
+        rows = [row for row in rows if row[0] > after]
+    rows.sort(key=_ORDER)
+    if limit is None or len(rows) <= limit:
+        return rows, False
+    return rows[:limit], True
 
 
 def list_page(
@@ -130,53 +155,47 @@ def list_page(
         raise InvalidArgument(
             f"ListRoutes filter limit={limit}: give at least 1, or leave it out for every row"
         )
-    chosen, more = select(
-        _rows(routes, tables, family, table), decode_token(after) if after else None, limit
-    )
+    rows = _rows(routes, tables, family, table, decode_token(after) if after else None)
+    chosen, more = select(rows, None, limit)
     statuses = _statuses(chosen, tables)
     return RoutePage(statuses, encode_token(chosen[-1][0]) if more else None)
 
 
 def _statuses(chosen: list[tuple[Any, ...]], tables: Tables) -> list[RouteStatus]:
-    """The rows' statuses, with the counters of each table read in one go."""
-    wanted: dict[Table, list[SG]] = {}
-    flows: dict[Table, dict[RouteKey, list[SG]]] = {}
-    placed: list[tuple[Table, Route | None, Any]] = []
-    for row in chosen:
-        if len(row) == 2:
-            route = row[1]
-            found = tables.of(route.key)
-            sgs = wanted.setdefault(found, [])
-            if route.key.is_template:
-                if found not in flows:
-                    flows[found] = flows_by_template(found)
-                sgs.extend(flows[found].get(route.key, ()))
-            else:
-                sgs.append(route.key.sg)
-            placed.append((found, route, None))
+    """The rows' statuses. Rows come in order, so those of one table are together:
+    each such run's counters are read in one go."""
+    statuses: list[RouteStatus] = []
+    for (size, number), run in groupby(chosen, key=_table_of_row):
+        found = tables.find(_SIZES[size], number)
+        assert found is not None, "a listed route's table exists from its first change"
+        statuses += _table_statuses(found, list(run), 8 * size)
+    return statuses
+
+
+def _table_statuses(found: Table, rows: list[tuple[Any, ...]], bits: int) -> list[RouteStatus]:
+    flows: dict[RouteKey, list[SG]] | None = None
+    wanted: list[SG] = []
+    for row in rows:
+        order = row[0]
+        if len(row) == 4:  # (order, table, sg, learned): a learned flow
+            wanted.append(row[2])
+        elif order[3] == bits and order[5] == bits:  # an exact (S,G)
+            wanted.append(row[1].key.sg)
+        else:  # a template: the sum over its learned flows
+            flows = flows_by_template(found) if flows is None else flows
+            wanted += flows.get(row[1].key, ())
+    counters = read_counters(found, wanted)
+    statuses = []
+    for row in rows:
+        if len(row) == 4:
+            sg = row[2]
+            statuses.append(learned_status(found, sg, row[3], counters.get(sg, _NO_COUNTERS)))
+            continue
+        route = row[1]
+        key = route.key
+        if flows is not None and key.is_template:
+            got = summed(counters, flows.get(key, ()))
         else:
-            _order, found, sg, learned = row
-            wanted.setdefault(found, []).append(sg)
-            placed.append((found, None, (sg, learned)))
-    counters = {found: read_counters(found, sgs) for found, sgs in wanted.items()}
-    return [
-        _status(found, route, flow, counters[found], flows.get(found))
-        for found, route, flow in placed
-    ]
-
-
-def _status(
-    found: Table,
-    route: Route | None,
-    flow: tuple[SG, Any] | None,
-    counters: dict[SG, Counters],
-    flows: dict[RouteKey, list[SG]] | None,
-) -> RouteStatus:
-    if route is None:
-        assert flow is not None
-        sg, learned = flow
-        return learned_status(found, sg, learned, counters.get(sg, Counters()))
-    key = route.key
-    if key.is_template:
-        return configured_status(found, route, summed(counters, (flows or {}).get(key, ())))
-    return configured_status(found, route, counters.get(key.sg, Counters()))
+            got = counters.get(key.sg, _NO_COUNTERS)
+        statuses.append(configured_status(found, route, got))
+    return statuses

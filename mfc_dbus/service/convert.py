@@ -9,15 +9,16 @@ signal argument it cannot fill, or when it fills one the contract does not name.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
-from dbus_fast import Variant
+from dbus_fast import SignatureTree, Variant
 
 from ..contract import Contract
 from ..errors import InvalidArgument, LimitExceeded
 from ..model import Route, RouteStatus, VifStatus, make_route_key, validate_interface_name
-from ..names import PENDING_VIF_INDEX
+from ..names import PAGE_NEXT, PENDING_VIF_INDEX
 from ..wiresize import RowSizer, fits, mib, rows_size
 from .groupwire import GROUP_SIGNAL_FIELDS, group_signal_values
 from .options import OptionSpec, option_spec
@@ -27,28 +28,34 @@ VifTuple = tuple[str, int, dict[str, Variant]]
 Getter = Callable[[Any], Any]
 
 
-PAGE_NEXT = "next"  # the details key of a page's last row: where the next page starts
 # Source and group texts (an IPv6 prefix: at most 43 characters each), state and family.
 _BOUNDED_TEXTS = 43 + 43 + len("installed") + len("ipv4")
 _LIST_ITEM = 8  # an interface name's length word, NUL and alignment in an `as`
+_UNVERIFIED = repeat(False)  # Variant's verify argument, for map()
 
 
 def vif_index(vif: VifStatus) -> int:
     return PENDING_VIF_INDEX if vif.index is None else vif.index
 
 
-ROUTE_DETAILS: dict[str, Callable[[RouteStatus], Any]] = {
-    "packets": attrgetter("counters.packets"),
-    "bytes": attrgetter("counters.bytes"),
-    "wrong_if": attrgetter("counters.wrong_if"),
-    "state": attrgetter("state"),
-    "persistent": attrgetter("route.persistent"),
-    "owner": lambda status: status.route.owner or "",
-    "table": attrgetter("route.key.table"),
-    "family": attrgetter("route.key.family.value"),
-    "missing": lambda status: list(status.missing_interfaces),
-    "origin": lambda status: status.route.origin or "",
-}
+# What a ListRoutes row's details can carry, read in one go from a RouteStatus (the
+# contract's keys pick and order them), and each key's signature.
+ROUTE_DETAIL_FIELDS = ("packets", "bytes", "wrong_if", "state", "persistent", "owner",
+                       "table", "family", "missing", "origin")  # fmt: skip
+_FAMILY_OF_SIZE = {4: "ipv4", 16: "ipv6"}
+
+
+def route_detail_values(status: RouteStatus) -> tuple[Any, ...]:
+    route = status.route
+    key = route.key
+    counters = status.counters
+    return (
+        counters.packets, counters.bytes, counters.wrong_if, status.state, route.persistent,
+        route.owner or "", key.table, _FAMILY_OF_SIZE[len(key.sg[1])],
+        list(status.missing_interfaces), route.origin or "",
+    )  # fmt: skip
+
+
 VIF_DETAILS: dict[str, Callable[[VifStatus], Any]] = {
     "family": attrgetter("family.value"),
     "table": attrgetter("table"),
@@ -128,7 +135,13 @@ class Wire:
         if route_keys.get(PAGE_NEXT) != "s":
             raise TypeError(f"ListRoutes: the contract names no details key {PAGE_NEXT}:s")
         details = {key: sig for key, sig in route_keys.items() if key != PAGE_NEXT}
-        self._route_details = _details(details, ROUTE_DETAILS, "ListRoutes")
+        _matched(details, ROUTE_DETAIL_FIELDS, "ListRoutes")
+        self._detail_keys = tuple(details)
+        # Parsed once: a Variant made from its SignatureType skips the parse.
+        self._detail_types = tuple(SignatureTree(sig).types[0] for sig in details.values())
+        self._pick_details: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
+        if self._detail_keys != ROUTE_DETAIL_FIELDS:
+            self._pick_details = itemgetter(*map(ROUTE_DETAIL_FIELDS.index, details))
         self._route_sizer = RowSizer(route_keys)  # next included: a bound for every row
         self._vif_details = _details(
             contract.methods["ListVifs"].arg("vifs").keys, VIF_DETAILS, "ListVifs"
@@ -177,9 +190,18 @@ class Wire:
     def route_tuple(self, status: RouteStatus) -> RouteTuple:
         route = status.route
         source, group = route.key.texts
-        # verify=False: the values are the model's own, of the contract's types.
-        details = {key: Variant(sig, get(status), False) for key, sig, get in self._route_details}
-        return source, group, route.input, list(route.outputs), details
+        values = route_detail_values(status)
+        if self._pick_details is not None:
+            values = self._pick_details(values)
+        # Unverified: the values are the model's own, of the contract's types.
+        variants = map(Variant, self._detail_types, values, _UNVERIFIED)
+        return (
+            source,
+            group,
+            route.input,
+            list(route.outputs),
+            dict(zip(self._detail_keys, variants, strict=True)),
+        )
 
     def route_page(
         self, statuses: list[RouteStatus], next_token: str | None, limit: int

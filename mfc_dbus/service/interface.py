@@ -19,7 +19,7 @@ from dbus_fast import Variant
 from .. import __version__
 from ..contract import Contract
 from ..engine.joins import Join
-from ..gcpause import gc_paused_if_many
+from ..gcpause import gc_paused, gc_paused_if_many
 from ..model import Family, Route, VifConfig, VifStatus, make_route_key
 from ..model import validate_interface_name as check_ifname
 from ..wiresize import SYSTEM_BUS_MESSAGE_LIMIT
@@ -201,11 +201,12 @@ class Forwarding:
     @public
     def ListRoutes(self, call: Call, filter: dict[str, Variant]) -> list[Any]:
         given = self._route_filter.parse(filter)
-        page = self._engine.list_page(
-            given.get("family"), given.get("table"), after=given.get("after"),
-            limit=given.get("limit"),
-        )  # fmt: skip
-        return self._wire.route_page(page.statuses, page.next, self.message_limit)
+        with gc_paused():  # a row is a dozen objects, none in a cycle (gcpause.py)
+            page = self._engine.list_page(
+                given.get("family"), given.get("table"), after=given.get("after"),
+                limit=given.get("limit"),
+            )  # fmt: skip
+            return self._wire.route_page(page.statuses, page.next, self.message_limit)
 
     # -- interfaces ----------------------------------------------------------------
     def AddVif(self, call: Call, interface: str, options: dict[str, Variant]) -> Change:

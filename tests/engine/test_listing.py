@@ -11,6 +11,7 @@ from engine_helpers import route
 from fake_kernel import FakeKernel
 from test_engine_unit import Harness
 
+from mfc_dbus.engine import listing
 from mfc_dbus.engine.listing import decode_token, encode_token, order_of
 from mfc_dbus.errors import InvalidArgument
 from mfc_dbus.kernel import SgCounters, Upcall, UpcallKind
@@ -159,3 +160,31 @@ def test_templates_of_one_group_from_two_inputs_are_two_rows_paged_apart(h):
     first = h.engine.list_page(limit=1)
     second = h.engine.list_page(after=first.next, limit=1)
     assert [s.route.input for s in first.statuses + second.statuses] == ["down1", "up0"]
+
+
+def test_the_rows_orders_are_order_of_their_keys(h):
+    """_rows writes order_of inline (every page visits every route): the two agree."""
+    h.engine.add_routes([route("10.0.0.1", "233.252.0.1", "up0", "down0"),
+                         route("*", "233.252.0.2", "up0", "down0"),
+                         route("10.1.0.0/16", "239.0.0.0/8", "up0", "down0", table=7),
+                         route("2001:db8::5", "ff3e::db8:1", "up0", "down0"),
+                         route("*", "ff3e::db8:2", "up0", "down0")])  # fmt: skip
+    up0 = h.engine.list_vifs()[0].index
+    group = ipaddress.ip_address("233.252.0.2")
+    source = ipaddress.ip_address("192.0.2.10")
+    h.sock().queue_upcall(Upcall(UpcallKind.NOCACHE, V4, 0, source.packed, group.packed, up0))
+    h.deliver()
+    rows = listing._rows(h.engine._routes, h.engine._tables, None, None, None)
+    learned = [row for row in rows if len(row) == 4]
+    assert len(rows) == 6 and len(learned) == 1
+    for row in rows:
+        if len(row) == 2:
+            assert row[0] == order_of(row[1].key)
+        else:
+            found, sg = row[1], row[2]
+            status = listing.learned_status(found, sg, row[3])
+            assert row[0] == order_of(status.route.key, learned=True)
+    middle = sorted(row[0] for row in rows)[2]
+    assert sorted(row[0] for row in listing._rows(
+        h.engine._routes, h.engine._tables, None, None, middle)) == sorted(
+        row[0] for row in rows if row[0] > middle)  # fmt: skip
