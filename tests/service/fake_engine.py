@@ -150,11 +150,11 @@ class FakeEngine:
         """The engine's own order and tokens (engine/listing.py) over these routes."""
         if limit is not None and limit < 1:
             raise InvalidArgument(f"limit={limit}: give at least 1")
-        rows = (
+        rows = [
             (order_of(key), route)
             for key, route in self.routes.items()
             if (family is None or key.family == family) and (table is None or key.table == table)
-        )
+        ]
         chosen, more = select(rows, decode_token(after) if after else None, limit)
         statuses = [RouteStatus(route, "installed") for _order, route in chosen]
         return RoutePage(statuses, encode_token(chosen[-1][0]) if more else None)
