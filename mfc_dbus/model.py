@@ -184,6 +184,18 @@ def _parse_source(text: str, size: int) -> tuple[bytes, int]:
 
 
 # -- route keys ---------------------------------------------------------------------
+def _is_multicast(address: bytes) -> bool:
+    """A packed IPv4 (224/4) or IPv6 (ff00::/8) multicast address; 4 or 16 bytes."""
+    return 224 <= address[0] <= 239 if len(address) == 4 else address[0] == 0xFF
+
+
+def _key_hash(
+    table: int, sg: tuple[bytes, bytes], source_len: int, group_len: int, input: str
+) -> int:
+    """A RouteKey's hash: computed once, by RouteKey or by host_route."""
+    return hash((table, sg, source_len, group_len, input))
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class RouteKey:
     """What identifies a route: (S,G) in a table, the family following the addresses.
@@ -242,7 +254,7 @@ class RouteKey:
             or type(length) is not int
             or not 0 <= length <= bits
             or (length != bits and _host_bits(source, length))
-            or (length and (224 <= source[0] <= 239 if size == 4 else source[0] == 0xFF))
+            or (length and _is_multicast(source))
         ):
             raise _bad_source(source, length, group)
         table = self.table
@@ -254,7 +266,7 @@ class RouteKey:
                 "each (S,G) from one input, so the input is not part of its identity"
             )
         object.__setattr__(
-            self, "_hash", hash((table, self.sg, self.source_len, self.group_len, self.input))
+            self, "_hash", _key_hash(table, self.sg, self.source_len, self.group_len, self.input)
         )
 
     def __hash__(self) -> int:
@@ -464,7 +476,7 @@ def host_route(
         or base.group_len != 8 * size
         or base.source_len
         or not any(source)
-        or (224 <= source[0] <= 239 if size == 4 else source[0] == 0xFF)
+        or _is_multicast(source)
     ):
         return None
     table_set, sg_set, source_len_set, group_len_set, input_set = _KEY_SLOTS
@@ -477,7 +489,7 @@ def host_route(
     source_len_set(key, bits)
     group_len_set(key, bits)
     input_set(key, "")
-    _SET_KEY_HASH(key, hash((table, sg, bits, bits, "")))
+    _SET_KEY_HASH(key, _key_hash(table, sg, bits, bits, ""))
     key_set, route_input_set, outputs_set, persistent_set, owner_set, origin_set = _ROUTE_SLOTS
     route = _new(Route)
     key_set(route, key)
